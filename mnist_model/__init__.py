@@ -1,0 +1,20 @@
+"""What training and serving share: the network, its input normalisation and the checkpoint format.
+
+Each is written once here so that a checkpoint trained by `training` is read by `app` exactly as it was written.
+"""
+
+from mnist_model.checkpoint import CheckpointError, ModelMetadata, load_checkpoint, save_checkpoint
+from mnist_model.network import ARCHITECTURE, Net
+from mnist_model.normalize import MNIST_MEAN, MNIST_STD, normalize
+
+__all__ = [
+    "ARCHITECTURE",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "CheckpointError",
+    "ModelMetadata",
+    "Net",
+    "load_checkpoint",
+    "normalize",
+    "save_checkpoint",
+]

@@ -1,0 +1,129 @@
+"""The checkpoint format: weights in safetensors (no pickle, so loading can never run code) plus metadata.
+
+Safetensors metadata is a flat str→str map; each field of `ModelMetadata` is stored JSON-encoded under its own key
+so that `safetensors`'s own tools (and a human with `safe_open(...).metadata()`) can read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from mnist_model.network import ARCHITECTURE, Net
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or made for another model; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a checkpoint records about how it was made, so serving and model cards need nothing else."""
+
+    architecture: str = ARCHITECTURE
+    format_version: int = FORMAT_VERSION
+    mean: float = 0.1307
+    std: float = 0.3081
+    epochs: int = 0
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    per_class_accuracy: list[float] = field(default_factory=list)
+    dataset_sha256: dict[str, str] = field(default_factory=dict)
+    torch_version: str = torch.__version__
+    created_at: str = ""
+    command: str = ""
+    seed: int | None = None
+    hyperparameters: dict[str, object] = field(default_factory=dict)
+
+    def to_safetensors(self) -> dict[str, str]:
+        """Encode every field as a JSON string (safetensors metadata only holds strings)."""
+        return {key: json.dumps(value) for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_safetensors(cls, raw: dict[str, str] | None) -> ModelMetadata:
+        """Decode metadata written by `to_safetensors`; unknown keys are ignored so newer files still load."""
+        raw = raw or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"architecture", "mean", "std"} - raw.keys()
+        if missing:
+            raise CheckpointError(f"checkpoint metadata lacks {sorted(missing)}: it was not written by mnist-serve")
+        try:
+            values = {key: json.loads(text) for key, text in raw.items() if key in known}
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from exc
+        return cls(**values)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`.
+
+    A rename within one directory is atomic, so a reader (or a crash at any moment) sees either the old file or the
+    complete new one, never a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: ModelMetadata) -> None:
+    """Write the model's weights (moved to CPU, contiguous) and metadata to `path` atomically."""
+    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata.to_safetensors()))
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read only the metadata of a checkpoint (cheap: the header, not the weights)."""
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return ModelMetadata.from_safetensors(handle.metadata())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({exc}); retrain or re-download it") from exc
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[Net, ModelMetadata]:
+    """Load a checkpoint into a fresh `Net` in eval mode on `device`, checking architecture and tensor shapes."""
+    path = _existing(path)
+    metadata = read_metadata(path)
+    if metadata.architecture != ARCHITECTURE:
+        raise CheckpointError(f"{path} holds a '{metadata.architecture}' model, this code serves '{ARCHITECTURE}'")
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from exc
+    model = Net()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
+    return model.to(device).eval(), metadata
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}: train one with `python -m training.run --output {path}` "
+            "or point MNIST_SERVE_MODEL_PATH at an existing .safetensors file"
+        )
+    return path

@@ -1,0 +1,145 @@
+"""One training epoch and one evaluation pass over in-memory uint8 tensors, whole batches at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mnist_model import normalize
+from training.augment import random_affine
+from training.distributed import Runtime, all_reduce_sum
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """Summed over every rank: what the per-epoch log line and the metrics history show."""
+
+    loss: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    """Test-set results over the whole test set (all ranks' shards reduced)."""
+
+    loss: float
+    accuracy: float
+    confusion: torch.Tensor  # 10×10, rows = true digit, columns = predicted digit
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        totals = self.confusion.sum(dim=1).clamp(min=1)
+        return (self.confusion.diagonal() / totals).tolist()
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision when `dtype` is set (bf16/fp16), else a no-op."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def prepare_batch(
+    images: torch.Tensor,
+    mean: float,
+    std: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """uint8 N×28×28 on the device → normalised N×1×28×28 floats, randomly transformed when a generator is given."""
+    batch = images.unsqueeze(1).float().div_(255.0)
+    if generator is not None:
+        batch = random_affine(batch, generator)
+    return normalize(batch, mean, std)
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    indices: torch.Tensor,
+    batch_size: int,
+    runtime: Runtime,
+    mean: float,
+    std: float,
+    generator: torch.Generator | None,
+    amp_dtype: torch.dtype | None,
+    grad_scaler: torch.amp.GradScaler | None = None,
+    progress: bool = True,
+    description: str = "train",
+) -> EpochStats:
+    """Train on `images[indices]` (this rank's shard, already shuffled) in batches of `batch_size`."""
+    model.train()
+    device = runtime.device
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    start = time.perf_counter()
+    batches = indices.split(batch_size)
+    for batch_indices in tqdm(batches, desc=description, disable=not (progress and runtime.is_main), leave=False):
+        batch_indices = batch_indices.to(images.device)
+        x = prepare_batch(images[batch_indices].to(device, non_blocking=True), mean, std, generator)
+        y = labels[batch_indices].to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            loss = F.nll_loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        if grad_scaler is not None:
+            grad_scaler.scale(loss).backward()
+            grad_scaler.step(optimizer)
+            grad_scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.detach().double() * len(batch_indices)
+    count = torch.tensor([len(indices)], device=device, dtype=torch.float64)
+    reduced = all_reduce_sum(torch.cat([total_loss.view(1), count]), runtime)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return EpochStats(loss=(reduced[0] / reduced[1]).item(), images=int(reduced[1].item()), seconds=seconds)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    runtime: Runtime,
+    mean: float,
+    std: float,
+    batch_size: int = 1000,
+    amp_dtype: torch.dtype | None = None,
+) -> EvalStats:
+    """Loss, accuracy and confusion matrix on the test set; each rank takes every world_size-th image."""
+    model.eval()
+    device = runtime.device
+    shard = torch.arange(runtime.rank, len(labels), runtime.world_size)
+    loss_sum = torch.zeros(1, device=device, dtype=torch.float64)
+    confusion = torch.zeros(10 * 10, device=device, dtype=torch.float64)
+    for batch_indices in shard.split(batch_size):
+        batch_indices = batch_indices.to(images.device)
+        x = prepare_batch(images[batch_indices].to(device), mean, std)
+        y = labels[batch_indices].to(device)
+        with autocast(device, amp_dtype):
+            output = model(x).float()
+        loss_sum += F.nll_loss(output, y, reduction="sum").double()
+        confusion += torch.bincount(y * 10 + output.argmax(dim=1), minlength=100).double()
+    reduced = all_reduce_sum(torch.cat([loss_sum, confusion]), runtime).cpu()
+    confusion_matrix = reduced[1:].view(10, 10).long()
+    total = confusion_matrix.sum().item()
+    return EvalStats(
+        loss=reduced[0].item() / total,
+        accuracy=confusion_matrix.diagonal().sum().item() / total,
+        confusion=confusion_matrix,
+    )
