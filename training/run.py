@@ -36,6 +36,7 @@ log = logging.getLogger("training")
 
 DEFAULT_OUTPUT = Path("models/mnist_cnn.safetensors")
 # Settings that shape the schedule, the data order or the randomness: a resumed run must keep them.
+ONE_CYCLE_WARMUP = 0.2
 RESUME_MUST_MATCH = ("epochs", "batch_size", "lr", "weight_decay", "seed", "max_train_samples", "no_augment")
 
 
@@ -133,8 +134,7 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
                                  shuffle=True, seed=args.seed, drop_last=False)
     steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                    pct_start=0.2)
+    scheduler = build_scheduler(optimizer, args.lr, args.epochs * steps_per_epoch)
     grad_scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     state_path = state_path_for(args.output)
@@ -194,13 +194,21 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             command=launch_command(argv, runtime), seed=args.seed,
             hyperparameters={"epochs": args.epochs, "batch_size": args.batch_size, "world_size": runtime.world_size,
-                             "optimizer": "AdamW", "schedule": "OneCycleLR(pct_start=0.2)", "lr": args.lr,
+                             "optimizer": "AdamW", "schedule": f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})", "lr": args.lr,
                              "weight_decay": args.weight_decay, "augment": not args.no_augment,
                              "amp": str(amp_dtype), "device": device.type,
                              "train_samples": len(train_split)})
         save_checkpoint(args.output, raw_model, metadata)
         write_reports(args.output, metadata, history, evaluation.confusion)
         log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * evaluation.accuracy)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle: warm up for the first 20 % of steps, then anneal; constant LR for runs too short to have phases."""
+    if total_steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    pct_start = min(0.5, max(ONE_CYCLE_WARMUP, 2 / total_steps))  # each phase needs at least two steps
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
 
 
 def pick_amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:

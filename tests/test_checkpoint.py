@@ -1,0 +1,135 @@
+"""mnist_model.checkpoint: safetensors round trip, metadata, atomic writes, and clear errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_model import CheckpointError, ModelMetadata, Net, load_checkpoint, save_checkpoint
+from mnist_model.checkpoint import atomic_write, read_metadata
+
+
+class TutorialNet(nn.Module):
+    """Verbatim copy of pytorch/examples mnist/main.py's Net: our checkpoints must load into it unchanged."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+
+METADATA = ModelMetadata(epochs=3, test_accuracy=0.991, per_class_accuracy=[0.99] * 10,
+                         dataset_sha256={"train": "ab", "test": "cd"}, created_at="2026-01-01T00:00:00+00:00",
+                         command="python -m training.run --epochs 3", seed=7, hyperparameters={"lr": 0.003})
+
+
+def test_round_trip_keeps_weights_and_metadata(tmp_path: Path):
+    torch.manual_seed(0)
+    model = Net().eval()
+    save_checkpoint(tmp_path / "m.safetensors", model, METADATA)
+    loaded, metadata = load_checkpoint(tmp_path / "m.safetensors")
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(model(x), loaded(x))
+    assert metadata == METADATA
+    assert not loaded.training
+
+
+def test_weights_load_into_the_tutorial_net(tmp_path: Path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    save_checkpoint(tmp_path / "m.safetensors", model, METADATA)
+    tutorial = TutorialNet().eval()
+    tutorial.load_state_dict(load_file(tmp_path / "m.safetensors"), strict=True)
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(model(x), tutorial(x))
+
+
+def test_file_is_safetensors_with_readable_json_metadata(tmp_path: Path):
+    save_checkpoint(tmp_path / "m.safetensors", Net(), METADATA)
+    raw = (tmp_path / "m.safetensors").read_bytes()
+    header_length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_length])
+    assert json.loads(header["__metadata__"]["test_accuracy"]) == pytest.approx(0.991)
+    assert json.loads(header["__metadata__"]["architecture"]) == "pytorch-examples-mnist-cnn"
+    assert read_metadata(tmp_path / "m.safetensors").seed == 7
+
+
+def test_missing_file_says_how_to_get_one(tmp_path: Path):
+    with pytest.raises(CheckpointError, match="python -m training.run"):
+        load_checkpoint(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle"])
+def test_corrupt_files_raise_checkpoint_error(tmp_path: Path, damage: str):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, Net(), METADATA)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:5000])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 64)
+    else:
+        torch.save(Net().state_dict(), path)  # a pickle must be refused, never unpickled
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_foreign_safetensors_without_our_metadata_is_refused(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    save_file({name: t.contiguous() for name, t in Net().state_dict().items()}, tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match="not written by mnist-serve"):
+        load_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_other_architecture_is_refused(tmp_path: Path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, Net(), ModelMetadata(architecture="resnet18"))
+    with pytest.raises(CheckpointError, match="resnet18"):
+        load_checkpoint(path)
+
+
+def test_wrong_tensor_shapes_are_refused(tmp_path: Path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, nn.Linear(3, 4), METADATA)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path):
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"old")
+
+    def crash(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a save
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    assert path.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_atomic_write_replaces_the_file(tmp_path: Path):
+    path = tmp_path / "sub" / "file.bin"
+    atomic_write(path, lambda tmp: tmp.write_bytes(b"new"))
+    assert path.read_bytes() == b"new"

@@ -1,0 +1,167 @@
+"""training.run end to end on real MNIST: smoke run, determinism, resume, DDP, and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mnist_model import load_checkpoint
+from mnist_model.checkpoint import read_metadata
+from tests.conftest import REPO, requires_cuda
+from tests.test_checkpoint import TutorialNet
+from training.run import main, parse_args
+
+pytestmark = pytest.mark.slow
+
+
+def run_args(root: Path, output: Path, *extra: str, samples: int = 256) -> list[str]:
+    return ["--data-dir", str(root), "--output", str(output), "--max-train-samples", str(samples),
+            "--batch-size", "64", "--no-progress", "--device", "cpu", *extra]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path)
+
+
+def test_one_epoch_writes_checkpoint_reports_and_card(mnist_root, tmp_path):
+    output = tmp_path / "run" / "m.safetensors"
+    assert main(run_args(mnist_root, output, "--epochs", "1", samples=300)) == 0
+
+    model, metadata = load_checkpoint(output)
+    assert metadata.epochs == 1 and 0.15 < metadata.test_accuracy <= 1.0  # above chance (0.10) after 5 steps
+    assert len(metadata.per_class_accuracy) == 10
+    assert set(metadata.dataset_sha256) == {"train", "test"} and len(metadata.dataset_sha256["test"]) == 64
+    assert metadata.command.startswith("python -m training.run --data-dir")
+    assert metadata.torch_version == torch.__version__ and metadata.created_at.startswith("20")
+    assert metadata.hyperparameters["train_samples"] == 300
+
+    tutorial = TutorialNet().eval()
+    tutorial.load_state_dict(weights(output))
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(tutorial(x), model(x))
+
+    history = json.loads((output.parent / "m.history.json").read_text())
+    assert [row["epoch"] for row in history] == [1]
+    assert history[0]["test_accuracy"] == pytest.approx(metadata.test_accuracy)
+    for png in ("m.curves.png", "m.confusion.png"):
+        assert (output.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (output.parent / "README.md").read_text()
+    assert metadata.command in card and f"{100 * metadata.test_accuracy:.2f} %" in card
+    assert (output.parent / "m.state.pt").is_file()
+
+
+def test_same_seed_same_weights_and_resume_matches_uninterrupted(mnist_root, tmp_path):
+    args = ("--epochs", "2")
+    straight, again, resumed = (tmp_path / name / "m.safetensors" for name in ("straight", "again", "resumed"))
+    assert main(run_args(mnist_root, straight, *args)) == 0
+    assert main(run_args(mnist_root, again, *args)) == 0
+    assert main(run_args(mnist_root, resumed, *args, "--stop-after", "1")) == 0
+    assert not resumed.exists() and (resumed.parent / "m.state.pt").exists()  # interrupted: state only
+    assert main(run_args(mnist_root, resumed, *args, "--resume")) == 0
+
+    reference = weights(straight)
+    for other in (again, resumed):
+        assert all(torch.equal(reference[name], tensor) for name, tensor in weights(other).items())
+    history = json.loads((resumed.parent / "m.history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+
+
+def test_different_seed_gives_different_weights(mnist_root, tmp_path):
+    a, b = tmp_path / "a" / "m.safetensors", tmp_path / "b" / "m.safetensors"
+    assert main(run_args(mnist_root, a, "--epochs", "1", samples=64)) == 0
+    assert main(run_args(mnist_root, b, "--epochs", "1", "--seed", "2", samples=64)) == 0
+    assert not torch.equal(weights(a)["fc2.weight"], weights(b)["fc2.weight"])
+
+
+def test_resume_refuses_changed_settings_and_corrupt_state(mnist_root, tmp_path, caplog):
+    output = tmp_path / "m.safetensors"
+    assert main(run_args(mnist_root, output, "--epochs", "2", "--stop-after", "1", samples=64)) == 0
+    assert main(run_args(mnist_root, output, "--epochs", "3", "--resume", samples=64)) == 1
+    assert "--epochs was 2, now 3" in caplog.text
+    (tmp_path / "m.state.pt").write_bytes(b"PK\x03\x04 truncated")
+    assert main(run_args(mnist_root, output, "--epochs", "2", "--resume", samples=64)) == 1
+    assert "corrupt" in caplog.text
+
+
+def test_resume_without_state_is_a_clear_error(mnist_root, tmp_path, caplog):
+    assert main(run_args(mnist_root, tmp_path / "m.safetensors", "--resume")) == 1
+    assert "no training state" in caplog.text
+
+
+def test_missing_data_dir_exits_with_instructions(tmp_path, caplog, monkeypatch):
+    def offline(*args, **kwargs):
+        raise RuntimeError("offline")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
+    assert main(["--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "m.safetensors")]) == 1
+    assert "train-images-idx3-ubyte.gz" in caplog.text and str(tmp_path / "nowhere") in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch-size", "-4"], "--batch-size must be at least 1"),
+        (["--lr", "0"], "--lr must be a positive number"),
+        (["--output", "model.pt"], "--output must end in .safetensors"),
+        (["--amp", "fp8"], "invalid choice"),
+        (["--epochs", "many"], "invalid int value"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(flags)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fp16_on_cpu_is_refused(mnist_root, tmp_path, caplog):
+    assert main(run_args(mnist_root, tmp_path / "m.safetensors", "--amp", "fp16", "--epochs", "1")) == 1
+    assert "--amp fp16 needs a CUDA device" in caplog.text
+
+
+def test_help_shows_defaults():
+    out = subprocess.run([sys.executable, "-m", "training.run", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    out = " ".join(out.split())  # argparse wraps lines at the terminal width
+    for text in ("--data-dir DIR", "(default: 15)", "(default: models/mnist_cnn.safetensors)", "--resume"):
+        assert text in out
+
+
+def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
+    output = tmp_path / "ddp" / "m.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "training.run", *run_args(mnist_root, output, "--epochs", "1", samples=2000)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    history = json.loads((output.parent / "m.history.json").read_text())
+    assert history[0]["world_size"] == 2
+    assert history[0]["samples_per_rank"] == 1000
+    assert history[0]["distinct_samples"] == 2000  # the two shards do not overlap and cover the data
+    # Only rank 0 writes: one checkpoint, one state, no temporary files, and one log line per epoch.
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted(
+        ["m.safetensors", "m.state.pt", "m.history.json", "m.curves.png", "m.confusion.png", "README.md"])
+    assert result.stderr.count("epoch 1/1  train loss") == 1
+    metadata = read_metadata(output)
+    assert metadata.command.startswith("torchrun --nnodes=1 --nproc_per_node=2 -m training.run")
+    TutorialNet().load_state_dict(weights(output))
+
+
+@requires_cuda
+def test_cuda_run_uses_amp_and_writes_a_checkpoint(mnist_root, tmp_path):
+    output = tmp_path / "gpu" / "m.safetensors"
+    args = run_args(mnist_root, output, "--epochs", "1", samples=2000)
+    args[args.index("--device") + 1] = "cuda"
+    assert main(args) == 0
+    metadata = read_metadata(output)
+    assert metadata.hyperparameters["device"] == "cuda"
+    assert metadata.hyperparameters["amp"] in {"torch.bfloat16", "torch.float16"}
+    assert metadata.test_accuracy > 0.8
