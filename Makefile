@@ -1,5 +1,5 @@
 # Each target sets itself up: a fresh machine needs only Python 3.11 and make.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 0.0.0.0

@@ -1,0 +1,51 @@
+"""training.reports: history, plots and model card written next to the checkpoint."""
+
+import json
+
+import pytest
+import torch
+
+from mnist_model import ModelMetadata
+from training import reports
+
+HISTORY = [{"epoch": e, "train_loss": 1 / e, "test_loss": 0.5 / e, "test_accuracy": 0.9 + e / 100,
+            "images_per_second": 1000.0} for e in (1, 2, 3)]
+
+
+def test_report_paths_sit_next_to_the_checkpoint(tmp_path):
+    paths = reports.report_paths(tmp_path / "mnist_cnn.safetensors")
+    assert paths["history"] == tmp_path / "mnist_cnn.history.json"
+    assert paths["card"] == tmp_path / "README.md"
+
+
+def test_history_and_plots_are_written(tmp_path):
+    reports.write_history(tmp_path / "h.json", HISTORY)
+    assert json.loads((tmp_path / "h.json").read_text()) == HISTORY
+    reports.plot_curves(tmp_path / "c.png", HISTORY)
+    confusion = torch.eye(10, dtype=torch.long) * 100
+    confusion[4, 9] = 3
+    reports.plot_confusion(tmp_path / "m.png", confusion)
+    for name in ("c.png", "m.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_model_card_lists_accuracy_per_class_and_command(tmp_path):
+    metadata = ModelMetadata(epochs=3, test_accuracy=0.9954, test_loss=0.0151,
+                             per_class_accuracy=[0.99 + d / 1000 for d in range(10)],
+                             command="python -m training.run --seed 1", seed=1,
+                             hyperparameters={"lr": 0.003, "device": "cpu"})
+    card = tmp_path / "README.md"
+    reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY)
+    text = card.read_text()
+    assert "99.54 %" in text and "python -m training.run --seed 1" in text
+    assert "| 9 | 99.90 % |" in text and "| `lr` | `0.003` |" in text
+    assert "m.curves.png" in text and "Limitations" in text
+    reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY)  # its own card: overwritten
+
+
+def test_model_card_never_overwrites_another_readme(tmp_path):
+    (tmp_path / "README.md").write_text("# My project\n")
+    with pytest.raises(FileExistsError, match="not a model card"):
+        reports.write_model_card(tmp_path / "README.md", tmp_path / "m.safetensors", ModelMetadata(), HISTORY)
+    assert (tmp_path / "README.md").read_text() == "# My project\n"
