@@ -1,0 +1,108 @@
+"""Service settings, read once from `MNIST_SERVE_*` environment variables (or `.env`) by pydantic-settings.
+
+A wrong value stops start-up with `SettingsError`, whose message names the environment variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MNIST_SERVE_"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "mnist_cnn.safetensors"
+"""Resolved from this file, not the working directory, so `uvicorn app.main:app` works from anywhere."""
+
+
+class SettingsError(ValueError):
+    """Some `MNIST_SERVE_*` variables are invalid; the message lists each variable and what is wrong."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune; each field is the environment variable `MNIST_SERVE_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="the .safetensors checkpoint to serve")
+    device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    precision: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="weights/activations dtype on CUDA; CPU always runs float32"
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (torch.set_num_threads); unset: torch's default"
+    )
+    decode_threads: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=1,
+        description="threads that decode and preprocess images",
+    )
+    max_batch_size: int = Field(64, ge=1, description="most images in one forward pass; 1 turns batching off")
+    max_batch_wait_ms: float = Field(
+        5.0, ge=0, le=10_000, description="longest a batch is held open for requests still being decoded"
+    )
+    max_queue_size: int = Field(
+        1024, ge=1, description="images waiting for the model before new ones get 503"
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="longest an image waits for the model before a 504"
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="largest request body accepted (413 beyond)"
+    )
+    max_image_pixels: int = Field(
+        25_000_000, ge=1, description="largest decoded image, in pixels (413 beyond)"
+    )
+    max_batch_images: int = Field(
+        64, ge=1, description="most images in one /predict/batch request (413 beyond)"
+    )
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field(
+        "INFO", description="logging level"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        kind, _, index = value.partition(":")
+        if kind in {"auto", "cpu"} and not index or kind == "cuda" and (not index or index.isdigit()):
+            return value
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+    @model_validator(mode="after")
+    def _batch_fits_queue(self) -> Settings:
+        if self.max_batch_images > self.max_queue_size:
+            raise ValueError(
+                f"{ENV_PREFIX}MAX_BATCH_IMAGES ({self.max_batch_images}) must not exceed "
+                f"{ENV_PREFIX}MAX_QUEUE_SIZE ({self.max_queue_size}): such a batch could never be queued"
+            )
+        return self
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (keyword overrides win); pydantic's errors become `SettingsError`.
+
+    pydantic names the field (`max_batch_size`); operators set the variable (`MNIST_SERVE_MAX_BATCH_SIZE`), so
+    the message uses the variable's name.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            got = (
+                f" (got {error['input']!r})"
+                if "input" in error and not isinstance(error["input"], dict)
+                else ""
+            )
+            variable = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+            lines.append(f"  {variable}{error['msg']}{got}")
+        raise SettingsError("invalid service settings:\n" + "\n".join(lines)) from None
