@@ -1,0 +1,116 @@
+"""The model step: a checkpoint on its device, turning a batch of preprocessed images into probabilities.
+
+Only the batcher's worker thread calls `predict`, so nothing here needs a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from app.config import Settings
+from mnist_model import ModelMetadata, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Model(Protocol):
+    """What the batcher and the routes need from a model; `Predictor` is the real one, tests pass fakes."""
+
+    name: str
+    version: str
+    metadata: ModelMetadata
+
+    def warm_up(self) -> None:
+        """Run the first forward passes so that the first request does not pay for lazy initialisation."""
+
+    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Probabilities (N×10 float32 on CPU, rows summing to 1) for N preprocessed 1×28×28 images."""
+
+    def describe(self) -> dict[str, object]:
+        """Device, precision and threads, for GET /model."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` → CUDA when available, else CPU; an explicit CUDA device that is missing is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "MNIST_SERVE_DEVICE asks for CUDA but torch sees no GPU; use MNIST_SERVE_DEVICE=cpu or auto"
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RuntimeError(f"MNIST_SERVE_DEVICE={name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def checkpoint_version(path: Path) -> str:
+    """The first 12 hex digits of the checkpoint's SHA-256: names exactly which weights answered."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+class Predictor:
+    """A checkpoint on a device. Raises `CheckpointError` (bad file) or `RuntimeError` (bad device)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.device = resolve_device(settings.device)
+        if self.device.type == "cpu" and settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        self.dtype = DTYPES[settings.precision] if self.device.type == "cuda" else torch.float32
+        if self.dtype != DTYPES[settings.precision]:
+            log.warning("MNIST_SERVE_PRECISION=%s applies to CUDA only; CPU runs float32", settings.precision)
+        model, self.metadata = load_checkpoint(settings.model_path, self.device)
+        self.model = model.to(self.dtype)
+        self.name = self.metadata.architecture
+        self.version = checkpoint_version(Path(settings.model_path))
+        self.path = Path(settings.model_path).resolve()
+        self.max_batch_size = settings.max_batch_size
+        # One pinned staging buffer reused by every batch: page-locked memory makes the GPU copy async.
+        self._staging = (
+            torch.empty((settings.max_batch_size, 1, 28, 28), dtype=torch.float32).pin_memory()
+            if self.device.type == "cuda"
+            else None
+        )
+
+    def warm_up(self) -> None:
+        """Forward a batch of one and a full batch, so CUDA context, cuDNN plans and caches exist."""
+        blank = torch.zeros((1, 28, 28))
+        for size in sorted({1, self.max_batch_size}):
+            self.predict([blank] * size)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Stack, copy to the device, run the network; softmax probabilities as float32 on the CPU."""
+        with torch.inference_mode():
+            if self._staging is not None:
+                batch = torch.stack(images, out=self._staging[: len(images)])
+                batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+            else:
+                batch = torch.stack(images)
+            log_probs = self.model(batch)
+            # Softmax of log-probabilities in float32 renormalises whatever rounding half precision left.
+            return torch.softmax(log_probs.float(), dim=1).cpu()
+
+    def describe(self) -> dict[str, object]:
+        """Where and how the model runs, for GET /model."""
+        return {
+            "device": str(self.device),
+            "precision": str(self.dtype).removeprefix("torch."),
+            "num_threads": torch.get_num_threads(),
+            "checkpoint": str(self.path),
+            "cuda_device_name": torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else None,
+        }

@@ -1,0 +1,80 @@
+"""Helpers to run the app in-process: an HTTP client with the lifespan run, and a model that skips the network.
+
+`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests) and the
+benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` needs the
+`dev` extra (httpx).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import torch
+from fastapi import FastAPI
+
+from mnist_model import ModelMetadata
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class StubModel:
+    """A `Model` that answers uniform probabilities without a network; `gate` (when given) blocks each pass.
+
+    It records the size of every batch it saw; `entered` is set when a forward pass starts (before the gate).
+    `warm_up_gate` blocks the warm-up; `fail_warm_up` / `fail_predict` make those raise.
+    """
+
+    name = "stub"
+    version = "0"
+
+    def __init__(
+        self,
+        *,
+        gate: threading.Event | None = None,
+        warm_up_gate: threading.Event | None = None,
+        fail_warm_up: bool = False,
+        fail_predict: bool = False,
+    ) -> None:
+        self.metadata = ModelMetadata(command="stub")
+        self.gate = gate
+        self.warm_up_gate = warm_up_gate
+        self.fail_warm_up = fail_warm_up
+        self.fail_predict = fail_predict
+        self.entered = threading.Event()
+        self.batch_sizes: list[int] = []
+
+    def warm_up(self) -> None:
+        """Wait for `warm_up_gate`, then succeed or raise as configured."""
+        if self.warm_up_gate is not None:
+            self.warm_up_gate.wait()
+        if self.fail_warm_up:
+            raise RuntimeError("stub warm-up failure")
+
+    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Uniform probabilities for each image, after the gate opens."""
+        self.batch_sizes.append(len(images))
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait()
+        if self.fail_predict:
+            raise RuntimeError("stub forward failure")
+        return torch.full((len(images), 10), 0.1)
+
+    def describe(self) -> dict[str, object]:
+        """No device: the stub never runs a network."""
+        return {"device": "none", "precision": "none", "num_threads": torch.get_num_threads()}
+
+
+@asynccontextmanager
+async def serve_in_process(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app`'s lifespan and yield an `httpx.AsyncClient` that calls it in-process (base URL http://test)."""
+    import httpx  # a dev dependency: imported here so that the service itself never needs it
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
