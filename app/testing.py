@@ -1,13 +1,15 @@
-"""Helpers to run the app in-process: an HTTP client with the lifespan run, and a model that skips the network.
+"""Helpers to run the app in-process: an HTTP client with the lifespan run, and a model without a network.
 
 `StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests) and the
-benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` needs the
-`dev` extra (httpx).
+benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` needs
+the `dev` extra (httpx).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -70,11 +72,21 @@ class StubModel:
 
 
 @asynccontextmanager
-async def serve_in_process(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    """Run `app`'s lifespan and yield an `httpx.AsyncClient` that calls it in-process (base URL http://test)."""
+async def serve_in_process(
+    app: FastAPI, *, wait_ready: bool = True, raise_app_exceptions: bool = True, ready_timeout_s: float = 30.0
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app`'s lifespan and yield an `httpx.AsyncClient` that calls it in-process (base URL http://test).
+
+    With `wait_ready`, it first polls /readyz until the warm-up is done, as a load balancer would.
+    """
     import httpx  # a dev dependency: imported here so that the service itself never needs it
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            deadline = time.monotonic() + ready_timeout_s
+            while wait_ready and (await client.get("/readyz")).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the app was not ready within {ready_timeout_s} s")
+                await asyncio.sleep(0.01)
             yield client

@@ -1,0 +1,75 @@
+"""The HTTP service. Run it with:
+
+    uvicorn app.main:app --host 0.0.0.0 --port 8000
+
+Settings come from `MNIST_SERVE_*` variables (see `app.config`), read at start-up, not at import: importing
+this module never fails. A bad setting or checkpoint stops start-up with a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.config import Settings, SettingsError, load_settings
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.metrics import Metrics, MetricsMiddleware
+from app.predictor import Predictor
+from app.routes import health, metrics, model, predict
+from app.service import ModelFactory, Service
+from mnist_model import CheckpointError
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None, *, model_factory: ModelFactory = Predictor) -> FastAPI:
+    """Build an app; `settings=None` reads the environment at start-up. Tests pass own settings and models."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            resolved = settings or load_settings()
+            _configure_logging(resolved.log_level)
+            log.info("settings: %s", json.dumps(resolved.model_dump(mode="json")))
+            app.state.settings = resolved
+            app.state.service = Service.start(resolved, model_factory, app.state.metrics)
+        except (SettingsError, CheckpointError, RuntimeError) as exc:
+            log.error("cannot start: %s", exc)
+            raise
+        log.info("serving %s version %s", app.state.service.model.name, app.state.service.model.version)
+        try:
+            yield
+        finally:
+            service, app.state.service = app.state.service, None
+            service.stop()
+
+    app = FastAPI(
+        title="mnist-serve",
+        summary="Handwritten digit classification, batched across concurrent requests.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.metrics = Metrics()
+    app.state.settings = settings
+    app.state.service = None
+    app.add_middleware(BodySizeLimit, limit=lambda: app.state.settings and app.state.settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: it also sees 413s and 500s
+    install_error_handlers(app)
+    for router in (predict.router, health.router, model.router, metrics.router):
+        app.include_router(router)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    """Log to stderr at MNIST_SERVE_LOG_LEVEL; a root logger configured by someone else is left alone."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(level)
+
+
+app = create_app()

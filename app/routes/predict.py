@@ -1,0 +1,143 @@
+"""POST /predict and /predict/batch: body → images → preprocess → batcher → model → JSON, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException
+
+from app.batcher import ModelUnavailable, Probabilities, QueueFull
+from app.request_parsing import BATCH_FIELD, SINGLE_FIELD, BadItem, read_image, read_images
+from app.schemas import (
+    BatchImagesJSON,
+    BatchItem,
+    BatchItemError,
+    BatchPrediction,
+    ErrorBody,
+    ImageJSON,
+    ModelRef,
+    Prediction,
+)
+from app.service import Service, ServiceDep
+
+router = APIRouter(tags=["predict"])
+
+
+def _request_body(json_model: type[ImageJSON | BatchImagesJSON], field: str, many: bool) -> dict[str, Any]:
+    """OpenAPI for a body the route reads itself: JSON, multipart and (single only) raw image bytes."""
+    file_schema = {"type": "string", "format": "binary"}
+    multipart = {"type": "array", "items": file_schema} if many else file_schema
+    content: dict[str, Any] = {
+        "application/json": {
+            "schema": json_model.model_json_schema(),
+            "example": json_model.model_config["json_schema_extra"]["examples"][0],
+        },
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": [field], "properties": {field: multipart}},
+            "encoding": {field: {"contentType": "image/png, image/jpeg"}},
+        },
+    }
+    if not many:
+        for media in ("image/png", "image/jpeg", "application/octet-stream"):
+            content[media] = {"schema": file_schema}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "empty body, malformed JSON or base64, undecodable or truncated image",
+        413: "body over MNIST_SERVE_MAX_BODY_BYTES, image over MNIST_SERVE_MAX_IMAGE_PIXELS, too many images",
+        415: "content type that is neither an image, multipart nor JSON; unsupported image format",
+        422: "missing multipart field or JSON key",
+        503: "queue full (see Retry-After) or model not available",
+        504: "no answer from the model within MNIST_SERVE_REQUEST_TIMEOUT_S",
+    }.items()
+}
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=ERRORS,
+    openapi_extra=_request_body(ImageJSON, SINGLE_FIELD, many=False),
+    summary="Classify one handwritten digit",
+    description=(
+        "Send one image as the raw body (`curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg'`), as "
+        f"multipart field `{SINGLE_FIELD}` (`curl -F {SINGLE_FIELD}=@digit.png`), or as JSON "
+        f'`{{"image": "<base64>"}}`. The JSON example holds a real MNIST 7 to try.'
+    ),
+)
+async def predict(request: Request, service: ServiceDep) -> Prediction:
+    """Classify one image; its problems are answered with their own status (400, 413, 415)."""
+    [result] = await _classify(service, [await read_image(request)])
+    if isinstance(result, BadItem):
+        raise HTTPException(result.status_code, result.detail)
+    return Prediction.from_probabilities(result, model=_model_ref(service))
+
+
+@router.post(
+    "/predict/batch",
+    response_model=BatchPrediction,
+    responses=ERRORS,
+    openapi_extra=_request_body(BatchImagesJSON, BATCH_FIELD, many=True),
+    summary="Classify several handwritten digits",
+    description=(
+        f"Send multipart fields `{BATCH_FIELD}` (`curl -F {BATCH_FIELD}=@a.png -F {BATCH_FIELD}=@b.jpg`) "
+        'or JSON `{"images": ["<base64>", ...]}`. Answers are in request order. A bad image does not fail '
+        "the batch: its entry has `status_code` and `error` instead of a digit; the request is still 200. "
+        "Problems of the request as a whole (size, count, JSON syntax, queue full, timeout) fail it with "
+        "a 4xx/5xx."
+    ),
+)
+async def predict_batch(request: Request, service: ServiceDep) -> BatchPrediction:
+    """Classify up to MNIST_SERVE_MAX_BATCH_IMAGES images, each answered in its place."""
+    blobs = await read_images(request, max_images=service.settings.max_batch_images)
+    results = await _classify(service, blobs)
+    items: list[BatchItem | BatchItemError] = [
+        BatchItemError(index=index, status_code=result.status_code, error=result.detail)
+        if isinstance(result, BadItem)
+        else BatchItem.from_probabilities(result, index=index)
+        for index, result in enumerate(results)
+    ]
+    return BatchPrediction(predictions=items, model=_model_ref(service))
+
+
+async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Probabilities | BadItem]:
+    """Preprocess off the loop, queue the good images for the batcher, and wait (bounded) for their rows."""
+    batcher = service.batcher
+    batcher.announce(len(blobs))  # lets the batcher hold a batch open for these while they decode
+    try:
+        images = await service.preprocess(blobs)
+    except BaseException:
+        batcher.withdraw(len(blobs))
+        raise
+    good = [image for image in images if isinstance(image, torch.Tensor)]
+    try:
+        futures = batcher.submit(good, announced=len(blobs))
+    except QueueFull as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except ModelUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+    try:
+        rows = await asyncio.wait_for(asyncio.gather(*futures), service.settings.request_timeout_s)
+    except TimeoutError:
+        raise HTTPException(
+            504,
+            f"no answer from the model within {service.settings.request_timeout_s:g} s "
+            "(MNIST_SERVE_REQUEST_TIMEOUT_S): the server is overloaded, retry later",
+        ) from None
+    except ModelUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+    finally:
+        for future in futures:
+            future.cancel()  # no-op when answered; otherwise the worker skips the image
+    answers = iter(rows)
+    return [image if isinstance(image, BadItem) else next(answers) for image in images]
+
+
+def _model_ref(service: Service) -> ModelRef:
+    return ModelRef(name=service.model.name, version=service.model.version)

@@ -1,0 +1,92 @@
+"""Predictor: loads a checkpoint safely on the chosen device; its probabilities match the network."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+
+import pytest
+import torch
+
+from app.config import Settings
+from app.predictor import Predictor, resolve_device
+from mnist_model import CheckpointError, load_checkpoint
+
+
+def test_probabilities_are_the_networks_softmax(untrained_checkpoint):
+    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", max_batch_size=4))
+    predictor.warm_up()
+    torch.manual_seed(1)
+    images = [torch.randn(1, 28, 28) for _ in range(3)]
+    probabilities = predictor.predict(images)
+    net, _ = load_checkpoint(untrained_checkpoint)
+    with torch.inference_mode():
+        expected = net(torch.stack(images)).exp()
+    assert probabilities.shape == (3, 10) and probabilities.dtype == torch.float32
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(3))
+    torch.testing.assert_close(probabilities, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_name_version_and_description(untrained_checkpoint):
+    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="bfloat16"))
+    assert predictor.name == "pytorch-examples-mnist-cnn"
+    assert predictor.version == hashlib.sha256(untrained_checkpoint.read_bytes()).hexdigest()[:12]
+    description = predictor.describe()
+    assert description["device"] == "cpu"
+    assert description["precision"] == "float32"  # half precision is for CUDA only
+    assert description["checkpoint"] == str(untrained_checkpoint.resolve())
+
+
+def test_missing_checkpoint_says_how_to_get_one(tmp_path):
+    with pytest.raises(CheckpointError, match="MNIST_SERVE_MODEL_PATH"):
+        Predictor(Settings(model_path=tmp_path / "absent.safetensors", device="cpu"))
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, untrained_checkpoint):
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(untrained_checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError):
+        Predictor(Settings(model_path=truncated, device="cpu"))
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (open, (str(_Exploit.marker), "w"))
+
+
+def test_a_pickle_is_never_unpickled(tmp_path):
+    _Exploit.marker = tmp_path / "pwned"
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(pickle.dumps({"weights": _Exploit()}))
+    with pytest.raises(CheckpointError):
+        Predictor(Settings(model_path=checkpoint, device="cpu"))
+    assert not _Exploit.marker.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_explicit_cuda_without_a_gpu_is_an_error_naming_the_setting():
+    with pytest.raises(RuntimeError, match="MNIST_SERVE_DEVICE"):
+        resolve_device("cuda")
+
+
+def test_auto_device_follows_cuda_availability():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
+def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precision):
+    cpu = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", max_batch_size=8))
+    gpu = Predictor(
+        Settings(model_path=untrained_checkpoint, device="cuda", precision=precision, max_batch_size=8)
+    )
+    gpu.warm_up()
+    images = [torch.randn(1, 28, 28) for _ in range(8)]
+    on_gpu = gpu.predict(images)
+    assert on_gpu.device.type == "cpu" and on_gpu.dtype == torch.float32
+    assert gpu.describe()["precision"] == precision
+    torch.testing.assert_close(on_gpu.sum(dim=1), torch.ones(8))
+    torch.testing.assert_close(
+        on_gpu, cpu.predict(images), atol=2e-2 if precision != "float32" else 1e-4, rtol=0
+    )
