@@ -55,9 +55,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.images = Counter(
-            "mnist_serve_images", "Images received, by outcome", ["outcome"], registry=self.registry
-        )
 
     def render(self) -> Response:
         """The Prometheus text exposition of this registry."""

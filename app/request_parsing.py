@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -121,6 +120,8 @@ async def _read_multipart(request: Request, field: str, *, max_files: int) -> li
     try:
         form = await request.form(max_files=max_files + 1, max_fields=max_files + 16)
     except HTTPException as exc:
+        if exc.status_code != 400:  # e.g. 413 from the body-size cap
+            raise
         if "Too many files" in str(exc.detail):
             raise _too_many(field, max_files) from None
         raise HTTPException(400, f"malformed multipart body: {exc.detail}") from None
@@ -160,10 +161,20 @@ async def _read_json(request: Request) -> object:
 
 
 def _validate(model: type[M], payload: object) -> M:
+    """FastAPI-shaped 422 errors (loc starts with "body"), without echoing the input (it may be megabytes)."""
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        errors = jsonable_encoder(exc.errors(include_url=False, include_context=False))
+        example = json.dumps(model.model_json_schema()["examples"][0])[:60] + "…"
+        shape = f"expected a JSON object like {example}"
+        errors = [
+            {
+                "loc": ["body", *error["loc"]],
+                "msg": shape if error["type"] == "model_type" else error["msg"],
+                "type": error["type"],
+            }
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
         raise HTTPException(422, errors) from None
 
 

@@ -1,0 +1,53 @@
+"""Every error answer is JSON with a `detail`: 404, 405, FastAPI's 422, and a logged 500 for bugs."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+from app.testing import StubModel, serve_in_process
+
+
+@pytest.fixture
+async def client():
+    app = create_app(Settings(), model_factory=lambda _: StubModel())
+
+    @app.get("/test/typed")
+    async def typed(count: int) -> dict[str, int]:
+        return {"count": count}
+
+    @app.get("/test/bug")
+    async def bug() -> None:
+        raise KeyError("a bug")
+
+    async with serve_in_process(app, raise_app_exceptions=False) as http:
+        yield http
+
+
+async def test_unknown_path_is_a_json_404(client):
+    response = await client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+async def test_wrong_method_is_a_json_405_with_allow(client):
+    response = await client.get("/predict")
+    assert response.status_code == 405
+    assert response.json()["detail"] == "Method Not Allowed"
+    assert response.headers["allow"] == "POST"
+
+
+async def test_fastapi_validation_errors_are_json_422(client):
+    response = await client.get("/test/typed", params={"count": "many"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "count"]
+
+
+async def test_an_unexpected_exception_is_a_logged_json_500_and_the_app_lives_on(client, caplog):
+    response = await client.get("/test/bug")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error; the server log has the details"}
+    assert "unhandled KeyError on GET /test/bug" in caplog.text
+    assert "a bug" not in response.text  # internals stay in the log
+    assert (await client.get("/healthz")).status_code == 200
