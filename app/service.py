@@ -81,8 +81,11 @@ class Service:
             return BadItem(400, "the image could not be decoded")
 
 
-def get_service(request: Request) -> Service:
-    """FastAPI dependency: the app's running service (503 while it is starting or stopped)."""
+async def get_service(request: Request) -> Service:
+    """FastAPI dependency: the app's running service (503 while it is starting or stopped).
+
+    `async` on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request.
+    """
     service: Service | None = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(503, "the service is starting; retry shortly", headers={"Retry-After": "1"})

@@ -116,6 +116,9 @@ async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Prob
         batcher.withdraw(len(blobs))
         raise
     good = [image for image in images if isinstance(image, torch.Tensor)]
+    if not good:  # nothing for the model: the per-image errors are the whole answer
+        batcher.withdraw(len(blobs))
+        return images
     try:
         futures = batcher.submit(good, announced=len(blobs))
     except QueueFull as exc:
