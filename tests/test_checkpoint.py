@@ -1,6 +1,7 @@
 """mnist_model.checkpoint: safetensors round trip, metadata, atomic writes, and clear errors."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,12 @@ def test_atomic_write_replaces_the_file(tmp_path: Path):
     path = tmp_path / "sub" / "file.bin"
     atomic_write(path, lambda tmp: tmp.write_bytes(b"new"))
     assert path.read_bytes() == b"new"
+
+
+def test_written_files_get_normal_permissions_not_mkstemps_0600(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "file.bin", lambda tmp: tmp.write_bytes(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "file.bin").stat().st_mode & 0o777 == 0o644

@@ -36,16 +36,19 @@ def test_model_card_lists_accuracy_per_class_and_command(tmp_path):
                              command="python -m training.run --seed 1", seed=1,
                              hyperparameters={"lr": 0.003, "device": "cpu"})
     card = tmp_path / "README.md"
-    reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY)
+    confusion = torch.eye(10, dtype=torch.long) * 100
+    confusion[9, 4], confusion[3, 5] = 6, 2
+    reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY, confusion)
     text = card.read_text()
     assert "99.54 %" in text and "python -m training.run --seed 1" in text
     assert "| 9 | 99.90 % |" in text and "| `lr` | `0.003` |" in text
-    assert "m.curves.png" in text and "Limitations" in text
-    reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY)  # its own card: overwritten
+    assert "m.curves.png" in text and "mistakes (true→predicted): 9→4 (6), 3→5 (2)" in text
+    reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY, confusion)  # own card: rewritten
 
 
 def test_model_card_never_overwrites_another_readme(tmp_path):
     (tmp_path / "README.md").write_text("# My project\n")
     with pytest.raises(FileExistsError, match="not a model card"):
-        reports.write_model_card(tmp_path / "README.md", tmp_path / "m.safetensors", ModelMetadata(), HISTORY)
+        reports.write_model_card(tmp_path / "README.md", tmp_path / "m.safetensors", ModelMetadata(), HISTORY,
+                                 torch.eye(10, dtype=torch.long))
     assert (tmp_path / "README.md").read_text() == "# My project\n"

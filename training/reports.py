@@ -71,7 +71,16 @@ def plot_confusion(path: Path, confusion: torch.Tensor) -> None:
     plt.close(fig)
 
 
-def write_model_card(path: Path, checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]]) -> None:
+def top_confusions(confusion: torch.Tensor, count: int = 4) -> str:
+    """The most frequent mistakes, e.g. "9→4 (6), 9→8 (4)", read from the confusion matrix."""
+    errors = confusion.clone()
+    errors.fill_diagonal_(0)
+    values, flat = errors.flatten().topk(count)
+    return ", ".join(f"{i // 10}→{i % 10} ({v})" for v, i in zip(values.tolist(), flat.tolist(), strict=True) if v)
+
+
+def write_model_card(path: Path, checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]],
+                     confusion: torch.Tensor) -> None:
     """Markdown model card; refuses to overwrite a README.md that it did not write."""
     if path.exists() and CARD_MARKER not in path.read_text(errors="replace")[:500]:
         raise FileExistsError(f"{path} exists and is not a model card: choose another --output folder")
@@ -87,8 +96,7 @@ def write_model_card(path: Path, checkpoint: Path, metadata: ModelMetadata, hist
 
 **{metadata.architecture}**: the pytorch/examples MNIST CNN (conv 32 → conv 64 → max-pool → dropout → fc 128 →
 dropout → fc 10, 1.2 M parameters), trained by `training.run`. Test accuracy **{accuracy}** on the 10,000 MNIST test
-images (test loss {metadata.test_loss if metadata.test_loss is not None else float('nan'):.4f}) after
-{metadata.epochs} epochs.
+images (test loss {metadata.test_loss if metadata.test_loss is not None else float('nan'):.4f}) after {metadata.epochs} epochs.
 
 ## Reproduce
 ```
@@ -124,6 +132,6 @@ Metrics per epoch: [`{paths['history'].name}`]({paths['history'].name}).
   drawings must be preprocessed the same way first (the service's `app/preprocess.py` does this).
 - One digit per image; it always answers one of 0–9, even for images of no digit. Low confidence is a hint, not a
   reliable out-of-distribution detector.
-- Confusable pairs (4/9, 3/5, 7/1) account for most errors; see the confusion matrix.
+- Most frequent test-set mistakes (true→predicted): {top_confusions(confusion) or "none"}; see the confusion matrix.
 """
     atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -244,7 +244,7 @@ def write_reports(checkpoint: Path, metadata: ModelMetadata, history: list[dict]
     reports.write_history(paths["history"], history)
     reports.plot_curves(paths["curves"], history)
     reports.plot_confusion(paths["confusion"], confusion)
-    reports.write_model_card(paths["card"], checkpoint, metadata, history)
+    reports.write_model_card(paths["card"], checkpoint, metadata, history, confusion)
 
 
 if __name__ == "__main__":
