@@ -1,0 +1,106 @@
+"""The README stays true: its commands parse, its settings table matches `Settings`, its examples really run."""
+
+import json
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.conftest import REPO
+from training.run import parse_args
+
+README = (REPO / "README.md").read_text()
+CODE_LINES = [line.strip() for block in re.findall(r"```bash\n(.*?)```", README, re.S) for line in block.splitlines()]
+
+
+def commands(prefix: str) -> list[str]:
+    return [shlex.join(shlex.split(line, comments=True)) if "$(" not in line else line.split("  #")[0].strip()
+            for line in CODE_LINES if line.startswith(prefix)]
+
+
+def test_readme_starts_with_the_two_commands_a_newcomer_needs():
+    first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).splitlines()
+    assert [line.split()[:2] for line in first_block] == [["make", "serve"], ["make", "test"]]
+    targets = re.findall(r"^([a-z-]+):", (REPO / "Makefile").read_text(), re.M)
+    for command in commands("make "):
+        assert command.split()[1] in targets
+
+
+def test_every_training_command_parses():
+    lines = commands("python -m training.run") + commands("torchrun")
+    assert len(lines) >= 5
+    for line in lines:
+        argv = shlex.split(line, comments=True)
+        parse_args(argv[argv.index("training.run") + 1:])  # exits 2 on a flag that does not exist
+
+
+def test_settings_table_lists_every_variable_with_its_default():
+    rows = dict(re.findall(r"^\| `(MNIST_SERVE_[A-Z_]+)` \| ([^|]+) \|", README, re.M))
+    fields = Settings.model_fields
+    assert set(rows) == {f"MNIST_SERVE_{name.upper()}" for name in fields}
+    for name, field in fields.items():
+        if isinstance(field.default, int | float | str) and not isinstance(field.default, bool):
+            assert rows[f"MNIST_SERVE_{name.upper()}"].strip() == f"`{field.default}`", name
+
+
+def test_files_the_readme_names_exist():
+    for path in set(re.findall(r"(examples/[\w.]+|docker-compose[\w.]*\.yml|models/[\w.]+)", README)):
+        assert (REPO / path).is_file(), path
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The real service (`uvicorn app.main:app`) with the shipped model, on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+                                "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            time.sleep(0.3)
+        else:
+            pytest.fail("server did not become ready in 90 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_curl_examples_answer_the_right_digits(server):
+    answers = []
+    for command in commands("curl "):
+        result = subprocess.run(["bash", "-c", command.replace("http://localhost:8000", server)], cwd=REPO,
+                                capture_output=True, text=True, timeout=30, check=True)
+        answers.append(json.loads(result.stdout))
+    assert [answer.get("digit") for answer in answers[:3]] == [7, 2, 1]  # seven.png, photo.jpg, canvas.png
+    batch = answers[3]["predictions"]
+    assert [item.get("digit") for item in batch] == [7, 2, None]
+    assert batch[2]["status_code"] == 415 and batch[2]["index"] == 2
+
+
+@pytest.mark.slow
+def test_python_example_runs(server, capsys, monkeypatch):
+    snippet = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    monkeypatch.chdir(REPO)
+    exec(snippet.replace("http://localhost:8000", server), {})  # our own README, not user input
+    digit, confidence = capsys.readouterr().out.split()
+    assert digit == "7" and float(confidence) > 0.99
