@@ -1,13 +1,15 @@
 """Serving req/s and latency: dynamic batching vs MAX_BATCH_SIZE=1 vs a decode-only ceiling, in one run.
 
-    python -m benchmarks.serve_throughput                     # about 2-3 minutes
-    python -m benchmarks.serve_throughput --duration 8 --concurrency 1 16 64
+    python -m benchmarks.serve_throughput                     # about 2 minutes
+    python -m benchmarks.serve_throughput --duration 3 --rounds 5 --concurrency 1 16 64
 
 Each configuration is a real `uvicorn app.main:app` process pinned to core 0 (`taskset -c 0`, one torch
 thread, one decode thread); `hey` drives single-image POST /predict load from core 1 (`taskset -c 1`).
+All three servers run side by side (idle ones cost nothing) and each load step visits them in interleaved
+rounds, so that a shared machine's noise hits every configuration alike; figures are medians over rounds.
 Configurations:
 
-- batching: the defaults (MAX_BATCH_SIZE=64, MAX_BATCH_WAIT_MS=5);
+- batching: the defaults (MAX_BATCH_SIZE=32, MAX_BATCH_WAIT_MS=20);
 - no batching: MNIST_SERVE_MAX_BATCH_SIZE=1, one forward pass per image;
 - decode-only: the same app and request path (HTTP, parsing, preprocessing, batcher) with a stub model that
   skips the forward pass (`decode_only_app` below): the ceiling that the model's cost is measured against.
@@ -26,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +49,8 @@ from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.serve_throughput")
 REPO = Path(__file__).resolve().parents[1]
+PNG = "28×28 PNG"
+PHOTO = "1024×768 JPEG photo"
 CONFIGS = {
     "batching": {},
     "no batching": {"MNIST_SERVE_MAX_BATCH_SIZE": "1"},
@@ -229,8 +234,35 @@ def hey(
     }
 
 
+def warm_up(url: str, body: Path, cpu: str) -> None:
+    """One second of load, not reported: first requests pay for lazy imports and allocations."""
+    command = [
+        "taskset",
+        "-c",
+        cpu,
+        "hey",
+        "-z",
+        "1s",
+        "-c",
+        "16",
+        "-m",
+        "POST",
+        "-T",
+        "image/png",
+        "-D",
+        str(body),
+    ]
+    subprocess.run([*command, f"{url}/predict"], capture_output=True, check=True, timeout=60)
+
+
 def run(args: argparse.Namespace) -> list[Step]:
+    """Start the three servers, then for each load run `rounds` rounds that visit every server in turn.
+
+    Interleaving rounds (rather than one server after another) spreads the noise of a shared machine over all
+    configurations alike; each figure is the median over rounds.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    servers: dict[str, Server] = {}
     try:
         checkpoint = args.checkpoint
         if not checkpoint.is_file():
@@ -238,52 +270,59 @@ def run(args: argparse.Namespace) -> list[Step]:
             checkpoint = workdir / "untrained.safetensors"
             save_checkpoint(checkpoint, Net(), ModelMetadata(command="serve_throughput benchmark"))
         digit = mnist_digit()
-        loads = {
-            "28×28 PNG": (workdir / "digit.png", "image/png"),
-            "1024×768 JPEG photo": (workdir / "photo.jpg", "image/jpeg"),
-        }
-        loads["28×28 PNG"][0].write_bytes(encode(Image.fromarray(digit), "PNG"))
-        loads["1024×768 JPEG photo"][0].write_bytes(photo_of(digit))
-        plan = [("28×28 PNG", c) for c in args.concurrency]
-        plan.append(("1024×768 JPEG photo", max(args.concurrency)))
-        steps = []
+        loads = {PNG: (workdir / "digit.png", "image/png"), PHOTO: (workdir / "photo.jpg", "image/jpeg")}
+        loads[PNG][0].write_bytes(encode(Image.fromarray(digit), "PNG"))
+        loads[PHOTO][0].write_bytes(photo_of(digit))
         for config in CONFIGS:
             log.info("starting the %s server", config)
-            server = Server(config, checkpoint, args.server_cpu)
-            try:
-                answer = httpx.post(
-                    f"{server.url}/predict",
-                    content=loads["1024×768 JPEG photo"][0].read_bytes(),
-                    headers={"Content-Type": "image/jpeg"},
-                    timeout=30,
+            servers[config] = Server(config, checkpoint, args.server_cpu)
+            answer = httpx.post(
+                f"{servers[config].url}/predict",
+                content=loads[PHOTO][0].read_bytes(),
+                headers={"Content-Type": "image/jpeg"},
+                timeout=30,
+            )
+            if answer.status_code != 200:
+                raise RuntimeError(f"the photo is refused: {answer.status_code} {answer.text}")
+            warm_up(servers[config].url, loads[PNG][0], args.client_cpu)
+        plan = [(PNG, c) for c in args.concurrency] + [(PHOTO, max(args.concurrency))]
+        steps = []
+        for load, concurrency in plan:
+            rounds: dict[str, list[dict[str, float]]] = {config: [] for config in CONFIGS}
+            totals = {config: [0.0, 0.0] for config in CONFIGS}
+            for round_index in range(args.rounds):
+                order = (
+                    list(CONFIGS)[round_index % len(CONFIGS) :] + list(CONFIGS)[: round_index % len(CONFIGS)]
                 )
-                if answer.status_code != 200:
-                    raise RuntimeError(f"the photo is refused: {answer.status_code} {answer.text}")
-                hey(server.url, *loads["28×28 PNG"], 16, 1, args.client_cpu)  # warm-up, not reported
-                for load, concurrency in plan:
+                for config in order:
+                    server = servers[config]
                     images, passes = server.batch_totals()
-                    result = hey(server.url, *loads[load], concurrency, args.duration, args.client_cpu)
+                    rounds[config].append(
+                        hey(server.url, *loads[load], concurrency, args.duration, args.client_cpu)
+                    )
                     images_after, passes_after = server.batch_totals()
-                    mean_batch = (
-                        (images_after - images) / (passes_after - passes) if passes_after > passes else None
+                    totals[config][0] += images_after - images
+                    totals[config][1] += passes_after - passes
+            for config in CONFIGS:
+                results = rounds[config]
+                images, passes = totals[config]
+                steps.append(
+                    Step(
+                        config,
+                        load,
+                        concurrency,
+                        statistics.median(r["rps"] for r in results),
+                        statistics.median(r["p50"] for r in results),
+                        statistics.median(r["p99"] for r in results),
+                        int(sum(r["non_200"] for r in results)),
+                        images / passes if passes else None,
                     )
-                    steps.append(
-                        Step(
-                            config,
-                            load,
-                            concurrency,
-                            result["rps"],
-                            result["p50"],
-                            result["p99"],
-                            int(result["non_200"]),
-                            mean_batch,
-                        )
-                    )
-                    log.info("%s", steps[-1])
-            finally:
-                server.stop()
+                )
+                log.info("%s", steps[-1])
         return steps
     finally:
+        for server in servers.values():
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -312,7 +351,14 @@ def table(steps: list[Step]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--duration", type=float, default=6.0, metavar="S", help="seconds per load step (default: 6)"
+        "--duration",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds per round of a load step (default: 2)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, metavar="N", help="interleaved rounds per load step (default: 3)"
     )
     parser.add_argument(
         "--concurrency",

@@ -231,7 +231,7 @@ async def test_requests_before_readiness_wait_for_the_warm_up(gate):
 async def test_the_shipped_model_reads_real_digits(mnist_root):
     from training.data import load_split
 
-    split = load_split(mnist_root, train=False, download=False)
+    split = load_split(mnist_root, train=False)  # extracts the linked .gz files; nothing is downloaded
     pngs, labels = [], []
     for index in range(20):
         buffer = io.BytesIO()
