@@ -94,8 +94,14 @@ class DynamicBatcher:
             self._thread.join(timeout_s)
 
     def announce(self, count: int) -> None:
-        """Say that `count` images are being decoded and will be submitted (or withdrawn) soon."""
+        """Say that `count` images are being decoded and will be submitted (or withdrawn) soon.
+
+        Announced images count against `max_queue_size`, so an overloaded server refuses (`QueueFull`) before
+        spending CPU on decoding images it could not queue anyway.
+        """
         with self._cond:
+            if len(self._queue) + self._announced + count > self.max_queue_size:
+                raise QueueFull(f"the queue is full ({self.max_queue_size} images); retry shortly")
             self._announced += count
 
     def withdraw(self, count: int) -> None:
@@ -120,7 +126,7 @@ class DynamicBatcher:
                 raise ModelUnavailable(
                     "the model is not available (warm-up failed or shutting down); see the server log"
                 )
-            if len(self._queue) + len(images) > self.max_queue_size:
+            if len(self._queue) + self._announced + len(images) > self.max_queue_size:
                 raise QueueFull(f"the queue is full ({self.max_queue_size} images); retry shortly")
             items = [_Item(image, loop.create_future(), loop) for image in images]
             self._queue.extend(items)

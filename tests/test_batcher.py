@@ -133,6 +133,18 @@ async def test_full_queue_refuses_new_images_all_or_nothing(batchers):
     assert [row[0] for row in answers] == [0, 1, 2]
 
 
+async def test_announced_images_reserve_queue_room(batchers):
+    batcher = batchers(EchoModel(), max_queue_size=3)
+    batcher.announce(2)
+    with pytest.raises(QueueFull):
+        batcher.announce(2)  # refused before anyone spends CPU decoding it
+    with pytest.raises(QueueFull):
+        batcher.submit([image(0), image(1)])
+    batcher.withdraw(2)
+    answers = await asyncio.gather(*batcher.submit([image(0), image(1), image(2)]))
+    assert [row[0] for row in answers] == [0, 1, 2]
+
+
 async def test_images_whose_request_gave_up_are_skipped(batchers):
     gate = threading.Event()
     model = EchoModel(gate=gate)

@@ -109,17 +109,17 @@ async def predict_batch(request: Request, service: ServiceDep) -> BatchPredictio
 async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Probabilities | BadItem]:
     """Preprocess off the loop, queue the good images for the batcher, and wait (bounded) for their rows."""
     batcher = service.batcher
-    batcher.announce(len(blobs))  # lets the batcher hold a batch open for these while they decode
     try:
-        images = await service.preprocess(blobs)
-    except BaseException:
-        batcher.withdraw(len(blobs))
-        raise
-    good = [image for image in images if isinstance(image, torch.Tensor)]
-    if not good:  # nothing for the model: the per-image errors are the whole answer
-        batcher.withdraw(len(blobs))
-        return images
-    try:
+        batcher.announce(len(blobs))  # reserves queue room, and lets a batch be held open for these
+        try:
+            images = await service.preprocess(blobs)
+        except BaseException:
+            batcher.withdraw(len(blobs))
+            raise
+        good = [image for image in images if isinstance(image, torch.Tensor)]
+        if not good:  # nothing for the model: the per-image errors are the whole answer
+            batcher.withdraw(len(blobs))
+            return images
         futures = batcher.submit(good, announced=len(blobs))
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
