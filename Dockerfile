@@ -19,7 +19,7 @@ print('\n'.join(deps))" > /tmp/requirements.txt
 FROM python:3.11-slim AS builder
 # Local wheel mirror for CI (.ci/docker/serve-wheels.sh); unset for everyone else, so pip uses PyPI alone.
 ARG PIP_EXTRA_INDEX_URL
-# Which torch build: empty = PyPI's (bundles the CUDA libraries, ~5.5 GB, runs on CPU and GPU);
+# Which torch build: empty = PyPI's (bundles the CUDA libraries: a 6.1 GB image; runs on CPU and GPU);
 # https://download.pytorch.org/whl/cpu = CPU-only torch/torchvision (a far smaller image, no GPU).
 ARG TORCH_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
