@@ -2,6 +2,7 @@
 
     python -m benchmarks.serve_throughput                     # about 2 minutes
     python -m benchmarks.serve_throughput --duration 3 --rounds 5 --concurrency 1 16 64
+    python -m benchmarks.serve_throughput --precision bfloat16   # CPUs with AVX512-BF16 or AMX
 
 Each configuration is a real `uvicorn app.main:app` process pinned to core 0 (`taskset -c 0`, one torch
 thread, one decode thread); `hey` drives single-image POST /predict load from core 1 (`taskset -c 1`).
@@ -130,7 +131,7 @@ def free_port() -> int:
 class Server:
     """A uvicorn process pinned to one core, started and stopped (by its PID) by this benchmark."""
 
-    def __init__(self, config: str, checkpoint: Path, cpu: str) -> None:
+    def __init__(self, config: str, checkpoint: Path, cpu: str, precision: str) -> None:
         self.port = free_port()
         target = (
             ["benchmarks.serve_throughput:decode_only_app", "--factory"]
@@ -143,6 +144,7 @@ class Server:
             | {
                 "MNIST_SERVE_MODEL_PATH": str(checkpoint),
                 "MNIST_SERVE_DEVICE": "cpu",
+                "MNIST_SERVE_PRECISION": precision,
                 "MNIST_SERVE_NUM_THREADS": "1",
                 "MNIST_SERVE_DECODE_THREADS": "1",
                 "MNIST_SERVE_LOG_LEVEL": "WARNING",
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace) -> list[Step]:
         loads[PHOTO][0].write_bytes(photo_of(digit))
         for config in CONFIGS:
             log.info("starting the %s server", config)
-            servers[config] = Server(config, checkpoint, args.server_cpu)
+            servers[config] = Server(config, checkpoint, args.server_cpu, args.precision)
             answer = httpx.post(
                 f"{servers[config].url}/predict",
                 content=loads[PHOTO][0].read_bytes(),
@@ -377,6 +379,12 @@ def main(argv: list[str] | None = None) -> None:
         "or an untrained one when missing)",
     )
     parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="MNIST_SERVE_PRECISION of the servers (default: float32)",
+    )
+    parser.add_argument(
         "--server-cpu", default="0", metavar="CPUS", help="taskset list for uvicorn (default: 0)"
     )
     parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
@@ -393,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
         os.cpu_count() or 0,
         torch.__version__,
     )
-    sys.stdout.write(table(steps) + "\n")
+    sys.stdout.write(
+        f"uvicorn on CPU {args.server_cpu}, hey on CPU {args.client_cpu}, precision {args.precision}, "
+        f"median of {args.rounds} interleaved rounds × {args.duration:g} s per cell\n\n{table(steps)}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -28,13 +28,26 @@ def test_probabilities_are_the_networks_softmax(untrained_checkpoint):
 
 
 def test_name_version_and_description(untrained_checkpoint):
-    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="bfloat16"))
+    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float16"))
     assert predictor.name == "pytorch-examples-mnist-cnn"
     assert predictor.version == hashlib.sha256(untrained_checkpoint.read_bytes()).hexdigest()[:12]
     description = predictor.describe()
     assert description["device"] == "cpu"
-    assert description["precision"] == "float32"  # half precision is for CUDA only
+    assert description["precision"] == "float32"  # float16 is for CUDA only
     assert description["checkpoint"] == str(untrained_checkpoint.resolve())
+
+
+def test_bfloat16_on_cpu_agrees_with_float32(untrained_checkpoint):
+    exact = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", max_batch_size=8))
+    fast = Predictor(
+        Settings(model_path=untrained_checkpoint, device="cpu", precision="bfloat16", max_batch_size=8)
+    )
+    assert fast.describe()["precision"] == "bfloat16"
+    images = [torch.randn(1, 28, 28) for _ in range(8)]
+    probabilities = fast.predict(images)
+    assert probabilities.dtype == torch.float32
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(8))
+    torch.testing.assert_close(probabilities, exact.predict(images), atol=2e-2, rtol=0)
 
 
 def test_missing_checkpoint_says_how_to_get_one(tmp_path):
