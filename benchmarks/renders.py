@@ -27,12 +27,25 @@ Renderer = Callable[[np.ndarray, np.random.Generator], bytes]
 
 ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
 DARK_INKS = (  # reflectance per channel: black/blue/grey ballpoint, pencil, dark red, dark green, violet
-    (0.08, 0.08, 0.09), (0.12, 0.14, 0.40), (0.05, 0.07, 0.25), (0.25, 0.25, 0.27), (0.38, 0.38, 0.40),
-    (0.45, 0.08, 0.10), (0.10, 0.32, 0.15), (0.30, 0.12, 0.40),
+    (0.08, 0.08, 0.09),
+    (0.12, 0.14, 0.40),
+    (0.05, 0.07, 0.25),
+    (0.25, 0.25, 0.27),
+    (0.38, 0.38, 0.40),
+    (0.45, 0.08, 0.10),
+    (0.10, 0.32, 0.15),
+    (0.30, 0.12, 0.40),
 )
 MARKER_INKS = (  # saturated felt-tip colours; yellow-ish ones are dark only in the blue channel
-    (0.05, 0.05, 0.05), (0.10, 0.25, 0.75), (0.85, 0.12, 0.12), (0.10, 0.60, 0.20), (0.55, 0.15, 0.65),
-    (0.95, 0.50, 0.05), (0.00, 0.55, 0.65), (0.90, 0.20, 0.60), (0.30, 0.20, 0.10),
+    (0.05, 0.05, 0.05),
+    (0.10, 0.25, 0.75),
+    (0.85, 0.12, 0.12),
+    (0.10, 0.60, 0.20),
+    (0.55, 0.15, 0.65),
+    (0.95, 0.50, 0.05),
+    (0.00, 0.55, 0.65),
+    (0.90, 0.20, 0.60),
+    (0.30, 0.20, 0.10),
 )
 
 
@@ -40,11 +53,12 @@ MARKER_INKS = (  # saturated felt-tip colours; yellow-ish ones are dark only in 
 
 
 def stroke_mask(digit: np.ndarray, box: int, rng: np.random.Generator, grow: float = 0.0) -> np.ndarray:
-    """Ink coverage in [0, 1] of the digit drawn in a box×box frame (the 28×28 frame scaled, margins included).
+    """Ink coverage in [0, 1] of the digit drawn in a box×box frame (the 28×28 frame scaled, margins
+    included).
 
-    The digit is upscaled bicubically, blurred a little (pen tip) and soft-thresholded at a random level, which
-    varies stroke width like different pens do. `grow` (a fraction of the frame) dilates the strokes by a disk
-    first, as a felt-tip marker would.
+    The digit is upscaled bicubically, blurred a little (pen tip) and soft-thresholded at a random level,
+    which varies stroke width like different pens do. `grow` (a fraction of the frame) dilates the strokes
+    by a disk first, as a felt-tip marker would.
     """
     if grow > 0:
         digit = dilate(digit, grow, rng)
@@ -69,29 +83,36 @@ def dilate(digit: np.ndarray, grow: float, rng: np.random.Generator) -> np.ndarr
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
             if dy * dy + dx * dx <= radius * radius:
-                out |= padded[reach + dy:reach + dy + 112, reach + dx:reach + dx + 112]
+                out |= padded[reach + dy : reach + dy + 112, reach + dx : reach + dx + 112]
     small = Image.fromarray(out * 255).resize((28, 28), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.uint8)
 
 
-def transform_mask(mask: np.ndarray, rng: np.random.Generator, max_degrees: float, max_stretch: float) -> np.ndarray:
-    """Tilt the strokes by up to max_degrees and stretch one axis by up to ±max_stretch (handwriting varies)."""
+def transform_mask(
+    mask: np.ndarray, rng: np.random.Generator, max_degrees: float, max_stretch: float
+) -> np.ndarray:
+    """Tilt the strokes by up to max_degrees and stretch one axis by up to ±max_stretch (hands vary)."""
     image = Image.fromarray((mask * 255).astype(np.uint8))
-    image = image.rotate(rng.uniform(-max_degrees, max_degrees), resample=Image.Resampling.BICUBIC, expand=True)
+    image = image.rotate(
+        rng.uniform(-max_degrees, max_degrees), resample=Image.Resampling.BICUBIC, expand=True
+    )
     stretch = 1 + rng.uniform(-max_stretch, max_stretch)
     width, height = image.size
     size = (max(1, round(width * stretch)), max(1, round(height / stretch)))
     return np.asarray(image.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255
 
 
-def place(mask: np.ndarray, width: int, height: int, rng: np.random.Generator, centred: float = 0.0) -> np.ndarray:
+def place(
+    mask: np.ndarray, width: int, height: int, rng: np.random.Generator, centred: float = 0.0
+) -> np.ndarray:
     """A height×width coverage map with the strokes of `mask` entirely inside, at a random position.
 
-    The mask is cropped to its ink and shrunk if it would not fit; `centred` in [0, 1] pulls it toward the middle.
+    The mask is cropped to its ink and shrunk if it would not fit; `centred` in [0, 1] pulls it toward the
+    middle.
     """
     rows, cols = np.nonzero(mask > 0.01)
     if len(rows):
-        mask = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        mask = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     margin = 2 + min(width, height) // 50
     room_w, room_h = width - 2 * margin, height - 2 * margin
     mh, mw = mask.shape
@@ -103,12 +124,12 @@ def place(mask: np.ndarray, width: int, height: int, rng: np.random.Generator, c
     fy, fx = rng.uniform(0, 1, 2) * (1 - centred) + centred / 2
     y, x = margin + int(fy * (room_h - mh)), margin + int(fx * (room_w - mw))
     out = np.zeros((height, width), np.float32)
-    out[y:y + mh, x:x + mw] = mask
+    out[y : y + mh, x : x + mw] = mask
     return out
 
 
 def frame_for(width: int, height: int, fraction: float) -> int:
-    """The 28×28-frame size that makes a typical digit (20 px of 28 tall) span `fraction` of the shorter side."""
+    """The 28×28-frame size making a typical digit (20 px of 28 tall) span `fraction` of the shorter side."""
     return max(28, round(min(width, height) * fraction * 28 / 20))
 
 
@@ -162,7 +183,8 @@ BANK_SIDE = 1700
 
 @functools.cache
 def noise_bank() -> tuple[np.ndarray, np.ndarray]:
-    """Fixed white noise and fibre-like (slightly blurred) noise, made once; renders crop them at random offsets.
+    """Fixed white noise and fibre-like (slightly blurred) noise, made once; renders crop them at random
+    offsets.
 
     Drawing fresh per-pixel noise for every 1600 px render dominated the render time; random crops of a fixed
     bank look the same to the preprocessing and keep renders reproducible.
@@ -177,7 +199,7 @@ def noise_bank() -> tuple[np.ndarray, np.ndarray]:
 def bank_crop(bank: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A height×width window of a noise bank at a random offset."""
     y, x = rng.integers(0, BANK_SIDE - height + 1), rng.integers(0, BANK_SIDE - width + 1)
-    return bank[y:y + height, x:x + width]
+    return bank[y : y + height, x : x + width]
 
 
 def paper(width: int, height: int, rng: np.random.Generator, texture: float) -> np.ndarray:
@@ -223,20 +245,25 @@ def render_mnist(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def render_photo(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int] | None = None) -> bytes:
-    """A phone photo of dark ink on uneven, textured paper: gradient light, shadows, tilt, blur, noise, JPEG."""
+    """A phone photo of dark ink on uneven, textured paper: gradients, shadows, tilt, blur, noise, JPEG."""
     width, height = size or random_size(rng, 200, 1600)
     box = frame_for(width, height, rng.uniform(0.2, 0.75))
     mask = transform_mask(stroke_mask(digit, box, rng), rng, max_degrees=12, max_stretch=0.12)
     if rng.random() < 0.5:  # slight focus blur
         blurred = Image.fromarray((mask * 255).astype(np.uint8)).filter(
-            ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5) * max(width, height) / 800))
+            ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5) * max(width, height) / 800)
+        )
         mask = np.asarray(blurred, dtype=np.float32) / 255
     coverage = place(mask, width, height, rng) * rng.uniform(0.75, 1.0)
-    ink = np.clip(np.array(DARK_INKS[int(rng.integers(len(DARK_INKS)))], np.float32) * rng.uniform(0.7, 1.3), 0, 1)
+    ink = np.clip(
+        np.array(DARK_INKS[int(rng.integers(len(DARK_INKS)))], np.float32) * rng.uniform(0.7, 1.3), 0, 1
+    )
     albedo = paper(width, height, rng, texture=rng.uniform(0.3, 1.5))
     light = lighting(width, height, rng, strength=rng.uniform(0.2, 1.0)) * rng.uniform(0.75, 1.1)  # exposure
     light_colour = 1 + rng.uniform(-0.06, 0.06, 3).astype(np.float32)
-    albedo *= (1 - coverage[:, :, None] * (1 - ink)) * light_colour  # ink absorbs, the light's tint colours all
+    albedo *= (
+        1 - coverage[:, :, None] * (1 - ink)
+    ) * light_colour  # ink absorbs, the light's tint colours all
     albedo *= light[:, :, None]
     image = finish(albedo, rng, noise=rng.uniform(0.005, 0.035))
     return encode(image, "JPEG", quality=int(rng.integers(40, 96)))
@@ -275,16 +302,19 @@ def render_sheet(digit: np.ndarray, rng: np.random.Generator) -> bytes:
         shade *= lighting(width, height, rng, strength=0.1)[:, :, None]
     rgb = shade * white
     image = finish(rgb, rng, noise=rng.uniform(0.0, 0.015))
-    if rng.random() < 0.5:
+    kind = rng.random()
+    if kind < 0.3:  # a grayscale scan
+        return encode(image.convert("L"), "PNG", compress_level=1)
+    if kind < 0.5:
         return encode(image, "PNG", compress_level=1)
     return encode(image, "JPEG", quality=int(rng.integers(60, 96)))
 
 
 def render_marker(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """Thick felt-tip strokes (the digit dilated), often coloured, on white or off-white paper, 250–1200 px."""
+    """Thick felt-tip strokes (the digit dilated), often coloured, on white or off-white paper, 250–1200 px"""
     width, height = random_size(rng, 250, 1200)
     box = frame_for(width, height, rng.uniform(0.3, 0.85))
-    mask = transform_mask(stroke_mask(digit, box, rng, grow=rng.uniform(0.015, 0.045)), rng, 10, 0.1)
+    mask = transform_mask(stroke_mask(digit, box, rng, grow=rng.uniform(0.01, 0.03)), rng, 10, 0.1)
     coverage = place(mask, width, height, rng)
     ink = np.array(MARKER_INKS[int(rng.integers(len(MARKER_INKS)))], np.float32)
     albedo = paper(width, height, rng, texture=rng.uniform(0.0, 0.8))
