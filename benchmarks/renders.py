@@ -6,7 +6,7 @@ Each `render_<style>(digit, rng)` takes a real 28×28 uint8 MNIST digit (white o
 - `mnist`:  the digit itself as a 28×28 grayscale PNG (must keep its prediction);
 - `photo`:  RGB JPEG of dark ink on unevenly lit, textured paper, with shadows, noise, tilt, 200–1600 px;
 - `canvas`: RGBA PNG of dark strokes on a transparent background, like an HTML canvas export;
-- `sheet`:  a big digit off-centre on a large, mostly white sheet (PNG or JPEG);
+- `sheet`:  a big digit off-centre on a large, mostly white sheet (grayscale or RGB PNG, or JPEG);
 - `marker`: thick (often coloured) marker strokes on white or off-white paper.
 
 Strokes come from the digit upscaled smoothly (bicubic, blurred, then soft-thresholded), so they look like pen
@@ -261,9 +261,8 @@ def render_photo(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, i
     albedo = paper(width, height, rng, texture=rng.uniform(0.3, 1.5))
     light = lighting(width, height, rng, strength=rng.uniform(0.2, 1.0)) * rng.uniform(0.75, 1.1)  # exposure
     light_colour = 1 + rng.uniform(-0.06, 0.06, 3).astype(np.float32)
-    albedo *= (
-        1 - coverage[:, :, None] * (1 - ink)
-    ) * light_colour  # ink absorbs, the light's tint colours all
+    # ink absorbs part of the light; the light's tint colours paper and ink alike
+    albedo *= (1 - coverage[:, :, None] * (1 - ink)) * light_colour
     albedo *= light[:, :, None]
     image = finish(albedo, rng, noise=rng.uniform(0.005, 0.035))
     return encode(image, "JPEG", quality=int(rng.integers(40, 96)))
@@ -311,7 +310,7 @@ def render_sheet(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def render_marker(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """Thick felt-tip strokes (the digit dilated), often coloured, on white or off-white paper, 250–1200 px"""
+    """Thick felt-tip strokes (the digit dilated), often coloured, on white or tinted paper, 250–1200 px."""
     width, height = random_size(rng, 250, 1200)
     box = frame_for(width, height, rng.uniform(0.3, 0.85))
     mask = transform_mask(stroke_mask(digit, box, rng, grow=rng.uniform(0.01, 0.03)), rng, 10, 0.1)

@@ -263,7 +263,9 @@ def _png_header(width: int, height: int, idat: bytes = b"") -> bytes:
     ids=["empty", "text", "random bytes", "EPS", "PPM", "ICO"],
 )
 def test_non_images_are_rejected(data: bytes, status: int) -> None:
-    assert error_of(data).status_code == status
+    error = error_of(data)
+    assert error.status_code == status and isinstance(error, ValueError) and str(error) == error.message
+    assert "PNG" in error.message  # the message says what to send instead
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP"])
