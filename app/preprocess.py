@@ -46,6 +46,10 @@ BACKGROUND_SIDE = 64
 """Longer side of the even smaller copy on which the paper's brightness is estimated."""
 BACKGROUND_WINDOW = 0.3
 """Closing window, as a fraction of that copy's longer side: wider than a marker stroke, so strokes vanish."""
+FLAT_PAPER = 0.08
+"""Paper this much darker than the typical bright paper is shaded (ink, at least twice as dark, is not)..."""
+FLAT_SHADED = 0.05
+"""...and an image with less than this share of shaded paper has no shadows to mistake for ink."""
 ENCLOSED_GAIN = 2.0
 """A pixel counts as enclosed ink when filling raises it by half its darkness below the paper..."""
 ENCLOSED_ABS = 25.0
@@ -323,14 +327,20 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     values = np.asarray(small, dtype=np.float32)
     window = 2 * int(BACKGROUND_WINDOW * max(values.shape) / 2) + 1
     closed = running_extreme(running_extreme(values, window, np.maximum), window, np.minimum)
-    filled = fill_basins(values, closed)
-    paper = np.maximum(closed, filled)  # filling also restores paper under strokes too wide for the closing
-    raised = filled - values
-    # ×ENCLOSED_GAIN: a stroke running from light into shadow, only partly a basin where lit, counts fully
-    enclosed = np.maximum(
-        ENCLOSED_GAIN * raised / np.maximum(paper - values, ENCLOSED_DEPTH), raised / ENCLOSED_ABS
-    )
-    enclosed = running_extreme(np.clip(enclosed, 0.0, 1.0), 3, np.maximum)  # antialiased stroke rims too
+    sample = gray[::2, ::2]  # full resolution: at 1/4 scale the rims of strokes look shaded too
+    bright = float(np.percentile(sample, 90))
+    shaded = np.count_nonzero((sample < (1 - FLAT_PAPER) * bright) & (sample > 0.5 * bright)) / sample.size
+    if shaded < FLAT_SHADED:  # even paper (a canvas, a scan; ink is darker): no shadow to mistake for ink
+        paper, enclosed = np.full_like(values, bright), np.ones_like(values)
+    else:
+        filled = fill_basins(values, closed)
+        paper = np.maximum(closed, filled)  # filling also restores paper under strokes too wide for closing
+        raised = filled - values
+        # ×ENCLOSED_GAIN: a stroke running from light into shadow, only partly a basin where lit, counts fully
+        enclosed = np.maximum(
+            ENCLOSED_GAIN * raised / np.maximum(paper - values, ENCLOSED_DEPTH), raised / ENCLOSED_ABS
+        )
+        enclosed = running_extreme(np.clip(enclosed, 0.0, 1.0), 3, np.maximum)  # antialiased stroke rims too
     if factor > 1:
         paper, enclosed = (
             np.asarray(Image.fromarray(a, mode="F").resize((width, height), Image.Resampling.BILINEAR))

@@ -152,6 +152,13 @@ def test_canvas_export_with_transparent_background_is_flattened(reference: np.nd
         assert similarity(to_mnist_pixels(encode(canvas, "PNG")), reference) > 0.95
 
 
+def test_canvas_digit_touching_every_edge_is_read(reference: np.ndarray) -> None:
+    ink = glyph(280)
+    ink = ink.crop(ink.getbbox())  # the strokes now run into all four edges of the canvas
+    canvas = Image.merge("RGBA", (*Image.new("RGB", ink.size, 0).split(), ink))
+    assert similarity(to_mnist_pixels(encode(canvas, "PNG")), reference) > 0.9
+
+
 def test_thick_marker_strokes_are_thinned_to_mnist_width(reference: np.ndarray) -> None:
     marker = glyph(280).filter(ImageFilter.MaxFilter(21))  # strokes about three times as wide
     thick = to_mnist_pixels(encode(on_paper(marker, at=(60, 10), ink_rgb=(200, 30, 30)), "PNG"))
