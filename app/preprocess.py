@@ -42,6 +42,8 @@ MAX_PIXELS = 40_000_000
 """Default limit on width × height, checked on the header before any pixel is decoded."""
 WORK_SIDE = 256
 """Longer side of the working copy: enough for a digit a fifth of the photo high, cheap to filter."""
+STROKE_SHADES = 64.0
+"""Opaque pixels of an RGBA image spanning fewer gray levels than this (10th–90th percentile) are strokes."""
 BACKGROUND_SIDE = 64
 """Longer side of the even smaller copy on which the paper's brightness is estimated."""
 BACKGROUND_WINDOW = 0.3
@@ -252,24 +254,26 @@ def to_array(image: Image.Image) -> np.ndarray:
 def flatten_alpha(values: np.ndarray) -> np.ndarray:
     """Composite an RGBA image onto an opaque backdrop chosen so that the strokes stay visible.
 
-    A canvas export is dark strokes on fully transparent (usually black, 0,0,0,0) pixels: dropping alpha
-    would make everything black. Sparse strokes go on the backdrop that contrasts with them (white for dark
-    strokes, black for light ones); a mostly opaque image (a photo with transparent margins) gets its own
-    typical colour as backdrop.
+    A canvas export is strokes of one colour on fully transparent (usually black, 0,0,0,0) pixels: dropping
+    alpha would make everything black. Such strokes go on the backdrop that contrasts with them (white for
+    dark strokes, black for light ones), however much of the canvas they cover. Opaque content of many
+    shades (a photo with transparent margins) has its own background, so its typical colour fills the
+    transparent part.
     """
     if values.ndim != 3 or values.shape[2] != 4:
         return values
     colour, alpha = values[:, :, :3], values[:, :, 3] / 255.0
     if alpha.min() >= 1.0:
         return colour
-    weight = float(alpha.sum())
-    if weight == 0.0:
-        return np.full_like(colour, 255.0)  # fully transparent: blank, reported as no digit later
-    if weight < 0.5 * alpha.size:
-        stroke_luma = float((colour @ LUMA * alpha).sum() / weight)
-        backdrop = np.float32(255.0 if stroke_luma < 128.0 else 0.0)
+    opaque = colour[alpha > 0.5]
+    if opaque.size == 0:
+        return np.full_like(colour, 255.0)  # (nearly) fully transparent: blank, reported as no digit later
+    shades = opaque[:: max(1, len(opaque) // 4096)] @ LUMA
+    darkest, median, lightest = np.percentile(shades, (10, 50, 90))
+    if lightest - darkest < STROKE_SHADES:
+        backdrop = np.float32(255.0 if median < 128.0 else 0.0)
     else:
-        backdrop = np.median(colour[alpha > 0.5], axis=0).astype(np.float32)
+        backdrop = np.median(opaque, axis=0).astype(np.float32)
     alpha = alpha[:, :, None]
     return colour * alpha + backdrop * (1.0 - alpha)
 
@@ -327,9 +331,10 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     values = np.asarray(small, dtype=np.float32)
     window = 2 * int(BACKGROUND_WINDOW * max(values.shape) / 2) + 1
     closed = running_extreme(running_extreme(values, window, np.maximum), window, np.minimum)
-    sample = gray[::2, ::2]  # full resolution: at 1/4 scale the rims of strokes look shaded too
+    sample = gray[::2, ::2]  # finer than `values`, whose blur would make the rims of strokes look shaded
     bright = float(np.percentile(sample, 90))
-    shaded = np.count_nonzero((sample < (1 - FLAT_PAPER) * bright) & (sample > 0.5 * bright)) / sample.size
+    rims = _grow(_grow(_grow(sample <= 0.5 * bright)))  # the soft edges of ink are not shade
+    shaded = np.count_nonzero((sample < (1 - FLAT_PAPER) * bright) & ~rims) / sample.size
     if shaded < FLAT_SHADED:  # even paper (a canvas, a scan; ink is darker): no shadow to mistake for ink
         paper, enclosed = np.full_like(values, bright), np.ones_like(values)
     else:
@@ -430,17 +435,19 @@ def threshold_noise(ink: np.ndarray) -> np.ndarray:
 
     The stroke level is the strength of the strongest ink (the value a thousandth of the pixels exceed, so a
     few specks cannot set it). Pixels within one pixel of ink at 40 % of that level keep their strength
-    above the paper's own noise floor (median + 5 robust standard deviations), so antialiased edges survive
-    as in MNIST; everything else is background. An image without such ink is reported as having no digit.
+    above the paper's own noise floor (median + 5 robust standard deviations of the pixels well below the
+    stroke level, so a digit covering much of the image does not count as noise), so antialiased edges
+    survive as in MNIST; everything else is background. An image without such ink has no digit.
     """
+    rank = max(10, ink.size // 1000)
+    candidates = ink[ink > 0.02]  # partitioning only these is fast; the many equal zeros make it slow
+    level = float(np.partition(candidates, -rank)[-rank]) if candidates.size >= rank else 0.0
     step = max(1, int(math.sqrt(ink.size / 8192)))
     sample = ink[::step, ::step]
-    typical = float(np.median(sample))
-    spread = 1.4826 * float(np.median(np.abs(sample - typical)))
+    paper = sample[sample < 0.25 * level]
+    typical = float(np.median(paper)) if paper.size else 1.0
+    spread = 1.4826 * float(np.median(np.abs(paper - typical))) if paper.size else 0.0
     floor = typical + 5.0 * spread + 0.03
-    rank = max(10, ink.size // 1000)
-    candidates = ink[ink > floor]  # partitioning only these is fast; the many equal zeros make it slow
-    level = float(np.partition(candidates, -rank)[-rank]) if candidates.size >= rank else 0.0
     strong = ink > max(floor, 0.4 * level)
     if level < max(0.08, floor) or np.count_nonzero(strong) < rank:
         raise ImageError(

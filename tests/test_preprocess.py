@@ -152,11 +152,19 @@ def test_canvas_export_with_transparent_background_is_flattened(reference: np.nd
         assert similarity(to_mnist_pixels(encode(canvas, "PNG")), reference) > 0.95
 
 
-def test_canvas_digit_touching_every_edge_is_read(reference: np.ndarray) -> None:
-    ink = glyph(280)
-    ink = ink.crop(ink.getbbox())  # the strokes now run into all four edges of the canvas
+def test_thick_canvas_digit_touching_every_edge_is_read(reference: np.ndarray) -> None:
+    ink = glyph(280).filter(ImageFilter.MaxFilter(15))
+    ink = ink.crop(ink.getbbox())  # thick strokes covering 44 % of the canvas, running into all four edges
     canvas = Image.merge("RGBA", (*Image.new("RGB", ink.size, 0).split(), ink))
     assert similarity(to_mnist_pixels(encode(canvas, "PNG")), reference) > 0.9
+
+
+def test_canvas_stroke_from_edge_to_edge_is_read() -> None:
+    alpha = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(alpha).line([(150, 0), (130, 279)], fill=255, width=60)  # a fat "1", top edge to bottom
+    canvas = Image.merge("RGBA", (*Image.new("RGB", alpha.size, (20, 40, 30)).split(), alpha))
+    rows, cols = np.nonzero(to_mnist_pixels(encode(canvas, "PNG")) > 64)
+    assert np.ptp(rows) + 1 == 20 and np.ptp(cols) + 1 <= 8
 
 
 def test_thick_marker_strokes_are_thinned_to_mnist_width(reference: np.ndarray) -> None:
