@@ -72,6 +72,8 @@ BOX = 20
 """MNIST fits each digit in a 20×20 box..."""
 FIELD = 28
 """...and centres it by centre of mass in a 28×28 field."""
+MIN_MNIST_INK = 10
+"""Bright pixels an MNIST-format upload needs to skip the photo pipeline (the thinnest MNIST "1"s have ~30)."""
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 DECODE_ERRORS = (
@@ -126,6 +128,9 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Bytes of an image file → 28×28 uint8, white ink on black, as an MNIST digit. Raises `ImageError`."""
     image = decode(data, max_pixels)  # only real image formats, size checked before any pixel is decoded
     orientation = exif_orientation(image)  # read now: the tag belongs to the original file
+    mnist = already_mnist(image, orientation)
+    if mnist is not None:
+        return mnist  # already in the model's format: nothing to undo, and ~1 ms saved per request
     image = shrink(image)  # every later step then costs the same, whatever the upload's size
     image = orient(image, orientation)  # a phone photo taken sideways is read upright
     values = flatten_alpha(to_array(image))  # a canvas export's strokes sit on transparent black
@@ -135,6 +140,22 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     ink = keep_digit(ink)  # specks, smudges and shadow edges away from the digit go
     patch = crop_to_ink(thin_strokes(crop_to_ink(ink)))  # marker strokes back to pen width, as MNIST's
     return centre_by_mass(fit_box(patch))  # MNIST's own normalisation: 20×20 box, centre of mass at (14, 14)
+
+
+def already_mnist(image: Image.Image, orientation: int) -> np.ndarray | None:
+    """The pixels unchanged when the upload already is an MNIST-format digit, else None.
+
+    That is a 28×28 grayscale image, upright, with a pure black outer ring and some bright ink: white on black and
+    inside the frame, as MNIST's own procedure leaves it (98.9 % of the MNIST test digits). Running such an image
+    through the photo pipeline could only move it away from what the model was trained on.
+    """
+    if image.size != (FIELD, FIELD) or image.mode != "L" or orientation != 1:
+        return None
+    pixels = np.asarray(image, dtype=np.uint8)
+    ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if ring.any() or np.count_nonzero(pixels > 127) < MIN_MNIST_INK:
+        return None
+    return pixels.copy()
 
 
 # ---------------------------------------------------------------- decoding

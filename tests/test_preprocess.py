@@ -392,3 +392,26 @@ def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
         )
     assert all(value >= 0.98 for value in accuracy.values()), accuracy
     assert torch.equal(rendered.argmax(1), direct)  # a genuine MNIST digit keeps its prediction
+
+
+def test_mnist_format_uploads_pass_through_unchanged(mnist_root: Path) -> None:
+    from training.data import load_split
+
+    digits = load_split(mnist_root, train=False).images[:300].numpy()
+    framed = [d for d in digits if not np.concatenate([d[0], d[-1], d[:, 0], d[:, -1]]).any()]
+    assert len(framed) > 280
+    for digit in framed:
+        assert np.array_equal(to_mnist_pixels(encode(Image.fromarray(digit), "PNG")), digit)
+
+
+def test_28px_dark_on_light_digit_still_takes_the_full_pipeline(mnist_root: Path) -> None:
+    from training.data import load_split
+
+    digit = load_split(mnist_root, train=False).images[0].numpy()
+    out = to_mnist_pixels(encode(Image.fromarray(255 - digit), "PNG"))  # black on white: no pass-through
+    assert out[0].max() == 0 and out.max() > 200  # inverted to white on black, centred
+    assert similarity(out, digit, shift=2) > 0.7
+
+
+def test_blank_28px_black_image_is_no_digit() -> None:
+    assert error_of(encode(Image.new("L", (28, 28), 0), "PNG")).status_code == 400
