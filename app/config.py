@@ -29,8 +29,10 @@ class Settings(BaseSettings):
 
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="the .safetensors checkpoint to serve")
     device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
-    precision: Literal["float32", "float16", "bfloat16"] = Field(
-        "float32", description="model dtype; bfloat16 also on CPU (fast with AVX512-BF16), float16 CUDA only"
+    precision: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="model dtype; auto = bfloat16 where the device computes it natively (CUDA, AVX512-BF16/AMX "
+        "CPUs), else float32; float16 CUDA only",
     )
     num_threads: int | None = Field(
         None, ge=1, description="torch CPU threads (torch.set_num_threads); unset: torch's default"

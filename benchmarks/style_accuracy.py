@@ -24,7 +24,9 @@ from PIL import Image
 
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
 from benchmarks.renders import STYLES, render, render_photo
-from mnist_model import load_checkpoint, normalize
+from app.config import Settings
+from app.predictor import Predictor
+from mnist_model import normalize
 from training.data import load_split
 
 
@@ -70,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="1024×768 photo JPEGs to time preprocessing on; 0 skips (default: 50)",
     )
     parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="model dtype, as the service's MNIST_SERVE_PRECISION (default: auto, the service's default)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, metavar="N", help="torch threads for the model (default: 1)"
     )
     parser.add_argument(
@@ -87,17 +95,16 @@ def render_seed(seed: int, style: str, index: int) -> int:
     return (seed * 1_000_003 + list(STYLES).index(style) * 100_000 + index) % 2**32
 
 
-@torch.inference_mode()
-def predict(model: torch.nn.Module, batch: list[torch.Tensor]) -> np.ndarray:
-    """Predicted digits for a list of 1×28×28 normalised tensors."""
+def predict(model: Predictor, batch: list[torch.Tensor]) -> np.ndarray:
+    """Predicted digits for a list of 1×28×28 normalised tensors, computed exactly as the service does."""
     if not batch:
         return np.zeros(0, np.int64)
-    return model(torch.stack(batch)).argmax(dim=1).numpy()
+    return model.predict(batch).argmax(dim=1).numpy()
 
 
 def measure_style(
     style: str,
-    model: torch.nn.Module,
+    model: Predictor,
     mean: float,
     std: float,
     images: torch.Tensor,
@@ -188,13 +195,16 @@ def time_photos(count: int, images: torch.Tensor, mean: float, std: float) -> di
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, metadata = load_checkpoint(args.checkpoint, "cpu")
+    model = Predictor(Settings(model_path=args.checkpoint, device="cpu", precision=args.precision,
+                               max_batch_size=512, num_threads=args.threads))
+    metadata = model.metadata
     test = load_split(args.data_dir, train=False)
     indices = np.random.default_rng(args.seed).choice(
         len(test), size=min(args.per_style, len(test)), replace=False
     )
     print(
         f"checkpoint {args.checkpoint} (MNIST test accuracy {metadata.test_accuracy}), "
+        f"served in {model.describe()['precision']} like MNIST_SERVE_PRECISION={args.precision}, "
         f"{len(indices)} test digits per style, seed {args.seed}"
     )
     print(

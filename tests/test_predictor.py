@@ -11,10 +11,11 @@ import torch
 from app.config import Settings
 from app.predictor import Predictor, resolve_device
 from mnist_model import CheckpointError, load_checkpoint
+from mnist_model.hardware import native_bf16
 
 
 def test_probabilities_are_the_networks_softmax(untrained_checkpoint):
-    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", max_batch_size=4))
+    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=4))
     predictor.warm_up()
     torch.manual_seed(1)
     images = [torch.randn(1, 28, 28) for _ in range(3)]
@@ -38,7 +39,7 @@ def test_name_version_and_description(untrained_checkpoint):
 
 
 def test_bfloat16_on_cpu_agrees_with_float32(untrained_checkpoint):
-    exact = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", max_batch_size=8))
+    exact = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8))
     fast = Predictor(
         Settings(model_path=untrained_checkpoint, device="cpu", precision="bfloat16", max_batch_size=8)
     )
@@ -90,7 +91,7 @@ def test_auto_device_follows_cuda_availability():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
 def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precision):
-    cpu = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", max_batch_size=8))
+    cpu = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8))
     gpu = Predictor(
         Settings(model_path=untrained_checkpoint, device="cuda", precision=precision, max_batch_size=8)
     )
@@ -103,3 +104,10 @@ def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precisi
     torch.testing.assert_close(
         on_gpu, cpu.predict(images), atol=2e-2 if precision != "float32" else 1e-4, rtol=0
     )
+
+
+def test_auto_precision_is_bfloat16_exactly_where_it_is_native(untrained_checkpoint):
+    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu"))
+    expected = "bfloat16" if native_bf16(torch.device("cpu")) else "float32"
+    assert Settings().precision == "auto"
+    assert predictor.describe()["precision"] == expected

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from mnist_model import MNIST_MEAN, MNIST_STD, ModelMetadata, Net, save_checkpoint
+from mnist_model.hardware import native_bf16
 from training import distributed, reports
 from training.data import DataError, Split, default_data_dir, load_split
 from training.loop import evaluate, train_epoch
@@ -220,12 +221,8 @@ def pick_amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
             raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
         return torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if choice == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
-    native_bf16 = device.type == "cpu" and torch.backends.mkldnn.is_available() and \
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if choice == "bf16" or native_bf16:
-        return torch.bfloat16
-    return None
+        return torch.bfloat16 if choice == "bf16" or native_bf16(device) else torch.float16
+    return torch.bfloat16 if choice == "bf16" or native_bf16(device) else None
 
 
 def launch_command(argv: list[str], runtime: distributed.Runtime) -> str:
