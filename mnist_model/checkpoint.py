@@ -105,7 +105,9 @@ def read_metadata(path: str | Path) -> ModelMetadata:
         with safe_open(str(path), framework="pt") as handle:
             return ModelMetadata.from_safetensors(handle.metadata())
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({exc}); retrain or re-download it") from exc
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint ({exc}); retrain or re-download it"
+        ) from exc
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[Net, ModelMetadata]:

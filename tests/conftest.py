@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,21 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def digit_png() -> bytes:
+    """A hand-drawn-looking 7 (black stroke on white, 64×64 PNG): a valid upload for plumbing tests."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(image).line([(16, 16), (48, 16), (24, 56)], 0, 5)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (the OS picks it), for tests that start a real server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
+from tests.conftest import digit_png
 
 LIMIT = 10_000
 CHUNK = 4096
-
-
-def digit_png() -> bytes:
-    image = Image.new("L", (64, 64), 255)
-    ImageDraw.Draw(image).line([(16, 16), (48, 16), (24, 56)], 0, 5)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class Stream:

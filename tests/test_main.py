@@ -19,6 +19,7 @@ from app.config import Settings, SettingsError
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
 from mnist_model import CheckpointError
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,14 +53,6 @@ async def test_docs_show_json_multipart_and_raw_body_examples():
     responses = spec["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "422", "503", "504"} <= set(responses)
     assert spec["components"]["schemas"]["Prediction"]["examples"][0]["digit"] == 7
-
-
-def free_port() -> int:
-    for port in range(8100, 8200):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port in 8100-8199")
 
 
 def uvicorn(port: int, **env: str) -> subprocess.Popen[str]:

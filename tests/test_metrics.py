@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
-from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
-
-
-def digit_png() -> bytes:
-    image = Image.new("L", (64, 64), 255)
-    ImageDraw.Draw(image).line([(16, 16), (48, 16), (24, 56)], 0, 5)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.conftest import digit_png
 
 
 async def scrape(client) -> dict[tuple[str, tuple], float]:

@@ -15,7 +15,9 @@ from mnist_model.hardware import native_bf16
 
 
 def test_probabilities_are_the_networks_softmax(untrained_checkpoint):
-    predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=4))
+    predictor = Predictor(
+        Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=4)
+    )
     predictor.warm_up()
     torch.manual_seed(1)
     images = [torch.randn(1, 28, 28) for _ in range(3)]

@@ -4,7 +4,6 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from training.run import parse_args
 
 README = (REPO / "README.md").read_text()
@@ -59,9 +58,7 @@ def test_files_the_readme_names_exist():
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """The real service (`uvicorn app.main:app`) with the shipped model, on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
                                 "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

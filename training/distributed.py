@@ -53,7 +53,8 @@ def start(device_name: str) -> Runtime:
     device = resolve_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    on_gpu = device.type == "cuda"
+    dist.init_process_group(backend="nccl" if on_gpu else "gloo", device_id=device if on_gpu else None)
     return Runtime(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 

@@ -91,12 +91,13 @@ def write_model_card(path: Path, checkpoint: Path, metadata: ModelMetadata, hist
     )
     hyper = "\n".join(f"| `{key}` | `{value}` |" for key, value in sorted(metadata.hyperparameters.items()))
     accuracy = f"{100 * metadata.test_accuracy:.2f} %" if metadata.test_accuracy is not None else "n/a"
+    test_loss = metadata.test_loss if metadata.test_loss is not None else float("nan")
     text = f"""{CARD_MARKER}
 # Model card: `{checkpoint.name}`
 
 **{metadata.architecture}**: the pytorch/examples MNIST CNN (conv 32 → conv 64 → max-pool → dropout → fc 128 →
 dropout → fc 10, 1.2 M parameters), trained by `training.run`. Test accuracy **{accuracy}** on the 10,000 MNIST test
-images (test loss {metadata.test_loss if metadata.test_loss is not None else float('nan'):.4f}) after {metadata.epochs} epochs.
+images (test loss {test_loss:.4f}) after {metadata.epochs} epochs.
 
 ## Reproduce
 ```

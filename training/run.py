@@ -155,7 +155,7 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     evaluation = None
     last_epoch = min(args.epochs, first_epoch - 1 + args.stop_after) if args.stop_after else args.epochs
     for epoch in range(first_epoch, last_epoch + 1):
-        # Randomness is derived from (seed, epoch, rank), so a resumed run draws exactly what an uninterrupted one would.
+        # Randomness derives from (seed, epoch, rank): a resumed run draws exactly what an uninterrupted one would.
         torch.manual_seed(args.seed * 1_000_003 + epoch * 1_009 + runtime.rank)
         augment_rng = None
         if not args.no_augment:
@@ -195,7 +195,8 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             command=launch_command(argv, runtime), seed=args.seed,
             hyperparameters={"epochs": args.epochs, "batch_size": args.batch_size, "world_size": runtime.world_size,
-                             "optimizer": "AdamW", "schedule": f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})", "lr": args.lr,
+                             "optimizer": "AdamW", "schedule": f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})",
+                             "lr": args.lr,
                              "weight_decay": args.weight_decay, "augment": not args.no_augment,
                              "amp": str(amp_dtype), "device": device.type,
                              "train_samples": len(train_split)})
@@ -204,7 +205,9 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
         log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * evaluation.accuracy)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """One-cycle: warm up for the first 20 % of steps, then anneal; constant LR for runs too short to have phases."""
     if total_steps < 4:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
