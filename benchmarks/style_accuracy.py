@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.preprocess import ImageError, preprocess, to_mnist_pixels
-from benchmarks.renders import STYLES, render, render_photo
 from app.config import Settings
 from app.predictor import Predictor
+from app.preprocess import ImageError, preprocess, to_mnist_pixels
+from benchmarks.renders import STYLES, render, render_photo
 from mnist_model import normalize
 from training.data import load_split
 
