@@ -380,9 +380,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--precision",
-        default="float32",
-        choices=["float32", "bfloat16"],
-        help="MNIST_SERVE_PRECISION of the servers (default: float32)",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="MNIST_SERVE_PRECISION of the servers (default: auto, the service's default)",
     )
     parser.add_argument(
         "--server-cpu", default="0", metavar="CPUS", help="taskset list for uvicorn (default: 0)"
