@@ -238,23 +238,7 @@ def hey(
 
 def warm_up(url: str, body: Path, cpu: str) -> None:
     """One second of load, not reported: first requests pay for lazy imports and allocations."""
-    command = [
-        "taskset",
-        "-c",
-        cpu,
-        "hey",
-        "-z",
-        "1s",
-        "-c",
-        "16",
-        "-m",
-        "POST",
-        "-T",
-        "image/png",
-        "-D",
-        str(body),
-    ]
-    subprocess.run([*command, f"{url}/predict"], capture_output=True, check=True, timeout=60)
+    hey(url, body, "image/png", concurrency=16, seconds=1, cpu=cpu)
 
 
 def run(args: argparse.Namespace) -> list[Step]:
