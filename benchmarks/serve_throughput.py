@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if shutil.which("hey") is None or shutil.which("taskset") is None:
-        parser.error("needs `hey` and `taskset` on PATH")
+        parser.error("needs `hey` and `taskset` on PATH (Debian: apt-get install hey util-linux)")
     start = time.monotonic()
     steps = run(args)
     log.info(
