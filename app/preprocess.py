@@ -118,6 +118,13 @@ class ImageError(ValueError):
         self.status_code = status_code
 
 
+def looks_like_image(data: bytes) -> bool:
+    """Whether `data` starts with the signature of one of ACCEPTED_FORMATS (Pillow's own check; nothing decoded)."""
+    Image.init()  # registers the format plugins; a no-op after the first call
+    prefix = data[:16]
+    return any(Image.OPEN[name][1] is not None and Image.OPEN[name][1](prefix) is True for name in ACCEPTED_FORMATS)
+
+
 def preprocess(data: bytes, *, mean: float, std: float, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Bytes of an image file → float32 tensor 1×28×28, normalised with `mean`/`std`. Raises `ImageError`."""
     pixels = torch.from_numpy(to_mnist_pixels(data, max_pixels=max_pixels))

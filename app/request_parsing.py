@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from app.preprocess import looks_like_image
 from app.schemas import BatchImagesJSON, ImageJSON
 
 SINGLE_FIELD = "file"
@@ -73,21 +74,6 @@ async def read_images(request: Request, *, max_images: int) -> list[bytes | BadI
         415,
         f"unsupported content type {media or '(none)'!r} for a batch: send multipart/form-data with one "
         f'\'{BATCH_FIELD}\' field per image, or JSON {{"images": ["<base64>", ...]}}',
-    )
-
-
-def looks_like_image(data: bytes) -> bool:
-    """Whether `data` starts like an image file (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM)."""
-    return (
-        data.startswith(
-            (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-        )
-        or data[:4] == b"RIFF"
-        and data[8:12] == b"WEBP"
-        or len(data) > 2
-        and data[:1] == b"P"
-        and data[1:2] in b"123456"
-        and data[2:3].isspace()
     )
 
 
