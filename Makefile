@@ -26,8 +26,9 @@ test: setup  ## run the test suite (GPU tests skip themselves without CUDA)
 train: setup  ## train the shipped model with the default recipe
 	$(BIN)/python -m training.run
 
-lint: setup
+lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench-train: setup
 	$(BIN)/python -m benchmarks.train_throughput

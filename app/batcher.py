@@ -110,9 +110,7 @@ class DynamicBatcher:
             self._announced -= count
             self._cond.notify()
 
-    def submit(
-        self, images: Sequence[torch.Tensor], *, announced: int = 0
-    ) -> list[asyncio.Future[Probabilities]]:
+    def submit(self, images: Sequence[torch.Tensor], *, announced: int = 0) -> list[asyncio.Future[Probabilities]]:
         """Queue preprocessed 1×28×28 images, all or none; returns one future per image, resolved in order.
 
         `announced` is how many images this request announced (bad images count too: they are withdrawn here).
@@ -194,9 +192,7 @@ class DynamicBatcher:
         _settle(live, rows=rows)
 
 
-def _settle(
-    items: list[_Item], *, rows: list[Probabilities] | None = None, error: BaseException | None = None
-) -> None:
+def _settle(items: list[_Item], *, rows: list[Probabilities] | None = None, error: BaseException | None = None) -> None:
     """Resolve futures on their own loops, one wake-up per loop rather than one per image."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Probabilities | None]]] = {}
     for index, item in enumerate(items):

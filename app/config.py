@@ -48,24 +48,12 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(
         20.0, ge=0, le=10_000, description="longest a batch is held open for requests still being decoded"
     )
-    max_queue_size: int = Field(
-        1024, ge=1, description="images waiting for the model before new ones get 503"
-    )
-    request_timeout_s: float = Field(
-        10.0, gt=0, description="longest an image waits for the model before a 504"
-    )
-    max_body_bytes: int = Field(
-        10 * 1024 * 1024, ge=1, description="largest request body accepted (413 beyond)"
-    )
-    max_image_pixels: int = Field(
-        25_000_000, ge=1, description="largest decoded image, in pixels (413 beyond)"
-    )
-    max_batch_images: int = Field(
-        64, ge=1, description="most images in one /predict/batch request (413 beyond)"
-    )
-    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field(
-        "INFO", description="logging level"
-    )
+    max_queue_size: int = Field(1024, ge=1, description="images waiting for the model before new ones get 503")
+    request_timeout_s: float = Field(10.0, gt=0, description="longest an image waits for the model before a 504")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest request body accepted (413 beyond)")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="largest decoded image, in pixels (413 beyond)")
+    max_batch_images: int = Field(64, ge=1, description="most images in one /predict/batch request (413 beyond)")
+    log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="logging level")
 
     @field_validator("device")
     @classmethod
@@ -102,11 +90,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            got = (
-                f" (got {error['input']!r})"
-                if "input" in error and not isinstance(error["input"], dict)
-                else ""
-            )
+            got = f" (got {error['input']!r})" if "input" in error and not isinstance(error["input"], dict) else ""
             variable = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: " if error["loc"] else ""
             lines.append(f"  {variable}{error['msg']}{got}")
         raise SettingsError("invalid service settings:\n" + "\n".join(lines)) from None

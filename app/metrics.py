@@ -37,9 +37,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.queue_depth = Gauge(
-            "mnist_serve_queue_depth", "Images waiting for the model", registry=self.registry
-        )
+        self.queue_depth = Gauge("mnist_serve_queue_depth", "Images waiting for the model", registry=self.registry)
         self.batch_size = Histogram(
             "mnist_serve_batch_size", "Images per forward pass", buckets=BATCH_BUCKETS, registry=self.registry
         )

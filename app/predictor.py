@@ -44,9 +44,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "MNIST_SERVE_DEVICE asks for CUDA but torch sees no GPU; use MNIST_SERVE_DEVICE=cpu or auto"
-        )
+        raise RuntimeError("MNIST_SERVE_DEVICE asks for CUDA but torch sees no GPU; use MNIST_SERVE_DEVICE=cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise RuntimeError(f"MNIST_SERVE_DEVICE={name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
@@ -121,7 +119,5 @@ class Predictor:
             "precision": str(self.dtype).removeprefix("torch."),
             "num_threads": torch.get_num_threads(),
             "checkpoint": str(self.path),
-            "cuda_device_name": torch.cuda.get_device_name(self.device)
-            if self.device.type == "cuda"
-            else None,
+            "cuda_device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
         }

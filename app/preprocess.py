@@ -185,9 +185,7 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError(too_many_pixels(max_pixels), 413) from exc
     except DECODE_ERRORS as exc:
         log.info("rejected an unreadable image header: %r", exc)
-        raise ImageError(
-            "the image file is corrupt or truncated: send it again or in another format", 400
-        ) from exc
+        raise ImageError("the image file is corrupt or truncated: send it again or in another format", 400) from exc
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError("the image has no pixels: send a real image")
@@ -397,9 +395,7 @@ def fill_basins(values: np.ndarray, rim: np.ndarray) -> np.ndarray:
     # fill can need there): the same result as starting from "everything full", in a few passes, not dozens.
     marker = np.minimum(
         np.minimum(np.maximum.accumulate(seeded, axis=0), np.maximum.accumulate(seeded[::-1], axis=0)[::-1]),
-        np.minimum(
-            np.maximum.accumulate(seeded, axis=1), np.maximum.accumulate(seeded[:, ::-1], axis=1)[:, ::-1]
-        ),
+        np.minimum(np.maximum.accumulate(seeded, axis=1), np.maximum.accumulate(seeded[:, ::-1], axis=1)[:, ::-1]),
     )
     vertical, both = np.empty_like(marker), np.empty_like(marker)
     for iteration in range(sum(values.shape)):  # the erosion front advances one pixel per pass

@@ -117,17 +117,14 @@ async def _read_multipart(request: Request, field: str, *, max_files: int) -> li
             seen = sorted(set(form.keys()))
             raise HTTPException(
                 422,
-                f"multipart field '{field}' is missing (got {seen or 'no fields'}); "
-                f"send it as -F {field}=@digit.png",
+                f"multipart field '{field}' is missing (got {seen or 'no fields'}); send it as -F {field}=@digit.png",
             )
         if len(values) > max_files:
             raise _too_many(field, max_files, len(values))
         items: list[bytes | BadItem] = []
         for value in values:
             if not isinstance(value, UploadFile):
-                items.append(
-                    BadItem(422, f"multipart field '{field}' must be a file upload (-F {field}=@digit.png)")
-                )
+                items.append(BadItem(422, f"multipart field '{field}' must be a file upload (-F {field}=@digit.png)"))
                 continue
             data = await value.read()
             items.append(data if data else BadItem(400, f"the uploaded file {value.filename!r} is empty"))
@@ -173,17 +170,13 @@ def _decode_base64(text: str) -> bytes | BadItem:
     try:
         data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
     except (binascii.Error, ValueError):
-        return BadItem(
-            400, "the image is not valid base64: encode the file's bytes, e.g. `base64 -w0 digit.png`"
-        )
+        return BadItem(400, "the image is not valid base64: encode the file's bytes, e.g. `base64 -w0 digit.png`")
     return data if data else BadItem(400, "the image decodes to zero bytes")
 
 
 def _too_many(field: str, max_images: int, count: int | None = None) -> HTTPException:
     if field == SINGLE_FIELD:
-        return HTTPException(
-            413, f"/predict takes one image; send several to /predict/batch as '{BATCH_FIELD}' fields"
-        )
+        return HTTPException(413, f"/predict takes one image; send several to /predict/batch as '{BATCH_FIELD}' fields")
     got = f"{count} images exceed" if count is not None else "the request exceeds"
     return HTTPException(
         413,

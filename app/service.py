@@ -69,15 +69,11 @@ class Service:
     def _preprocess_one(self, data: bytes) -> torch.Tensor | BadItem:
         metadata = self.model.metadata
         try:
-            return preprocess(
-                data, mean=metadata.mean, std=metadata.std, max_pixels=self.settings.max_image_pixels
-            )
+            return preprocess(data, mean=metadata.mean, std=metadata.std, max_pixels=self.settings.max_image_pixels)
         except ImageError as exc:
             return BadItem(exc.status_code, str(exc))
         except Exception:  # a decoder bug must not turn one user's bad file into a 500 for the request
-            log.exception(
-                "preprocess raised something other than ImageError; treating the image as undecodable"
-            )
+            log.exception("preprocess raised something other than ImageError; treating the image as undecodable")
             return BadItem(400, "the image could not be decoded")
 
 

@@ -88,23 +88,17 @@ def dilate(digit: np.ndarray, grow: float, rng: np.random.Generator) -> np.ndarr
     return np.asarray(small, dtype=np.uint8)
 
 
-def transform_mask(
-    mask: np.ndarray, rng: np.random.Generator, max_degrees: float, max_stretch: float
-) -> np.ndarray:
+def transform_mask(mask: np.ndarray, rng: np.random.Generator, max_degrees: float, max_stretch: float) -> np.ndarray:
     """Tilt the strokes by up to max_degrees and stretch one axis by up to ±max_stretch (hands vary)."""
     image = Image.fromarray((mask * 255).astype(np.uint8))
-    image = image.rotate(
-        rng.uniform(-max_degrees, max_degrees), resample=Image.Resampling.BICUBIC, expand=True
-    )
+    image = image.rotate(rng.uniform(-max_degrees, max_degrees), resample=Image.Resampling.BICUBIC, expand=True)
     stretch = 1 + rng.uniform(-max_stretch, max_stretch)
     width, height = image.size
     size = (max(1, round(width * stretch)), max(1, round(height / stretch)))
     return np.asarray(image.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255
 
 
-def place(
-    mask: np.ndarray, width: int, height: int, rng: np.random.Generator, centred: float = 0.0
-) -> np.ndarray:
+def place(mask: np.ndarray, width: int, height: int, rng: np.random.Generator, centred: float = 0.0) -> np.ndarray:
     """A height×width coverage map with the strokes of `mask` entirely inside, at a random position.
 
     The mask is cropped to its ink and shrunk if it would not fit; `centred` in [0, 1] pulls it toward the
@@ -255,9 +249,7 @@ def render_photo(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, i
         )
         mask = np.asarray(blurred, dtype=np.float32) / 255
     coverage = place(mask, width, height, rng) * rng.uniform(0.75, 1.0)
-    ink = np.clip(
-        np.array(DARK_INKS[int(rng.integers(len(DARK_INKS)))], np.float32) * rng.uniform(0.7, 1.3), 0, 1
-    )
+    ink = np.clip(np.array(DARK_INKS[int(rng.integers(len(DARK_INKS)))], np.float32) * rng.uniform(0.7, 1.3), 0, 1)
     albedo = paper(width, height, rng, texture=rng.uniform(0.3, 1.5))
     light = lighting(width, height, rng, strength=rng.uniform(0.2, 1.0)) * rng.uniform(0.75, 1.1)  # exposure
     light_colour = 1 + rng.uniform(-0.06, 0.06, 3).astype(np.float32)

@@ -104,11 +104,7 @@ def encode(image: Image.Image, image_format: str, **options: object) -> bytes:
 def photo_of(digit: np.ndarray, seed: int = 0) -> bytes:
     """A 1024×768 JPEG of `digit` written in dark ink on slightly tinted, unevenly lit, grainy paper."""
     rng = np.random.default_rng(seed)
-    ink = (
-        Image.fromarray(digit)
-        .resize((360, 360), Image.Resampling.BICUBIC)
-        .filter(ImageFilter.GaussianBlur(2))
-    )
+    ink = Image.fromarray(digit).resize((360, 360), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(2))
     strength = np.zeros((768, 1024), np.float32)
     strength[200:560, 330:690] = np.asarray(ink, np.float32) / 255.0
     x = np.linspace(0.0, 1.0, 1024, dtype=np.float32)
@@ -198,9 +194,7 @@ class Server:
             self.process.wait()
 
 
-def hey(
-    url: str, body: Path, content_type: str, concurrency: int, seconds: float, cpu: str
-) -> dict[str, float]:
+def hey(url: str, body: Path, content_type: str, concurrency: int, seconds: float, cpu: str) -> dict[str, float]:
     """Run hey for `seconds` and parse req/s, p50, p99 and the count of non-200 answers."""
     command = [
         "taskset",
@@ -277,15 +271,11 @@ def run(args: argparse.Namespace) -> list[Step]:
             rounds: dict[str, list[dict[str, float]]] = {config: [] for config in CONFIGS}
             totals = {config: [0.0, 0.0] for config in CONFIGS}
             for round_index in range(args.rounds):
-                order = (
-                    list(CONFIGS)[round_index % len(CONFIGS) :] + list(CONFIGS)[: round_index % len(CONFIGS)]
-                )
+                order = list(CONFIGS)[round_index % len(CONFIGS) :] + list(CONFIGS)[: round_index % len(CONFIGS)]
                 for config in order:
                     server = servers[config]
                     images, passes = server.batch_totals()
-                    rounds[config].append(
-                        hey(server.url, *loads[load], concurrency, args.duration, args.client_cpu)
-                    )
+                    rounds[config].append(hey(server.url, *loads[load], concurrency, args.duration, args.client_cpu))
                     images_after, passes_after = server.batch_totals()
                     totals[config][0] += images_after - images
                     totals[config][1] += passes_after - passes
@@ -359,8 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=DEFAULT_MODEL_PATH,
         metavar="PATH",
-        help=f"checkpoint to serve (default: {DEFAULT_MODEL_PATH.relative_to(REPO)}, "
-        "or an untrained one when missing)",
+        help=f"checkpoint to serve (default: {DEFAULT_MODEL_PATH.relative_to(REPO)}, or an untrained one when missing)",
     )
     parser.add_argument(
         "--precision",
@@ -368,9 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=["auto", "float32", "bfloat16"],
         help="MNIST_SERVE_PRECISION of the servers (default: auto, the service's default)",
     )
-    parser.add_argument(
-        "--server-cpu", default="0", metavar="CPUS", help="taskset list for uvicorn (default: 0)"
-    )
+    parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for uvicorn (default: 0)")
     parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -77,9 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", "float32", "bfloat16"],
         help="model dtype, as the service's MNIST_SERVE_PRECISION (default: auto, the service's default)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=1, metavar="N", help="torch threads for the model (default: 1)"
-    )
+    parser.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads for the model (default: 1)")
     parser.add_argument(
         "--dump-errors",
         type=Path,
@@ -124,9 +122,7 @@ def measure_style(
         except ImageError:
             rejected += 1
         times.append(time.perf_counter() - start)
-    predicted = np.concatenate(
-        [predict(model, tensors[i : i + 512]) for i in range(0, len(tensors), 512)] or [[]]
-    )
+    predicted = np.concatenate([predict(model, tensors[i : i + 512]) for i in range(0, len(tensors), 512)] or [[]])
     truth = labels[kept].numpy()
     correct = int((predicted == truth).sum())
     row = {
@@ -195,22 +191,24 @@ def time_photos(count: int, images: torch.Tensor, mean: float, std: float) -> di
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = Predictor(Settings(model_path=args.checkpoint, device="cpu", precision=args.precision,
-                               max_batch_size=512, num_threads=args.threads))
+    model = Predictor(
+        Settings(
+            model_path=args.checkpoint,
+            device="cpu",
+            precision=args.precision,
+            max_batch_size=512,
+            num_threads=args.threads,
+        )
+    )
     metadata = model.metadata
     test = load_split(args.data_dir, train=False)
-    indices = np.random.default_rng(args.seed).choice(
-        len(test), size=min(args.per_style, len(test)), replace=False
-    )
+    indices = np.random.default_rng(args.seed).choice(len(test), size=min(args.per_style, len(test)), replace=False)
     print(
         f"checkpoint {args.checkpoint} (MNIST test accuracy {metadata.test_accuracy}), "
         f"served in {model.describe()['precision']} like MNIST_SERVE_PRECISION={args.precision}, "
         f"{len(indices)} test digits per style, seed {args.seed}"
     )
-    print(
-        f"{'style':<8} {'n':>5} {'accuracy':>9} {'errors':>6} {'rejected':>8} {'ms/img':>7} {'p95 ms':>7}"
-        "  notes"
-    )
+    print(f"{'style':<8} {'n':>5} {'accuracy':>9} {'errors':>6} {'rejected':>8} {'ms/img':>7} {'p95 ms':>7}  notes")
     for style in args.styles:
         row = measure_style(
             style,

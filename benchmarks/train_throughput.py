@@ -68,16 +68,30 @@ def our_loop(data_dir: Path, images: int, device: torch.device, amp: str) -> Cal
 
     def run() -> float:
         indices = torch.randperm(images)
-        stats = train_epoch(model, optimizer, scheduler, train_images, train_labels, indices, 128, runtime,
-                            MNIST_MEAN, MNIST_STD, generator, amp_dtype, progress=False)
+        stats = train_epoch(
+            model,
+            optimizer,
+            scheduler,
+            train_images,
+            train_labels,
+            indices,
+            128,
+            runtime,
+            MNIST_MEAN,
+            MNIST_STD,
+            generator,
+            amp_dtype,
+            progress=False,
+        )
         return stats.images_per_second
 
     return run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), metavar="DIR", help="MNIST root")
     parser.add_argument("--images", type=int, default=12_800, metavar="N", help="training images per round")
     parser.add_argument("--rounds", type=int, default=3, metavar="R", help="rounds per loop (median reported)")
@@ -97,8 +111,10 @@ def main() -> None:
         results[name].append(run())
 
     baseline = statistics.median(next(iter(results.values())))
-    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
-          f"{args.images} images x {args.rounds} rounds")
+    print(
+        f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
+        f"{args.images} images x {args.rounds} rounds"
+    )
     print("| loop | images/s (median) | vs tutorial |")
     print("| --- | ---: | ---: |")
     for name, values in results.items():

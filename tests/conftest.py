@@ -11,14 +11,17 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-RAW_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+RAW_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def shared_mnist_raw() -> Path | None:
     """The canonical MNIST .gz files: $MNIST_RAW_DIR, else ../shared/data/mnist/MNIST/raw next to the repo."""
-    candidates = [os.environ.get("MNIST_RAW_DIR"), REPO.parent / "shared/data/mnist/MNIST/raw",
-                  REPO / "data/MNIST/raw"]
+    candidates = [os.environ.get("MNIST_RAW_DIR"), REPO.parent / "shared/data/mnist/MNIST/raw", REPO / "data/MNIST/raw"]
     for candidate in candidates:
         if candidate and all((Path(candidate) / name).is_file() for name in RAW_NAMES):
             return Path(candidate)

@@ -32,8 +32,9 @@ def test_each_image_gets_its_own_transform():
 
 def test_zero_ranges_are_the_identity():
     images = blob_batch(4)
-    out = random_affine(images, torch.Generator().manual_seed(0), max_rotation_deg=0, max_translate=0,
-                        scale_range=(1.0, 1.0))
+    out = random_affine(
+        images, torch.Generator().manual_seed(0), max_rotation_deg=0, max_translate=0, scale_range=(1.0, 1.0)
+    )
     assert torch.allclose(out, images, atol=1e-5)
 
 

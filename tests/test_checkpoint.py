@@ -37,9 +37,16 @@ class TutorialNet(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
-METADATA = ModelMetadata(epochs=3, test_accuracy=0.991, per_class_accuracy=[0.99] * 10,
-                         dataset_sha256={"train": "ab", "test": "cd"}, created_at="2026-01-01T00:00:00+00:00",
-                         command="python -m training.run --epochs 3", seed=7, hyperparameters={"lr": 0.003})
+METADATA = ModelMetadata(
+    epochs=3,
+    test_accuracy=0.991,
+    per_class_accuracy=[0.99] * 10,
+    dataset_sha256={"train": "ab", "test": "cd"},
+    created_at="2026-01-01T00:00:00+00:00",
+    command="python -m training.run --epochs 3",
+    seed=7,
+    hyperparameters={"lr": 0.003},
+)
 
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path: Path):

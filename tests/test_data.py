@@ -13,8 +13,9 @@ from training.data import DataError, Split, load_split, missing_data_message
 def write_idx(raw: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor) -> None:
     """Write uncompressed IDX files, the layout torchvision reads once the .gz files are extracted."""
     n, rows, cols = images.shape
-    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, rows, cols)
-                                                      + images.numpy().tobytes())
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+        struct.pack(">IIII", 2051, n, rows, cols) + images.numpy().tobytes()
+    )
     (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.numpy().tobytes())
 
 

@@ -41,9 +41,7 @@ def assert_too_large(response) -> None:
 async def test_a_body_within_the_limit_is_served(client):
     body = digit_png()
     assert len(body) < LIMIT
-    assert (
-        await client.post("/predict", content=body, headers={"Content-Type": "image/png"})
-    ).status_code == 200
+    assert (await client.post("/predict", content=body, headers={"Content-Type": "image/png"})).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/predict", "/predict/batch"])

@@ -45,6 +45,22 @@ def test_train_epoch_lowers_the_loss_on_a_learnable_task():
     images[labels == 1, 10:18, 10:18] = 255  # class 1 has a bright square, class 0 is blank
     model = Net()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = [train_epoch(model, optimizer, None, images, labels, torch.randperm(256), 32, CPU, MNIST_MEAN,
-                          MNIST_STD, generator=None, amp_dtype=None, progress=False).loss for _ in range(3)]
+    losses = [
+        train_epoch(
+            model,
+            optimizer,
+            None,
+            images,
+            labels,
+            torch.randperm(256),
+            32,
+            CPU,
+            MNIST_MEAN,
+            MNIST_STD,
+            generator=None,
+            amp_dtype=None,
+            progress=False,
+        ).loss
+        for _ in range(3)
+    ]
     assert losses[-1] < losses[0] / 2

@@ -87,8 +87,7 @@ def test_uvicorn_serves_from_any_directory_and_refuses_big_bodies_unread(untrain
         with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
             # Headers only: a server that waited for the 1 GB body would never answer.
             connection.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                b"Content-Length: 1000000000\r\n\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
             )
             answer = ""
             while not answer.endswith("}") and (piece := connection.recv(65536).decode()):

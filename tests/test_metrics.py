@@ -40,6 +40,7 @@ async def test_metrics_count_requests_batches_and_inference():
     assert requests("unmatched", "404", "GET") == 1  # raw paths never become labels
     latency = ("mnist_serve_request_duration_seconds_count", (("method", "POST"), ("route", "/predict")))
     assert after[latency] - before.get(latency, 0) == 4
+
     def grew(name: str) -> float:
         return after[(name, ())] - before.get((name, ()), 0)
 

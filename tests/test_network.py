@@ -15,10 +15,14 @@ def test_output_is_log_probabilities_for_ten_classes():
 def test_parameter_names_and_shapes_match_the_tutorial():
     shapes = {name: tuple(p.shape) for name, p in Net().state_dict().items()}
     assert shapes == {
-        "conv1.weight": (32, 1, 3, 3), "conv1.bias": (32,),
-        "conv2.weight": (64, 32, 3, 3), "conv2.bias": (64,),
-        "fc1.weight": (128, 9216), "fc1.bias": (128,),
-        "fc2.weight": (10, 128), "fc2.bias": (10,),
+        "conv1.weight": (32, 1, 3, 3),
+        "conv1.bias": (32,),
+        "conv2.weight": (64, 32, 3, 3),
+        "conv2.bias": (64,),
+        "fc1.weight": (128, 9216),
+        "fc1.bias": (128,),
+        "fc2.weight": (10, 128),
+        "fc2.bias": (10,),
     }
 
 

@@ -42,9 +42,7 @@ def test_name_version_and_description(untrained_checkpoint):
 
 def test_bfloat16_on_cpu_agrees_with_float32(untrained_checkpoint):
     exact = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8))
-    fast = Predictor(
-        Settings(model_path=untrained_checkpoint, device="cpu", precision="bfloat16", max_batch_size=8)
-    )
+    fast = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="bfloat16", max_batch_size=8))
     assert fast.describe()["precision"] == "bfloat16"
     images = [torch.randn(1, 28, 28) for _ in range(8)]
     probabilities = fast.predict(images)
@@ -94,18 +92,14 @@ def test_auto_device_follows_cuda_availability():
 @pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
 def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precision):
     cpu = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8))
-    gpu = Predictor(
-        Settings(model_path=untrained_checkpoint, device="cuda", precision=precision, max_batch_size=8)
-    )
+    gpu = Predictor(Settings(model_path=untrained_checkpoint, device="cuda", precision=precision, max_batch_size=8))
     gpu.warm_up()
     images = [torch.randn(1, 28, 28) for _ in range(8)]
     on_gpu = gpu.predict(images)
     assert on_gpu.device.type == "cpu" and on_gpu.dtype == torch.float32
     assert gpu.describe()["precision"] == precision
     torch.testing.assert_close(on_gpu.sum(dim=1), torch.ones(8))
-    torch.testing.assert_close(
-        on_gpu, cpu.predict(images), atol=2e-2 if precision != "float32" else 1e-4, rtol=0
-    )
+    torch.testing.assert_close(on_gpu, cpu.predict(images), atol=2e-2 if precision != "float32" else 1e-4, rtol=0)
 
 
 def test_auto_precision_is_bfloat16_exactly_where_it_is_native(untrained_checkpoint):

@@ -38,9 +38,7 @@ def glyph(size: int = 280) -> Image.Image:
     image = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(image)
     s = size / 28
-    draw.line(
-        [(8 * s, 6 * s), (20 * s, 6 * s), (12 * s, 22 * s)], fill=255, width=round(2.5 * s), joint="curve"
-    )
+    draw.line([(8 * s, 6 * s), (20 * s, 6 * s), (12 * s, 22 * s)], fill=255, width=round(2.5 * s), joint="curve")
     draw.line([(10 * s, 14 * s), (19 * s, 14 * s)], fill=255, width=round(2.5 * s))
     return image.filter(ImageFilter.GaussianBlur(s / 3))
 
@@ -132,9 +130,7 @@ def test_light_ink_on_dark_background_is_not_inverted(reference: np.ndarray) -> 
 
 def test_uneven_light_and_shadow_are_divided_out(reference: np.ndarray) -> None:
     photo = np.asarray(on_paper(glyph(200), size=(600, 450), at=(300, 200)), dtype=np.float32)
-    light = np.linspace(0.35, 1.0, 600, dtype=np.float32)[
-        None, :, None
-    ]  # dark on the left, bright on the right
+    light = np.linspace(0.35, 1.0, 600, dtype=np.float32)[None, :, None]  # dark on the left, bright on the right
     light = np.repeat(light, 450, axis=0)
     light[:, 300:] *= 0.6  # a hard shadow edge, running through the digit
     image = Image.fromarray(np.clip(photo * light, 0, 255).astype(np.uint8))
@@ -143,9 +139,7 @@ def test_uneven_light_and_shadow_are_divided_out(reference: np.ndarray) -> None:
 
 def test_canvas_export_with_transparent_background_is_flattened(reference: np.ndarray) -> None:
     alpha = glyph(280)
-    black_strokes = Image.merge(
-        "RGBA", (*Image.new("RGB", alpha.size, 0).split(), alpha)
-    )  # (0,0,0,0) background
+    black_strokes = Image.merge("RGBA", (*Image.new("RGB", alpha.size, 0).split(), alpha))  # (0,0,0,0) background
     white_strokes = Image.merge("RGBA", (*Image.new("RGB", alpha.size, (255,) * 3).split(), alpha))
     assert np.asarray(black_strokes.convert("RGB")).max() == 0  # dropping alpha would leave nothing to read
     for canvas in (black_strokes, white_strokes):
@@ -239,9 +233,7 @@ ODD_FILES = {
     "deflate TIFF": lambda: encode(on_paper(glyph(200)), "TIFF", compression="tiff_deflate"),
     "32-bit float TIFF": _float_tiff,
     "BMP": lambda: encode(on_paper(glyph(200)), "BMP"),
-    "grayscale + alpha PNG": lambda: encode(
-        Image.merge("LA", (Image.new("L", (280, 280), 0), glyph())), "PNG"
-    ),
+    "grayscale + alpha PNG": lambda: encode(Image.merge("LA", (Image.new("L", (280, 280), 0), glyph())), "PNG"),
     "1-bit PNG": lambda: encode(glyph().point(lambda v: 255 if v > 127 else 0).convert("1"), "PNG"),
     "progressive JPEG": lambda: encode(on_paper(glyph(200)), "JPEG", progressive=True),
 }
@@ -333,8 +325,7 @@ def test_images_without_ink_are_no_digit_400(image: Image.Image) -> None:
 def test_corrupted_files_only_ever_raise_image_error() -> None:
     rng = np.random.default_rng(2)
     sources = [
-        encode(on_paper(glyph(100), size=(120, 90), at=(10, 0)), fmt)
-        for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
+        encode(on_paper(glyph(100), size=(120, 90), at=(10, 0)), fmt) for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
     ] + [_animated_gif()]
     outcomes = set()
     for data in sources:
@@ -352,9 +343,7 @@ def test_corrupted_files_only_ever_raise_image_error() -> None:
 # ---------------------------------------------------------------- accuracy on realistic renders
 
 
-@pytest.mark.skipif(
-    not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint has not been trained yet"
-)
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint has not been trained yet")
 def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
     from benchmarks.renders import STYLES, render
     from mnist_model import load_checkpoint
@@ -362,9 +351,7 @@ def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
 
     model, metadata = load_checkpoint(SHIPPED_CHECKPOINT)
     test = load_split(mnist_root, train=False)
-    indices = np.random.default_rng(7).choice(
-        len(test), size=50, replace=False
-    )  # seeds unseen by the tuning runs
+    indices = np.random.default_rng(7).choice(len(test), size=50, replace=False)  # seeds unseen by the tuning runs
     accuracy = {}
     with torch.inference_mode():
         for style in STYLES:
@@ -383,9 +370,7 @@ def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
         rendered = model(
             torch.stack(
                 [
-                    preprocess(
-                        render("mnist", test.images[i].numpy(), 0), mean=metadata.mean, std=metadata.std
-                    )
+                    preprocess(render("mnist", test.images[i].numpy(), 0), mean=metadata.mean, std=metadata.std)
                     for i in indices
                 ]
             )

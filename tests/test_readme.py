@@ -21,8 +21,11 @@ CODE_LINES = [line.strip() for block in re.findall(r"```bash\n(.*?)```", README,
 
 
 def commands(prefix: str) -> list[str]:
-    return [shlex.join(shlex.split(line, comments=True)) if "$(" not in line else line.split("  #")[0].strip()
-            for line in CODE_LINES if line.startswith(prefix)]
+    return [
+        shlex.join(shlex.split(line, comments=True)) if "$(" not in line else line.split("  #")[0].strip()
+        for line in CODE_LINES
+        if line.startswith(prefix)
+    ]
 
 
 def test_readme_starts_with_the_two_commands_a_newcomer_needs():
@@ -38,7 +41,7 @@ def test_every_training_command_parses():
     assert len(lines) >= 5
     for line in lines:
         argv = shlex.split(line, comments=True)
-        parse_args(argv[argv.index("training.run") + 1:])  # exits 2 on a flag that does not exist
+        parse_args(argv[argv.index("training.run") + 1 :])  # exits 2 on a flag that does not exist
 
 
 def test_settings_table_lists_every_variable_with_its_default():
@@ -60,8 +63,12 @@ def test_files_the_readme_names_exist():
 def server() -> Iterator[str]:
     """The real service (`uvicorn app.main:app`) with the shipped model, on a free loopback port."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-                                "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -86,8 +93,14 @@ def server() -> Iterator[str]:
 def test_curl_examples_answer_the_right_digits(server):
     answers = []
     for command in commands("curl "):
-        result = subprocess.run(["bash", "-c", command.replace("http://localhost:8000", server)], cwd=REPO,
-                                capture_output=True, text=True, timeout=30, check=True)
+        result = subprocess.run(
+            ["bash", "-c", command.replace("http://localhost:8000", server)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         answers.append(json.loads(result.stdout))
     assert [answer.get("digit") for answer in answers[:3]] == [7, 2, 1]  # seven.png, photo.jpg, canvas.png
     batch = answers[3]["predictions"]

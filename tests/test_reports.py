@@ -8,8 +8,10 @@ import torch
 from mnist_model import ModelMetadata
 from training import reports
 
-HISTORY = [{"epoch": e, "train_loss": 1 / e, "test_loss": 0.5 / e, "test_accuracy": 0.9 + e / 100,
-            "images_per_second": 1000.0} for e in (1, 2, 3)]
+HISTORY = [
+    {"epoch": e, "train_loss": 1 / e, "test_loss": 0.5 / e, "test_accuracy": 0.9 + e / 100, "images_per_second": 1000.0}
+    for e in (1, 2, 3)
+]
 
 
 def test_report_paths_sit_next_to_the_checkpoint(tmp_path):
@@ -31,10 +33,15 @@ def test_history_and_plots_are_written(tmp_path):
 
 
 def test_model_card_lists_accuracy_per_class_and_command(tmp_path):
-    metadata = ModelMetadata(epochs=3, test_accuracy=0.9954, test_loss=0.0151,
-                             per_class_accuracy=[0.99 + d / 1000 for d in range(10)],
-                             command="python -m training.run --seed 1", seed=1,
-                             hyperparameters={"lr": 0.003, "device": "cpu"})
+    metadata = ModelMetadata(
+        epochs=3,
+        test_accuracy=0.9954,
+        test_loss=0.0151,
+        per_class_accuracy=[0.99 + d / 1000 for d in range(10)],
+        command="python -m training.run --seed 1",
+        seed=1,
+        hyperparameters={"lr": 0.003, "device": "cpu"},
+    )
     card = tmp_path / "README.md"
     confusion = torch.eye(10, dtype=torch.long) * 100
     confusion[9, 4], confusion[3, 5] = 6, 2
@@ -49,6 +56,11 @@ def test_model_card_lists_accuracy_per_class_and_command(tmp_path):
 def test_model_card_never_overwrites_another_readme(tmp_path):
     (tmp_path / "README.md").write_text("# My project\n")
     with pytest.raises(FileExistsError, match="not a model card"):
-        reports.write_model_card(tmp_path / "README.md", tmp_path / "m.safetensors", ModelMetadata(), HISTORY,
-                                 torch.eye(10, dtype=torch.long))
+        reports.write_model_card(
+            tmp_path / "README.md",
+            tmp_path / "m.safetensors",
+            ModelMetadata(),
+            HISTORY,
+            torch.eye(10, dtype=torch.long),
+        )
     assert (tmp_path / "README.md").read_text() == "# My project\n"

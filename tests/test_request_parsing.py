@@ -18,9 +18,7 @@ from app.testing import StubModel, serve_in_process
 
 def digit_png(size: int = 64) -> bytes:
     image = Image.new("L", (size, size), 255)
-    ImageDraw.Draw(image).line(
-        [(size // 4, size // 4), (3 * size // 4, size // 4), (size // 3, 7 * size // 8)], 0, 5
-    )
+    ImageDraw.Draw(image).line([(size // 4, size // 4), (3 * size // 4, size // 4), (size // 3, 7 * size // 8)], 0, 5)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -11,8 +11,9 @@ from mnist_model.checkpoint import read_metadata
 
 
 async def test_model_card_describes_checkpoint_runtime_and_batching(untrained_checkpoint):
-    settings = Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8,
-                        max_batch_wait_ms=2)
+    settings = Settings(
+        model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8, max_batch_wait_ms=2
+    )
     async with serve_in_process(create_app(settings)) as client:
         response = await client.get("/model")
     assert response.status_code == 200

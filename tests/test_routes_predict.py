@@ -77,9 +77,7 @@ async def test_the_three_forms_give_the_same_answer(client):
     assert answers[0] == answers[1] == answers[2]
 
 
-@pytest.mark.parametrize(
-    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "image/jpeg"]
-)
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "image/jpeg"])
 async def test_raw_image_with_a_wrong_or_missing_content_type_is_sniffed(client, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     response = await client.post("/predict", content=drawing(3), headers=headers)
@@ -121,9 +119,7 @@ async def test_a_bad_image_in_a_batch_fails_only_its_own_entry(client, form):
     bad = {1: b"definitely not an image", 2: drawing(5)[:60], 3: b"\x89PNG\r\n\x1a\n truncated"}
     images = [bad.get(i, drawing(i)) for i in range(5)]
     if form == "multipart":
-        response = await client.post(
-            "/predict/batch", files=[("files", ("x", image, "image/png")) for image in images]
-        )
+        response = await client.post("/predict/batch", files=[("files", ("x", image, "image/png")) for image in images])
     else:
         payload = [b64(image) for image in images] + ["%%% not base64 %%%"]
         response = await client.post("/predict/batch", json={"images": payload})
@@ -139,18 +135,14 @@ async def test_a_bad_image_in_a_batch_fails_only_its_own_entry(client, form):
 
 
 async def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(untrained_checkpoint):
-    settings = Settings(
-        model_path=untrained_checkpoint, device="cpu", max_batch_wait_ms=500, decode_threads=2
-    )
+    settings = Settings(model_path=untrained_checkpoint, device="cpu", max_batch_wait_ms=500, decode_threads=2)
     app = create_app(settings)
     images = [drawing(100 + i) for i in range(12)]
     async with serve_in_process(app) as client:
         expected = [(await post_image(client, image, "raw")).json()["probabilities"] for image in images]
         batcher = app.state.service.batcher
         passes_before = batcher.forward_passes
-        responses = await asyncio.gather(
-            *(post_image(client, image, FORMS[i % 3]) for i, image in enumerate(images))
-        )
+        responses = await asyncio.gather(*(post_image(client, image, FORMS[i % 3]) for i, image in enumerate(images)))
         passes = batcher.forward_passes - passes_before
     assert all(response.status_code == 200 for response in responses)
     for response, probabilities in zip(responses, expected, strict=True):
@@ -176,9 +168,7 @@ def gate():
 
 async def test_full_queue_answers_503_with_retry_after(gate):
     model = StubModel(gate=gate)
-    app = create_app(
-        Settings(max_batch_size=1, max_queue_size=2, max_batch_images=2), model_factory=lambda _: model
-    )
+    app = create_app(Settings(max_batch_size=1, max_queue_size=2, max_batch_images=2), model_factory=lambda _: model)
     async with serve_in_process(app) as client:
         first = asyncio.create_task(post_image(client, drawing(0)))
         await asyncio.to_thread(model.entered.wait, 5)

@@ -20,8 +20,20 @@ pytestmark = pytest.mark.slow
 
 
 def run_args(root: Path, output: Path, *extra: str, samples: int = 256) -> list[str]:
-    return ["--data-dir", str(root), "--output", str(output), "--max-train-samples", str(samples),
-            "--batch-size", "64", "--no-progress", "--device", "cpu", *extra]
+    return [
+        "--data-dir",
+        str(root),
+        "--output",
+        str(output),
+        "--max-train-samples",
+        str(samples),
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -127,8 +139,9 @@ def test_fp16_on_cpu_is_refused(mnist_root, tmp_path, caplog):
 
 
 def test_help_shows_defaults():
-    out = subprocess.run([sys.executable, "-m", "training.run", "--help"], capture_output=True, text=True,
-                         cwd=REPO, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "training.run", "--help"], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout
     out = " ".join(out.split())  # argparse wraps lines at the terminal width
     for text in ("--data-dir DIR", "(default: 15)", "(default: models/mnist_cnn.safetensors)", "--resume"):
         assert text in out
@@ -137,8 +150,16 @@ def test_help_shows_defaults():
 def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
     output = tmp_path / "ddp" / "m.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "training.run", *run_args(mnist_root, output, "--epochs", "1", samples=2000)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "training.run",
+        *run_args(mnist_root, output, "--epochs", "1", samples=2000),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -148,7 +169,8 @@ def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
     assert history[0]["distinct_samples"] == 2000  # the two shards do not overlap and cover the data
     # Only rank 0 writes: one checkpoint, one state, no temporary files, and one log line per epoch.
     assert sorted(p.name for p in output.parent.iterdir()) == sorted(
-        ["m.safetensors", "m.state.pt", "m.history.json", "m.curves.png", "m.confusion.png", "README.md"])
+        ["m.safetensors", "m.state.pt", "m.history.json", "m.curves.png", "m.confusion.png", "README.md"]
+    )
     assert result.stderr.count("epoch 1/1  train loss") == 1
     metadata = read_metadata(output)
     assert metadata.command.startswith("torchrun --nnodes=1 --nproc_per_node=2 -m training.run")

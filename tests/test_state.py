@@ -17,9 +17,14 @@ def test_round_trip_with_optimizer_and_scheduler(tmp_path):
     model(torch.randn(2, 1, 28, 28)).sum().backward()
     optimizer.step()
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
-    state = {"epoch": 2, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "history": [{"epoch": 1, "test_accuracy": 0.5}],
-             "config": {"seed": 1}}
+    state = {
+        "epoch": 2,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": [{"epoch": 1, "test_accuracy": 0.5}],
+        "config": {"seed": 1},
+    }
     save_state(tmp_path / "s.pt", state)
     loaded = load_state(tmp_path / "s.pt")
     assert loaded["epoch"] == 2 and loaded["history"] == state["history"]

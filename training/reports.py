@@ -61,10 +61,22 @@ def plot_confusion(path: Path, confusion: torch.Tensor) -> None:
         for predicted in range(10):
             value = counts[true, predicted]
             if value:
-                ax.text(predicted, true, str(value), ha="center", va="center", fontsize=7,
-                        color="grey" if true == predicted else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
-           title=f"Confusion matrix ({int(counts.trace())}/{int(counts.sum())} correct)")
+                ax.text(
+                    predicted,
+                    true,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="grey" if true == predicted else "black",
+                )
+    ax.set(
+        xticks=range(10),
+        yticks=range(10),
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion matrix ({int(counts.trace())}/{int(counts.sum())} correct)",
+    )
     fig.colorbar(image, ax=ax, label="errors")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -79,16 +91,15 @@ def top_confusions(confusion: torch.Tensor, count: int = 4) -> str:
     return ", ".join(f"{i // 10}→{i % 10} ({v})" for v, i in zip(values.tolist(), flat.tolist(), strict=True) if v)
 
 
-def write_model_card(path: Path, checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]],
-                     confusion: torch.Tensor) -> None:
+def write_model_card(
+    path: Path, checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], confusion: torch.Tensor
+) -> None:
     """Markdown model card; refuses to overwrite a README.md that it did not write."""
     if path.exists() and CARD_MARKER not in path.read_text(errors="replace")[:500]:
         raise FileExistsError(f"{path} exists and is not a model card: choose another --output folder")
     paths = report_paths(checkpoint)
     last = history[-1] if history else {}
-    per_class = "\n".join(
-        f"| {digit} | {100 * acc:.2f} % |" for digit, acc in enumerate(metadata.per_class_accuracy)
-    )
+    per_class = "\n".join(f"| {digit} | {100 * acc:.2f} % |" for digit, acc in enumerate(metadata.per_class_accuracy))
     hyper = "\n".join(f"| `{key}` | `{value}` |" for key, value in sorted(metadata.hyperparameters.items()))
     accuracy = f"{100 * metadata.test_accuracy:.2f} %" if metadata.test_accuracy is not None else "n/a"
     test_loss = metadata.test_loss if metadata.test_loss is not None else float("nan")
@@ -104,7 +115,7 @@ images (test loss {test_loss:.4f}) after {metadata.epochs} epochs.
 {metadata.command}
 ```
 Seed {metadata.seed}; torch {metadata.torch_version}; written {metadata.created_at}.
-Last epoch: {last.get('images_per_second', 0):.0f} training images/s on `{metadata.hyperparameters.get('device', '?')}`.
+Last epoch: {last.get("images_per_second", 0):.0f} training images/s on `{metadata.hyperparameters.get("device", "?")}`.
 
 ## Data
 MNIST (LeCun, Cortes, Burges): 60,000 training and 10,000 test images of 28×28 white-on-black digits, read from the
@@ -123,10 +134,10 @@ Input normalisation: `(pixel / 255 - {metadata.mean}) / {metadata.std}`.
 | --- | --- |
 {per_class}
 
-![training curves]({paths['curves'].name})
-![confusion matrix]({paths['confusion'].name})
+![training curves]({paths["curves"].name})
+![confusion matrix]({paths["confusion"].name})
 
-Metrics per epoch: [`{paths['history'].name}`]({paths['history'].name}).
+Metrics per epoch: [`{paths["history"].name}`]({paths["history"].name}).
 
 ## Limitations
 - Trained only on MNIST: centred, size-normalised, white-on-black digits from US writers. Photos, scans and canvas

@@ -48,26 +48,50 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--data-dir", type=Path, default=default_data_dir(), metavar="DIR",
-        help="MNIST root: files under DIR/MNIST/raw, downloaded there when online (env MNIST_DATA_DIR)")
+    add(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        metavar="DIR",
+        help="MNIST root: files under DIR/MNIST/raw, downloaded there when online (env MNIST_DATA_DIR)",
+    )
     add("--epochs", type=int, default=15, metavar="N", help="epochs to train")
     add("--batch-size", type=int, default=128, metavar="N", help="images per step on each process")
     add("--test-batch-size", type=int, default=1000, metavar="N", help="images per evaluation step")
     add("--lr", type=float, default=3e-3, metavar="LR", help="peak learning rate of the one-cycle AdamW schedule")
     add("--weight-decay", type=float, default=0.01, metavar="WD", help="AdamW weight decay")
     add("--seed", type=int, default=1, metavar="S", help="random seed (runs on CPU are repeatable for a seed)")
-    add("--output", type=Path, default=DEFAULT_OUTPUT, metavar="PATH",
-        help="checkpoint to write (.safetensors); training state, history and plots go next to it")
+    add(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        metavar="PATH",
+        help="checkpoint to write (.safetensors); training state, history and plots go next to it",
+    )
     add("--resume", action="store_true", help="continue from the training state saved next to --output")
     add("--device", default="auto", metavar="DEV", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    add("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-        help="mixed precision: auto = bf16 on CUDA and on CPUs with native bf16, else off")
-    add("--max-train-samples", type=int, default=None, metavar="N",
-        help="train on the first N training images only (quick runs and tests); default all 60,000")
+    add(
+        "--amp",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "off"],
+        help="mixed precision: auto = bf16 on CUDA and on CPUs with native bf16, else off",
+    )
+    add(
+        "--max-train-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the first N training images only (quick runs and tests); default all 60,000",
+    )
     add("--no-augment", action="store_true", help="disable random rotation/scale/shift of training batches")
     add("--num-threads", type=int, default=None, metavar="N", help="CPU threads per process (default: torch's)")
-    add("--stop-after", type=int, default=None, metavar="N",
-        help="stop after N epochs in this invocation (time-boxed jobs); continue later with --resume")
+    add(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N epochs in this invocation (time-boxed jobs); continue later with --resume",
+    )
     add("--no-progress", action="store_true", help="hide the per-batch progress bar")
     return parser
 
@@ -92,8 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runtime = distributed.start(args.device)
-    logging.basicConfig(level=logging.INFO if runtime.is_main else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if runtime.is_main else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         train(args, runtime, argv if argv is not None else sys.argv[1:])
     except (DataError, StateError, FileExistsError, ValueError) as exc:
@@ -110,8 +136,16 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     device = runtime.device
     amp_dtype = pick_amp_dtype(args.amp, device)
     config = {key: value for key, value in vars(args).items() if isinstance(value, int | float | str | bool)}
-    log.info("config: %s", {**vars(args), "world_size": runtime.world_size, "device": str(device),
-                            "amp": str(amp_dtype), "threads": torch.get_num_threads()})
+    log.info(
+        "config: %s",
+        {
+            **vars(args),
+            "world_size": runtime.world_size,
+            "device": str(device),
+            "amp": str(amp_dtype),
+            "threads": torch.get_num_threads(),
+        },
+    )
 
     # Data: rank 0 extracts (or downloads) first so that ranks never race on the same files.
     if not runtime.is_main:
@@ -129,10 +163,19 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     # Model, optimiser, one-cycle schedule over the whole run.
     torch.manual_seed(args.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     raw_model = Net().to(device)
-    model = DistributedDataParallel(raw_model, device_ids=[device] if device.type == "cuda" else None) \
-        if runtime.distributed else raw_model
-    sampler = DistributedSampler(range(len(train_split)), num_replicas=runtime.world_size, rank=runtime.rank,
-                                 shuffle=True, seed=args.seed, drop_last=False)
+    model = (
+        DistributedDataParallel(raw_model, device_ids=[device] if device.type == "cuda" else None)
+        if runtime.distributed
+        else raw_model
+    )
+    sampler = DistributedSampler(
+        range(len(train_split)),
+        num_replicas=runtime.world_size,
+        rank=runtime.rank,
+        shuffle=True,
+        seed=args.seed,
+        drop_last=False,
+    )
     steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = build_scheduler(optimizer, args.lr, args.epochs * steps_per_epoch)
@@ -164,42 +207,95 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
         indices = torch.tensor(list(sampler), dtype=torch.long)
         shards = distributed.all_gather_1d(indices.to(device), runtime)
         distinct = len(torch.unique(torch.cat(shards)))
-        stats = train_epoch(model, optimizer, scheduler, train_images, train_labels, indices, args.batch_size, runtime,
-                            MNIST_MEAN, MNIST_STD, augment_rng, amp_dtype, grad_scaler,
-                            progress=not args.no_progress, description=f"epoch {epoch}/{args.epochs}")
-        evaluation = evaluate(raw_model, test_images, test_labels, runtime, MNIST_MEAN, MNIST_STD,
-                              args.test_batch_size, amp_dtype)
-        row = {"epoch": epoch, "train_loss": stats.loss, "test_loss": evaluation.loss,
-               "test_accuracy": evaluation.accuracy, "images_per_second": stats.images_per_second,
-               "seconds": stats.seconds, "lr": scheduler.get_last_lr()[0], "world_size": runtime.world_size,
-               "samples_per_rank": len(indices), "distinct_samples": distinct}
+        stats = train_epoch(
+            model,
+            optimizer,
+            scheduler,
+            train_images,
+            train_labels,
+            indices,
+            args.batch_size,
+            runtime,
+            MNIST_MEAN,
+            MNIST_STD,
+            augment_rng,
+            amp_dtype,
+            grad_scaler,
+            progress=not args.no_progress,
+            description=f"epoch {epoch}/{args.epochs}",
+        )
+        evaluation = evaluate(
+            raw_model, test_images, test_labels, runtime, MNIST_MEAN, MNIST_STD, args.test_batch_size, amp_dtype
+        )
+        row = {
+            "epoch": epoch,
+            "train_loss": stats.loss,
+            "test_loss": evaluation.loss,
+            "test_accuracy": evaluation.accuracy,
+            "images_per_second": stats.images_per_second,
+            "seconds": stats.seconds,
+            "lr": scheduler.get_last_lr()[0],
+            "world_size": runtime.world_size,
+            "samples_per_rank": len(indices),
+            "distinct_samples": distinct,
+        }
         history.append(row)
-        log.info("epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f images/s  (%.1f s)",
-                 epoch, args.epochs, stats.loss, evaluation.loss, 100 * evaluation.accuracy,
-                 stats.images_per_second, stats.seconds)
+        log.info(
+            "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f images/s  (%.1f s)",
+            epoch,
+            args.epochs,
+            stats.loss,
+            evaluation.loss,
+            100 * evaluation.accuracy,
+            stats.images_per_second,
+            stats.seconds,
+        )
         if runtime.is_main:
-            save_state(state_path, {"epoch": epoch, "model": raw_model.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                    "history": history, "config": config})
+            save_state(
+                state_path,
+                {
+                    "epoch": epoch,
+                    "model": raw_model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "config": config,
+                },
+            )
 
     if last_epoch < args.epochs:
         log.info("stopped after epoch %d of %d (--stop-after); continue with --resume", last_epoch, args.epochs)
         return
     if evaluation is None:  # resumed a run that had already finished: evaluate its weights once more
-        evaluation = evaluate(raw_model, test_images, test_labels, runtime, MNIST_MEAN, MNIST_STD,
-                              args.test_batch_size, amp_dtype)
+        evaluation = evaluate(
+            raw_model, test_images, test_labels, runtime, MNIST_MEAN, MNIST_STD, args.test_batch_size, amp_dtype
+        )
     if runtime.is_main:
         metadata = ModelMetadata(
-            mean=MNIST_MEAN, std=MNIST_STD, epochs=args.epochs, test_accuracy=evaluation.accuracy,
-            test_loss=evaluation.loss, per_class_accuracy=evaluation.per_class_accuracy, dataset_sha256=checksums,
+            mean=MNIST_MEAN,
+            std=MNIST_STD,
+            epochs=args.epochs,
+            test_accuracy=evaluation.accuracy,
+            test_loss=evaluation.loss,
+            per_class_accuracy=evaluation.per_class_accuracy,
+            dataset_sha256=checksums,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            command=launch_command(argv, runtime), seed=args.seed,
-            hyperparameters={"epochs": args.epochs, "batch_size": args.batch_size, "world_size": runtime.world_size,
-                             "optimizer": "AdamW", "schedule": f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})",
-                             "lr": args.lr,
-                             "weight_decay": args.weight_decay, "augment": not args.no_augment,
-                             "amp": str(amp_dtype), "device": device.type,
-                             "train_samples": len(train_split)})
+            command=launch_command(argv, runtime),
+            seed=args.seed,
+            hyperparameters={
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "world_size": runtime.world_size,
+                "optimizer": "AdamW",
+                "schedule": f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})",
+                "lr": args.lr,
+                "weight_decay": args.weight_decay,
+                "augment": not args.no_augment,
+                "amp": str(amp_dtype),
+                "device": device.type,
+                "train_samples": len(train_split),
+            },
+        )
         save_checkpoint(args.output, raw_model, metadata)
         write_reports(args.output, metadata, history, evaluation.confusion)
         log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * evaluation.accuracy)

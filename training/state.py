@@ -43,7 +43,10 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def check_compatible(saved_config: dict[str, Any], config: dict[str, Any], keys: tuple[str, ...]) -> None:
     """Refuse to resume when a setting that shapes the run (schedule, data, seed) differs from the saved run's."""
-    changed = [f"--{k.replace('_', '-')} was {saved_config.get(k)!r}, now {config.get(k)!r}"
-               for k in keys if saved_config.get(k) != config.get(k)]
+    changed = [
+        f"--{k.replace('_', '-')} was {saved_config.get(k)!r}, now {config.get(k)!r}"
+        for k in keys
+        if saved_config.get(k) != config.get(k)
+    ]
     if changed:
         raise StateError("--resume: the interrupted run used other settings: " + "; ".join(changed))

@@ -19,9 +19,7 @@ async def healthz() -> Status:
 @router.get(
     "/readyz",
     response_model=Status,
-    responses={
-        503: {"model": ErrorBody, "description": "loading, warming up, warm-up failed, or shutting down"}
-    },
+    responses={503: {"model": ErrorBody, "description": "loading, warming up, warm-up failed, or shutting down"}},
     summary="Readiness",
 )
 async def readyz(request: Request) -> Status | JSONResponse:
