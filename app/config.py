@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.preprocess import MAX_PIXELS
+
 ENV_PREFIX = "MNIST_SERVE_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "mnist_cnn.safetensors"
@@ -51,7 +53,7 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(1024, ge=1, description="images waiting for the model before new ones get 503")
     request_timeout_s: float = Field(10.0, gt=0, description="longest an image waits for the model before a 504")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest request body accepted (413 beyond)")
-    max_image_pixels: int = Field(25_000_000, ge=1, description="largest decoded image, in pixels (413 beyond)")
+    max_image_pixels: int = Field(MAX_PIXELS, ge=1, description="largest decoded image, in pixels (413 beyond)")
     max_batch_images: int = Field(64, ge=1, description="most images in one /predict/batch request (413 beyond)")
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="logging level")
 

@@ -140,10 +140,10 @@ async def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_an
     images = [drawing(100 + i) for i in range(12)]
     async with serve_in_process(app) as client:
         expected = [(await post_image(client, image, "raw")).json()["probabilities"] for image in images]
-        batcher = app.state.service.batcher
-        passes_before = batcher.forward_passes
+        registry = app.state.metrics.registry
+        passes_before = registry.get_sample_value("mnist_serve_batch_size_count")
         responses = await asyncio.gather(*(post_image(client, image, FORMS[i % 3]) for i, image in enumerate(images)))
-        passes = batcher.forward_passes - passes_before
+        passes = registry.get_sample_value("mnist_serve_batch_size_count") - passes_before
     assert all(response.status_code == 200 for response in responses)
     for response, probabilities in zip(responses, expected, strict=True):
         assert response.json()["probabilities"] == pytest.approx(probabilities, abs=1e-5)
