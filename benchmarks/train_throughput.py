@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from mnist_model import MNIST_MEAN, MNIST_STD, Net
+from mnist_model.device import DEVICE_CHOICES, resolve_device
 from training.data import default_data_dir, load_split
-from training.distributed import Runtime, resolve_device
+from training.distributed import Runtime
 from training.loop import train_epoch
 from training.run import build_scheduler, pick_amp_dtype
 
@@ -95,9 +96,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), metavar="DIR", help="MNIST root")
     parser.add_argument("--images", type=int, default=12_800, metavar="N", help="training images per round")
     parser.add_argument("--rounds", type=int, default=3, metavar="R", help="rounds per loop (median reported)")
-    parser.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu, cuda")
+    parser.add_argument("--device", default="auto", metavar="DEV", help=DEVICE_CHOICES)
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, setting="--device")
 
     loops = {
         "tutorial (per-item PIL, batch 64, Adadelta, fp32)": tutorial_loop(args.data_dir, args.images, device),
