@@ -27,7 +27,7 @@ def test_shipped_checkpoint_scores_at_least_99_4_percent(mnist_root):
     model, metadata = load_checkpoint(SHIPPED)
     test = load_split(mnist_root, train=False)
     runtime = Runtime(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-    stats = evaluate(model, test.images, test.labels, runtime, metadata.mean, metadata.std)  # fp32
+    stats = evaluate(model, test, runtime=runtime, mean=metadata.mean, std=metadata.std)  # fp32
     assert int(stats.confusion.sum()) == 10_000
     assert stats.accuracy >= 0.994
     assert metadata.dataset_sha256["test"] == test.sha256()  # trained against these very files
