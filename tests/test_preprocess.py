@@ -16,8 +16,6 @@ from PIL import Image, ImageDraw, ImageFilter
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
 from mnist_model import normalize
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_CHECKPOINT = REPO / "models" / "mnist_cnn.safetensors"
 INVERSE = {  # EXIF orientation → how a camera stored an upright picture under that tag
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -343,13 +341,12 @@ def test_corrupted_files_only_ever_raise_image_error() -> None:
 # ---------------------------------------------------------------- accuracy on realistic renders
 
 
-@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint has not been trained yet")
-def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
+def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path, shipped_checkpoint: Path) -> None:
     from benchmarks.renders import STYLES, render
     from mnist_model import load_checkpoint
     from training.data import load_split
 
-    model, metadata = load_checkpoint(SHIPPED_CHECKPOINT)
+    model, metadata = load_checkpoint(shipped_checkpoint)
     test = load_split(mnist_root, train=False)
     indices = np.random.default_rng(7).choice(len(test), size=50, replace=False)  # seeds unseen by the tuning runs
     accuracy = {}
