@@ -86,22 +86,19 @@ def load_crd_schemas(directory: Path) -> dict[tuple[str, str], dict]:
 def strict(schema: dict) -> dict:
     """Tighten `schema` in place: every object that lists its properties rejects others (the API server would
     silently prune them); objects that say `x-kubernetes-preserve-unknown-fields` or are maps stay open."""
-
-    def tighten(node: object) -> None:
-        if isinstance(node, dict):
-            if (
-                "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
-                node["additionalProperties"] = False
-            for value in node.values():
-                tighten(value)
-        elif isinstance(node, list):
-            for value in node:
-                tighten(value)
-
-    tighten(schema)
+    if not isinstance(schema, dict):
+        return schema
+    properties = schema.get("properties")
+    if properties is not None:
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+        for child in properties.values():
+            strict(child)
+    for key in ("items", "additionalProperties", "not"):
+        strict(schema.get(key))
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in schema.get(key, []):
+            strict(child)
     return schema
 
 
