@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from app.preprocess.digit import BOX
 from app.preprocess.errors import ImageError
-from app.preprocess.morphology import grow, running_extreme
+from app.preprocess.morphology import grow, min_filter
+from app.preprocess.quantiles import median
 
 GRID_CELLS = 32
 """Cells along the longer side of the grid on which strokes are grouped into parts."""
@@ -33,8 +35,8 @@ def threshold_noise(ink: np.ndarray) -> np.ndarray:
     step = max(1, int(math.sqrt(ink.size / 8192)))
     sample = ink[::step, ::step]
     paper = sample[sample < 0.25 * level]
-    typical = float(np.median(paper)) if paper.size else 1.0
-    spread = 1.4826 * float(np.median(np.abs(paper - typical))) if paper.size else 0.0
+    typical = median(paper) if paper.size else 1.0
+    spread = 1.4826 * median(np.abs(paper - typical)) if paper.size else 0.0
     floor = typical + 5.0 * spread + 0.03
     strong = ink > max(floor, 0.4 * level)
     if level < max(0.08, floor) or np.count_nonzero(strong) < rank:
@@ -42,8 +44,11 @@ def threshold_noise(ink: np.ndarray) -> np.ndarray:
             "no digit found: the image looks blank; draw or photograph a single dark digit on a "
             "light background (or a light one on dark)"
         )
-    soft = np.clip((ink - floor) / max(0.9 * level - floor, 1e-3), 0.0, 1.0)
-    return np.where(grow(strong), soft, np.float32(0.0))
+    soft = ink - np.float32(floor)  # in place from here: each new array costs as much as the arithmetic
+    soft *= np.float32(1 / max(0.9 * level - floor, 1e-3))
+    np.clip(soft, 0.0, 1.0, out=soft)
+    soft *= grow(strong)
+    return soft
 
 
 def keep_digit(ink: np.ndarray) -> np.ndarray:
@@ -58,19 +63,27 @@ def keep_digit(ink: np.ndarray) -> np.ndarray:
     height, width = ink.shape
     cell = max(2, math.ceil(max(height, width) / GRID_CELLS))
     rows, cols = -(-height // cell), -(-width // cell)
-    padded = np.zeros((rows * cell, cols * cell), np.float32)
-    padded[:height, :width] = ink
-    blocks = padded.reshape(rows, cell, cols, cell)
-    occupied = blocks.sum(axis=(1, 3)) > 0.5 * cell  # at least half a cell-width of solid stroke
-    strength = np.square(blocks).sum(axis=(1, 3))
-    labels, masses = _label_cells(grow(occupied), strength)
-    if not masses or max(masses) <= 0.0:
+    padded = ink
+    if (rows * cell, cols * cell) != ink.shape:
+        padded = np.zeros((rows * cell, cols * cell), np.float32)
+        padded[:height, :width] = ink
+    area = cell * cell  # per cell: its mean (an exact-factor INTER_AREA resize) × its area = its sum
+    occupied = cv2.resize(padded, (cols, rows), interpolation=cv2.INTER_AREA) * area > 0.5 * cell  # ≥ half a
+    strength = cv2.resize(padded * padded, (cols, rows), interpolation=cv2.INTER_AREA) * area  # cell-width of stroke
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grow(occupied).view(np.uint8), connectivity=8)
+    masses = np.bincount(labels.ravel(), weights=strength.ravel(), minlength=count)[1:]
+    if masses.size == 0 or masses.max() <= 0.0:
         raise ImageError("no digit found: draw or photograph a single digit")
     best = int(np.argmax(masses)) + 1
-    boxes = {
-        label: _cell_box(labels == label)
-        for label, value in enumerate(masses, start=1)
-        if label == best or value >= 0.05 * masses[best - 1]
+    boxes = {  # (top, bottom, left, right) in cells, inclusive
+        label: (
+            int(stats[label, cv2.CC_STAT_TOP]),
+            int(stats[label, cv2.CC_STAT_TOP] + stats[label, cv2.CC_STAT_HEIGHT] - 1),
+            int(stats[label, cv2.CC_STAT_LEFT]),
+            int(stats[label, cv2.CC_STAT_LEFT] + stats[label, cv2.CC_STAT_WIDTH] - 1),
+        )
+        for label in range(1, count)
+        if label == best or masses[label - 1] >= 0.05 * masses[best - 1]
     }
     keep, (top, bottom, left, right) = {best}, boxes[best]
     grew = True
@@ -82,45 +95,11 @@ def keep_digit(ink: np.ndarray) -> np.ndarray:
                 keep.add(label)
                 top, bottom, left, right = min(top, t), max(bottom, b), min(left, lft), max(right, rgt)
                 grew = True
-    cells = np.isin(labels, list(keep))
-    mask = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)[:height, :width]
-    return np.where(mask, ink, np.float32(0.0))
-
-
-def _cell_box(cells: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) cell indices of a non-empty boolean grid, inclusive."""
-    rows, cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
-    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
-
-
-def _label_cells(cells: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """8-connected components of a small boolean grid (labels 1..n, 0 = empty) and the `mass` of each."""
-    todo = set(zip(*(index.tolist() for index in np.nonzero(cells)), strict=True))
-    labels = np.zeros(cells.shape, np.int32)
-    masses: list[float] = []
-    while todo:  # plain Python sets: on a grid of at most 32×32 cells, faster than numpy indexing
-        stack = [todo.pop()]
-        members = []
-        while stack:
-            r, c = stack.pop()
-            members.append((r, c))
-            for neighbour in (
-                (r - 1, c - 1),
-                (r - 1, c),
-                (r - 1, c + 1),
-                (r, c - 1),
-                (r, c + 1),
-                (r + 1, c - 1),
-                (r + 1, c),
-                (r + 1, c + 1),
-            ):
-                if neighbour in todo:
-                    todo.remove(neighbour)
-                    stack.append(neighbour)
-        rows, cols = zip(*members, strict=True)
-        labels[rows, cols] = len(masses) + 1
-        masses.append(float(mass[rows, cols].sum()))
-    return labels, masses
+    kept = np.zeros(count, np.uint8)
+    kept[list(keep)] = 1
+    cells = kept[labels]
+    mask = cv2.resize(cells, (cols * cell, rows * cell), interpolation=cv2.INTER_NEAREST)[:height, :width]
+    return ink * mask
 
 
 def thin_strokes(patch: np.ndarray) -> np.ndarray:
@@ -140,4 +119,4 @@ def thin_strokes(patch: np.ndarray) -> np.ndarray:
     radius = int((width - THIN_STROKE) / 2 / scale)  # patch pixels; rounded down: a square window erodes more
     if width <= THICK_STROKE or radius < 1:
         return patch
-    return running_extreme(np.ascontiguousarray(patch), 2 * radius + 1, np.minimum)
+    return min_filter(np.ascontiguousarray(patch), 2 * radius + 1)
