@@ -7,12 +7,16 @@ so that a stroke in a shadow and one in full light look the same to the stroke s
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from app.preprocess.morphology import grow, max_filter, min_filter, reconstruct_by_erosion
 from app.preprocess.quantiles import median, percentile, percentiles
+
+if TYPE_CHECKING:
+    from app.preprocess.cues import CueNotes
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 """RGB → luminance weights (ITU-R BT.601)."""
@@ -70,20 +74,23 @@ def flatten_alpha(values: np.ndarray) -> np.ndarray:
     return premultiplied  # light strokes: on black, which premultiplied colour already is
 
 
-def dark_on_light(values: np.ndarray) -> np.ndarray:
+def dark_on_light(values: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     """Gray image (0–255, the dtype of `values`: uint8 or float32) with dark ink on a light background,
-    inverting light-on-dark images.
+    inverting light-on-dark images (`notes`, when given, records whether it did).
 
     The background is what the border mostly shows; ink is on the far side of the brightness range from it.
     For colour, the darkest channel (on light paper) or the brightest (on dark) is used: a yellow or red
     marker is dark in the blue or green channel though light in luminance.
     """
+    light = light_background(values)
+    if notes is not None:
+        notes.inverted = not light
     if values.ndim == 3:
         red, green, blue = values[:, :, 0], values[:, :, 1], values[:, :, 2]  # chained ufuncs: 20× min(axis=2)
-        if light_background(values):
+        if light:
             return np.minimum(np.minimum(red, green), blue)
         return 255 - np.maximum(np.maximum(red, green), blue)
-    return values if light_background(values) else 255 - values
+    return values if light else 255 - values
 
 
 def light_background(values: np.ndarray) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -11,6 +12,9 @@ from app.preprocess.digit import BOX
 from app.preprocess.errors import ImageError
 from app.preprocess.morphology import grow, min_filter
 from app.preprocess.quantiles import median
+
+if TYPE_CHECKING:  # cues measures with stroke_width from here
+    from app.preprocess.cues import CueNotes
 
 GRID_CELLS = 32
 """Cells along the longer side of the grid on which strokes are grouped into parts."""
@@ -51,14 +55,15 @@ def threshold_noise(ink: np.ndarray) -> np.ndarray:
     return soft
 
 
-def keep_digit(ink: np.ndarray) -> np.ndarray:
+def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     """Zero everything but the digit: the group of nearby strokes with the most strong ink, plus small parts
     close to it.
 
     Strokes are grouped on a coarse grid (cells of 1/32 of the image, grown by one cell so a pen lifted
     briefly still joins). Mass is counted as ink², so a solid patch of moderately dark shadow or a smudge
     loses to real strokes. Groups within a third of the digit-so-far's size are added, repeatedly (a
-    detached bar of a 5, a dotted stroke); specks and shadows elsewhere are dropped.
+    detached bar of a 5, a dotted stroke); specks and shadows elsewhere are dropped. `notes`, when given,
+    records the ink's separate parts and what was dropped (`CueNotes.record_parts`).
     """
     height, width = ink.shape
     cell = max(2, math.ceil(max(height, width) / GRID_CELLS))
@@ -99,24 +104,40 @@ def keep_digit(ink: np.ndarray) -> np.ndarray:
     kept[list(keep)] = 1
     cells = kept[labels]
     mask = cv2.resize(cells, (cols * cell, rows * cell), interpolation=cv2.INTER_NEAREST)[:height, :width]
-    return ink * mask
+    kept = ink * mask
+    if notes is not None:
+        notes.record_parts(ink, kept)
+    return kept
 
 
-def thin_strokes(patch: np.ndarray) -> np.ndarray:
-    """Erode strokes much thicker than MNIST's (a felt-tip marker) back to a typical MNIST width.
+def stroke_width(patch: np.ndarray) -> float | None:
+    """Stroke width of the ink in `patch` (cropped to it), in pixels at the 20-pixel scale the digit will have;
+    None without strong ink.
 
-    Width is estimated as 2 × area / perimeter of the ink and judged at the 20-pixel scale the digit will
-    have: MNIST digits measure 2.0 px (95 % under 3.1), so only strokes above THICK_STROKE are thinned, to
-    THIN_STROKE.
+    Estimated as 2 × area / perimeter of the strong ink (above half strength): exact for long strokes of any
+    shape. MNIST digits measure 2.0 (median; 95 % under 3.1).
     """
     inked = np.pad(patch > 0.5, 1)
     area = np.count_nonzero(inked)
     perimeter = np.count_nonzero(inked[1:] != inked[:-1]) + np.count_nonzero(inked[:, 1:] != inked[:, :-1])
     if area == 0 or perimeter == 0:
+        return None
+    return 2.0 * area / perimeter * BOX / max(patch.shape)
+
+
+def thin_strokes(patch: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
+    """Erode strokes much thicker than MNIST's (a felt-tip marker) back to a typical MNIST width.
+
+    Width (`stroke_width`) is judged at the 20-pixel scale the digit will have: only strokes above THICK_STROKE
+    are thinned, to THIN_STROKE. `notes`, when given, records the width measured before thinning.
+    """
+    width = stroke_width(patch)
+    if notes is not None:
+        notes.stroke_width = width
+    if width is None or width <= THICK_STROKE:
         return patch
     scale = BOX / max(patch.shape)
-    width = 2.0 * area / perimeter * scale
     radius = int((width - THIN_STROKE) / 2 / scale)  # patch pixels; rounded down: a square window erodes more
-    if width <= THICK_STROKE or radius < 1:
+    if radius < 1:
         return patch
     return min_filter(np.ascontiguousarray(patch), 2 * radius + 1)
