@@ -5,15 +5,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import REPO, free_port
+from app.testing import uvicorn_server
+from tests.helpers import REPO
 from training.run import parse_args
 
 README = (REPO / "README.md").read_text()
@@ -62,30 +60,8 @@ def test_files_the_readme_names_exist():
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """The real service (`uvicorn app.main:app`) with the shipped model, on a free loopback port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("server did not become ready in 90 s")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with uvicorn_server(cwd=REPO) as running:
+        yield running.url
 
 
 @pytest.mark.slow
