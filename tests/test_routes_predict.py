@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from app.config import DEFAULT_MODEL_PATH, Settings
+from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
 
@@ -217,8 +217,7 @@ async def test_requests_before_readiness_wait_for_the_warm_up(gate):
         assert (await pending).status_code == 200
 
 
-@pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="the shipped checkpoint is not trained yet")
-async def test_the_shipped_model_reads_real_digits(mnist_root):
+async def test_the_shipped_model_reads_real_digits(mnist_root, shipped_checkpoint):
     from training.data import load_split
 
     split = load_split(mnist_root, train=False)  # extracts the linked .gz files; nothing is downloaded
@@ -228,7 +227,7 @@ async def test_the_shipped_model_reads_real_digits(mnist_root):
         Image.fromarray(split.images[index].numpy(), mode="L").save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
         labels.append(int(split.labels[index]))
-    async with serve_in_process(create_app(Settings(device="cpu"))) as client:
+    async with serve_in_process(create_app(Settings(device="cpu", model_path=shipped_checkpoint))) as client:
         single = await asyncio.gather(*(post_image(client, png, FORMS[i % 3]) for i, png in enumerate(pngs)))
         batch = await client.post("/predict/batch", json={"images": [b64(png) for png in pngs]})
     assert [response.json()["digit"] for response in single] == labels

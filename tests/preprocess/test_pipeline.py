@@ -13,9 +13,6 @@ from app.preprocess import preprocess, to_mnist_pixels, to_model_input
 from mnist_model import normalize
 from tests.preprocess.images import encode, glyph, on_paper
 
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED_CHECKPOINT = REPO / "models" / "mnist_cnn.safetensors"
-
 
 def test_preprocess_returns_normalised_float32_1x28x28() -> None:
     data = encode(glyph(), "PNG")
@@ -47,13 +44,12 @@ def test_preprocess_is_pure(reference: np.ndarray) -> None:
 # ---------------------------------------------------------------- accuracy on realistic renders
 
 
-@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint has not been trained yet")
-def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
+def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path, shipped_checkpoint: Path) -> None:
     from benchmarks.renders import STYLES, render
     from mnist_model import load_checkpoint
     from training.data import load_split
 
-    model, metadata = load_checkpoint(SHIPPED_CHECKPOINT)
+    model, metadata = load_checkpoint(shipped_checkpoint)
     test = load_split(mnist_root, train=False)
     indices = np.random.default_rng(7).choice(len(test), size=50, replace=False)  # seeds unseen by the tuning runs
     accuracy = {}
