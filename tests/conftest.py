@@ -5,6 +5,11 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,3 +90,43 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(env: Mapping[str, str] | None = None, timeout_s: float = 90.0) -> Iterator[str]:
+    """`uvicorn app.main:app` as `make serve` runs it (`env` added to the environment) on a free loopback port,
+    ready (its /readyz answered 200) until the block ends; yields its base URL."""
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"server did not become ready in {timeout_s:g} s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """The real service with the shipped model and default settings, shared by the tests that need one."""
+    with running_server() as url:
+        yield url
