@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
 import torch
 from fastapi import Depends
 from starlette.exceptions import HTTPException
@@ -18,12 +19,24 @@ from app.batcher import DynamicBatcher
 from app.config import Settings
 from app.metrics import Metrics
 from app.predictor import Model
-from app.preprocess import ImageError, preprocess
+from app.preprocess import ImageError, to_mnist_pixels
 from app.request_parsing import BadItem
+from mnist_model import normalize
 
 log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[Settings], Model]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One image ready for the model: its 28×28 uint8 pixels (white on black) and the normalised 1×28×28 tensor.
+
+    The pixels are kept (784 bytes) so that a client may see what the model saw; nothing is encoded unless asked.
+    """
+
+    pixels: np.ndarray
+    tensor: torch.Tensor
 
 
 @dataclass
@@ -55,7 +68,7 @@ class Service:
         self.batcher.stop()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def preprocess(self, blobs: list[bytes | BadItem]) -> list[torch.Tensor | BadItem]:
+    async def preprocess(self, blobs: list[bytes | BadItem]) -> list[ModelInput | BadItem]:
         """Decode and normalise each image on the decode threads (PIL must not stall the event loop)."""
         loop = asyncio.get_running_loop()
         jobs = [
@@ -66,10 +79,11 @@ class Service:
         ]
         return list(await asyncio.gather(*jobs))
 
-    def _preprocess_one(self, data: bytes) -> torch.Tensor | BadItem:
+    def _preprocess_one(self, data: bytes) -> ModelInput | BadItem:
         metadata = self.model.metadata
-        try:
-            return preprocess(data, mean=metadata.mean, std=metadata.std, max_pixels=self.settings.max_image_pixels)
+        try:  # app.preprocess.preprocess in two steps, keeping the uint8 pixels
+            pixels = to_mnist_pixels(data, max_pixels=self.settings.max_image_pixels)
+            return ModelInput(pixels, normalize(torch.from_numpy(pixels), metadata.mean, metadata.std).unsqueeze(0))
         except ImageError as exc:
             return BadItem(exc.status_code, str(exc))
         except Exception:  # a decoder bug must not turn one user's bad file into a 500 for the request

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-import torch
-from fastapi import APIRouter, Request
+import numpy as np
+from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
 from app.batcher import ModelUnavailable, Probabilities, QueueFull
+from app.model_input import png_data_url
 from app.request_parsing import BATCH_FIELD, SINGLE_FIELD, BadItem, read_image, read_images
 from app.schemas import (
     BatchImagesJSON,
@@ -21,9 +23,28 @@ from app.schemas import (
     ModelRef,
     Prediction,
 )
-from app.service import Service, ServiceDep
+from app.service import ModelInput, Service, ServiceDep
 
 router = APIRouter(tags=["predict"])
+
+IncludeInput = Annotated[
+    bool,
+    Query(
+        description=(
+            "also answer `input_image`: the 28×28 image the model classified, after preprocessing, as a PNG data "
+            "URL (see why an upload was misread; the page at / shows it). Off by default: no PNG is encoded "
+            "unless asked for."
+        )
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One image's answer from the model, with the 28×28 uint8 pixels it was given."""
+
+    probabilities: Probabilities
+    pixels: np.ndarray
 
 
 def _request_body(json_model: type[ImageJSON | BatchImagesJSON], field: str, many: bool) -> dict[str, Any]:
@@ -62,6 +83,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/predict",
     response_model=Prediction,
+    response_model_exclude_none=True,  # `input_image` only when asked for
     responses=ERRORS,
     openapi_extra=_request_body(ImageJSON, SINGLE_FIELD, many=False),
     summary="Classify one handwritten digit",
@@ -71,17 +93,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         f'`{{"image": "<base64>"}}`. The JSON example holds a real MNIST 7 to try.'
     ),
 )
-async def predict(request: Request, service: ServiceDep) -> Prediction:
+async def predict(request: Request, service: ServiceDep, include_input: IncludeInput = False) -> Prediction:
     """Classify one image; its problems are answered with their own status (400, 413, 415)."""
     [result] = await _classify(service, [await read_image(request)])
     if isinstance(result, BadItem):
         raise HTTPException(result.status_code, result.detail)
-    return Prediction.from_probabilities(result, model=_model_ref(service))
+    return Prediction.from_probabilities(
+        result.probabilities, model=_model_ref(service), input_image=_input_image(result, include_input)
+    )
 
 
 @router.post(
     "/predict/batch",
     response_model=BatchPrediction,
+    response_model_exclude_none=True,
     responses=ERRORS,
     openapi_extra=_request_body(BatchImagesJSON, BATCH_FIELD, many=True),
     summary="Classify several handwritten digits",
@@ -93,20 +118,22 @@ async def predict(request: Request, service: ServiceDep) -> Prediction:
         "a 4xx/5xx."
     ),
 )
-async def predict_batch(request: Request, service: ServiceDep) -> BatchPrediction:
+async def predict_batch(request: Request, service: ServiceDep, include_input: IncludeInput = False) -> BatchPrediction:
     """Classify up to MNIST_SERVE_MAX_BATCH_IMAGES images, each answered in its place."""
     blobs = await read_images(request, max_images=service.settings.max_batch_images)
     results = await _classify(service, blobs)
     items: list[BatchItem | BatchItemError] = [
         BatchItemError(index=index, status_code=result.status_code, error=result.detail)
         if isinstance(result, BadItem)
-        else BatchItem.from_probabilities(result, index=index)
+        else BatchItem.from_probabilities(
+            result.probabilities, index=index, input_image=_input_image(result, include_input)
+        )
         for index, result in enumerate(results)
     ]
     return BatchPrediction(predictions=items, model=_model_ref(service))
 
 
-async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Probabilities | BadItem]:
+async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Classified | BadItem]:
     """Preprocess off the loop, queue the good images for the batcher, and wait (bounded) for their rows."""
     batcher = service.batcher
     try:
@@ -116,10 +143,10 @@ async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Prob
         except BaseException:
             batcher.withdraw(len(blobs))
             raise
-        good = [image for image in images if isinstance(image, torch.Tensor)]
+        good = [image.tensor for image in images if isinstance(image, ModelInput)]
         if not good:  # nothing for the model: the per-image errors are the whole answer
             batcher.withdraw(len(blobs))
-            return images
+            return [image for image in images if isinstance(image, BadItem)]
         futures = batcher.submit(good, announced=len(blobs))
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
@@ -139,7 +166,12 @@ async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Prob
         for future in futures:
             future.cancel()  # no-op when answered; otherwise the worker skips the image
     answers = iter(rows)
-    return [image if isinstance(image, BadItem) else next(answers) for image in images]
+    return [image if isinstance(image, BadItem) else Classified(next(answers), image.pixels) for image in images]
+
+
+def _input_image(result: Classified, include_input: bool) -> str | None:
+    """The model's input as a PNG data URL when the client asked for it (`?include_input=true`), else None."""
+    return png_data_url(result.pixels) if include_input else None
 
 
 def _model_ref(service: Service) -> ModelRef:
