@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """The real app with the shipped model, served by uvicorn on a free loopback port in a daemon thread."""
     import uvicorn
@@ -87,9 +87,13 @@ def _ready(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the session (Debian's; Playwright passes --headless --no-sandbox itself)."""
+    """One headless Chromium per test module (Debian's; Playwright passes --headless --no-sandbox itself).
+
+    Not per session: while Playwright's sync API is open it holds an event loop in this thread, and the async tests
+    that run after this directory's would then fail ("cannot be called from a running event loop").
+    """
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
@@ -145,6 +149,8 @@ def open_page(browser, server_url: str) -> Iterator[Callable[..., Visit]]:
     """Open the page in a new browser context (`DESKTOP`, `PHONE` or any context options); checks it stayed clean."""
     contexts, visits = [], []
 
+    from playwright.sync_api import expect  # (wait_for_function would eval strings: the page's CSP forbids that)
+
     def open_(**options: object) -> Visit:
         context = browser.new_context(**options)
         contexts.append(context)
@@ -161,7 +167,7 @@ def open_page(browser, server_url: str) -> Iterator[Callable[..., Visit]]:
         page.on("requestfinished", lambda r: is_predict(r.url) and traffic.ended())
         page.on("requestfailed", lambda r: is_predict(r.url) and traffic.ended())
         page.goto(server_url + "/")
-        page.wait_for_function("document.querySelector('#model').textContent.includes('version')")
+        expect(page.locator("#model")).to_contain_text("version")  # the page has loaded and asked the server
         return visit
 
     yield open_
