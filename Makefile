@@ -5,14 +5,20 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: setup serve test test-gpu train lint screenshot bench-train bench-serve clean
+# Every package at the version pinned in constraints.txt: generated from pyproject.toml's ranges by `make lock`,
+# used by CI (through these targets) and the Dockerfile alike.
+CONSTRAINTS := constraints.txt
+# `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
+LOCK_FLAGS ?=
+
+.PHONY: setup serve test test-gpu train lint lock screenshot bench-train bench-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install the project with its dev tools
@@ -29,6 +35,14 @@ train: setup  ## train the shipped model with the default recipe
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Needs only pip-tools, not `setup`: a pyproject.toml that the old pins no longer satisfy must still be lockable.
+# --unsafe-package keeps the project itself (named by the dev extra) out; --strip-extras keeps the file usable as -c.
+lock: | $(BIN)/python  ## regenerate constraints.txt from pyproject.toml (LOCK_FLAGS=--upgrade: newest allowed)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --all-extras --strip-extras --no-allow-unsafe \
+		--unsafe-package mnist-serve --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
+		--output-file $(CONSTRAINTS) pyproject.toml
 
 screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width

@@ -2,11 +2,15 @@
 
 Policy (why there is no fixed delay): the worker takes whatever is queued the moment it is free. While a
 forward pass runs, new images pile up and form the next batch by themselves, so a lone request never waits for
-company. The only deliberate wait: when other requests have announced images that are still being decoded, the
+company. The only deliberate wait: when other requests have reserved room for images still being decoded, the
 worker holds the batch open for them, at most `max_batch_wait_ms` after the batch's oldest image arrived.
 
 The event loop only appends to a bounded queue and awaits futures; the model runs on the worker thread, so a
 forward pass never blocks the loop. A full queue refuses new images (`QueueFull` → 503) instead of growing.
+
+A request reserves queue room for its images before decoding them (`with batcher.reserve(n) as reservation`),
+so an overloaded server refuses before spending CPU on images it could not queue anyway, and the worker knows
+to hold a batch open for them. Leaving the `with` block returns whatever was not submitted, on every path.
 """
 
 from __future__ import annotations
@@ -16,27 +20,19 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
+from app.errors import ModelUnavailable, QueueFull
 from app.metrics import Metrics
 from app.predictor import Model
 
 log = logging.getLogger(__name__)
 
 Probabilities = list[float]
-
-
-class QueueFull(Exception):
-    """The queue cannot take these images now; the client should retry after `retry_after_s` seconds."""
-
-    retry_after_s = 1
-
-
-class ModelUnavailable(Exception):
-    """The model cannot answer: its warm-up failed or the service is shutting down."""
 
 
 @dataclass(eq=False)
@@ -50,7 +46,8 @@ class _Item:
 class DynamicBatcher:
     """Runs `model.predict` on batches of up to `max_batch_size` images on one worker thread.
 
-    Call `start()` (warm-up then serving), `submit()` from the event loop, and `stop()` at shutdown.
+    Call `start()` (warm-up then serving); from the event loop, `reserve()` then submit through the reservation
+    (or `submit()` directly); `stop()` at shutdown.
     """
 
     def __init__(
@@ -67,10 +64,9 @@ class DynamicBatcher:
         self.max_batch_wait_s = max_batch_wait_ms / 1000
         self.max_queue_size = max_queue_size
         self.metrics = metrics or Metrics()
-        self.forward_passes = 0
         self.failure: BaseException | None = None
         self._queue: deque[_Item] = deque()
-        self._announced = 0
+        self._reserved = 0
         self._stopping = False
         self._ready = threading.Event()
         self._cond = threading.Condition()
@@ -93,44 +89,53 @@ class DynamicBatcher:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def announce(self, count: int) -> None:
-        """Say that `count` images are being decoded and will be submitted (or withdrawn) soon.
+    @contextmanager
+    def reserve(self, count: int) -> Iterator[Reservation]:
+        """Hold queue room for `count` images that are being decoded; submit them through the reservation.
 
-        Announced images count against `max_queue_size`, so an overloaded server refuses (`QueueFull`) before
-        spending CPU on decoding images it could not queue anyway.
+        Raises `QueueFull` at once when the room is not there. Reserved images count against `max_queue_size`,
+        and the worker holds a batch open for them (at most `max_batch_wait_ms`). Leaving the block, by any
+        path (an exception, a cancelled request), returns the room that was not submitted.
         """
         with self._cond:
-            if len(self._queue) + self._announced + count > self.max_queue_size:
+            if len(self._queue) + self._reserved + count > self.max_queue_size:
                 raise QueueFull(f"the queue is full ({self.max_queue_size} images); retry shortly")
-            self._announced += count
+            self._reserved += count
+        reservation = Reservation(self, count)
+        try:
+            yield reservation
+        finally:
+            reservation.release()
 
-    def withdraw(self, count: int) -> None:
-        """Take back announced images that will never be submitted (their request failed before that)."""
-        with self._cond:
-            self._announced -= count
-            self._cond.notify()
+    def submit(self, images: Sequence[torch.Tensor]) -> list[asyncio.Future[Probabilities]]:
+        """Queue preprocessed 1×28×28 images without a reservation, all or none; one future per image, in order.
 
-    def submit(self, images: Sequence[torch.Tensor], *, announced: int = 0) -> list[asyncio.Future[Probabilities]]:
-        """Queue preprocessed 1×28×28 images, all or none; returns one future per image, resolved in order.
-
-        `announced` is how many images this request announced (bad images count too: they are withdrawn here).
         Raises `QueueFull` or `ModelUnavailable`. Call it on the event loop that will await the futures.
         """
+        return self._enqueue(images, release=0)
+
+    def _enqueue(self, images: Sequence[torch.Tensor], *, release: int) -> list[asyncio.Future[Probabilities]]:
+        """Give back `release` reserved places, then queue `images`, all or none (raising refuses them all)."""
         loop = asyncio.get_running_loop()
         with self._cond:
-            self._announced -= announced
+            self._reserved -= release
             self._cond.notify()
             if self.failure is not None or self._stopping:
                 raise ModelUnavailable(
                     "the model is not available (warm-up failed or shutting down); see the server log"
                 )
-            if len(self._queue) + self._announced + len(images) > self.max_queue_size:
+            if len(self._queue) + self._reserved + len(images) > self.max_queue_size:
                 raise QueueFull(f"the queue is full ({self.max_queue_size} images); retry shortly")
             items = [_Item(image, loop.create_future(), loop) for image in images]
             self._queue.extend(items)
             depth = len(self._queue)
         self.metrics.queue_depth.set(depth)
         return [item.future for item in items]
+
+    def _release(self, count: int) -> None:
+        with self._cond:
+            self._reserved -= count
+            self._cond.notify()  # the worker may be holding a batch open for these
 
     # --- worker thread ------------------------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class DynamicBatcher:
             self._forward(batch)
 
     def _next_batch(self) -> list[_Item] | None:
-        """Block until images are queued, take up to a full batch, then wait for announced ones if allowed."""
+        """Block until images are queued, take up to a full batch, then wait for reserved ones if allowed."""
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
@@ -159,7 +164,7 @@ class DynamicBatcher:
                 return None
             batch = self._take(self.max_batch_size)
             deadline = batch[0].enqueued + self.max_batch_wait_s
-            while len(batch) < self.max_batch_size and self._announced > 0 and not self._stopping:
+            while len(batch) < self.max_batch_size and self._reserved > 0 and not self._stopping:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
@@ -186,10 +191,35 @@ class DynamicBatcher:
             log.exception("forward pass over %d images failed", len(live))
             _settle(live, error=exc)
             return
-        self.forward_passes += 1
         self.metrics.batch_size.observe(len(live))
         self.metrics.inference_seconds.observe(time.perf_counter() - start)
         _settle(live, rows=rows)
+
+
+class Reservation:
+    """Queue room held for one request's images while they are decoded; made by `DynamicBatcher.reserve`."""
+
+    def __init__(self, batcher: DynamicBatcher, count: int) -> None:
+        self._batcher = batcher
+        self._held = count
+
+    def submit(self, images: Sequence[torch.Tensor]) -> list[asyncio.Future[Probabilities]]:
+        """Queue the images that decoded (at most the reserved count), all or none; one future per image.
+
+        Gives back the whole reservation, images that failed to decode included, even when it raises
+        (`QueueFull`, `ModelUnavailable`); a reservation submits once. Call it on the event loop that will
+        await the futures.
+        """
+        if len(images) > self._held:
+            raise ValueError(f"{len(images)} images submitted on a reservation of {self._held}")
+        held, self._held = self._held, 0
+        return self._batcher._enqueue(images, release=held)
+
+    def release(self) -> None:
+        """Give back the room not submitted (called when the `reserve` block ends; a second call is a no-op)."""
+        held, self._held = self._held, 0
+        if held:
+            self._batcher._release(held)
 
 
 def _settle(items: list[_Item], *, rows: list[Probabilities] | None = None, error: BaseException | None = None) -> None:

@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.preprocess import MAX_PIXELS
+from mnist_model.device import DEVICE_CHOICES, parse_device
+
 ENV_PREFIX = "MNIST_SERVE_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "mnist_cnn.safetensors"
@@ -28,7 +31,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
 
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="the .safetensors checkpoint to serve")
-    device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    device: str = Field("auto", description=f"{DEVICE_CHOICES}; auto = CUDA when available, else CPU")
     precision: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="model dtype; auto = bfloat16 where the device computes it natively (CUDA, AVX512-BF16/AMX "
@@ -51,18 +54,14 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(1024, ge=1, description="images waiting for the model before new ones get 503")
     request_timeout_s: float = Field(10.0, gt=0, description="longest an image waits for the model before a 504")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest request body accepted (413 beyond)")
-    max_image_pixels: int = Field(25_000_000, ge=1, description="largest decoded image, in pixels (413 beyond)")
+    max_image_pixels: int = Field(MAX_PIXELS, ge=1, description="largest decoded image, in pixels (413 beyond)")
     max_batch_images: int = Field(64, ge=1, description="most images in one /predict/batch request (413 beyond)")
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="logging level")
 
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        value = value.strip().lower()
-        kind, _, index = value.partition(":")
-        if kind in {"auto", "cpu"} and not index or kind == "cuda" and (not index or index.isdigit()):
-            return value
-        raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return parse_device(value)  # the form only: whether the GPU exists is checked when the model loads
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> Settings:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app import __version__
 from app.config import Settings, SettingsError, load_settings
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
     app = FastAPI(
         title="mnist-serve",
         summary="Handwritten digit classification, batched across concurrent requests.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.metrics = Metrics()

@@ -15,7 +15,6 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from app.preprocess import looks_like_image
+from app.preprocess import BadItem, looks_like_image
 from app.schemas import BatchImagesJSON, ImageJSON
 
 SINGLE_FIELD = "file"
@@ -35,14 +34,6 @@ HOW_TO_SEND = (
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class BadItem:
-    """An image that cannot be classified, with the status and message its own request would get."""
-
-    status_code: int
-    detail: str
 
 
 async def read_image(request: Request) -> bytes:

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mnist_model.network import ARCHITECTURE, Net
+from mnist_model.normalize import MNIST_MEAN, MNIST_STD
 
 FORMAT_VERSION = 1
 
@@ -33,8 +34,8 @@ class ModelMetadata:
 
     architecture: str = ARCHITECTURE
     format_version: int = FORMAT_VERSION
-    mean: float = 0.1307
-    std: float = 0.3081
+    mean: float = MNIST_MEAN
+    std: float = MNIST_STD
     epochs: int = 0
     test_accuracy: float | None = None
     test_loss: float | None = None

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED_CHECKPOINT = REPO / "models" / "mnist_cnn.safetensors"
 RAW_NAMES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -40,6 +41,18 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in RAW_NAMES:
         (raw / name).symlink_to(source / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def shipped_checkpoint() -> Path:
+    """The committed checkpoint. Missing, it fails the tests that need it: a broken checkout must not pass as skips."""
+    if not SHIPPED_CHECKPOINT.is_file():
+        pytest.fail(
+            f"{SHIPPED_CHECKPOINT} is missing. It is committed with the code: restore it with "
+            "`git checkout -- models/mnist_cnn.safetensors`, or train a new one with `make train`.",
+            pytrace=False,
+        )
+    return SHIPPED_CHECKPOINT
 
 
 @pytest.fixture

@@ -65,7 +65,6 @@ async def test_images_queued_during_a_forward_pass_share_the_next_one(batchers):
     answers = await asyncio.gather(first[0], *rest)
     assert [row[0] for row in answers] == [100, *range(20)]
     assert model.batch_sizes == [1, 20]
-    assert batcher.forward_passes == 2
 
 
 async def test_batches_never_exceed_max_batch_size(batchers):
@@ -90,28 +89,30 @@ async def test_a_lone_image_does_not_wait_for_the_batch_window(batchers):
     assert time.perf_counter() - start < 1.0
 
 
-async def test_a_batch_is_held_open_for_announced_images(batchers):
+async def test_a_batch_is_held_open_for_reserved_images(batchers):
     model = EchoModel()
     batcher = batchers(model, max_batch_wait_ms=5000)
     await wait_until(lambda: batcher.ready)
-    batcher.announce(2)
-    first = batcher.submit([image(1)], announced=1)
-    await asyncio.sleep(0.05)
-    second = batcher.submit([image(2)], announced=1)
+    with batcher.reserve(1) as late, batcher.reserve(1) as early:
+        first = early.submit([image(1)])
+        await asyncio.sleep(0.05)
+        second = late.submit([image(2)])
     answers = await asyncio.gather(*first, *second)
     assert [row[0] for row in answers] == [1, 2]
     assert model.batch_sizes == [2]
 
 
-async def test_withdrawn_announcements_release_the_held_batch(batchers):
+async def test_ending_a_reservation_releases_the_held_batch(batchers):
     model = EchoModel()
     batcher = batchers(model, max_batch_wait_ms=5000)
     await wait_until(lambda: batcher.ready)
-    batcher.announce(2)
-    futures = batcher.submit([image(1)], announced=1)
-    start = time.perf_counter()
-    batcher.withdraw(1)
-    await asyncio.gather(*futures)
+    with batcher.reserve(1) as early:
+        with batcher.reserve(1):  # a request whose image fails to decode: it never submits
+            futures = early.submit([image(1)])
+            await asyncio.sleep(0.05)
+            assert not futures[0].done()  # held open for the reserved image
+            start = time.perf_counter()
+        await asyncio.gather(*futures)
     assert time.perf_counter() - start < 1.0
     assert model.batch_sizes == [1]
 
@@ -133,16 +134,65 @@ async def test_full_queue_refuses_new_images_all_or_nothing(batchers):
     assert [row[0] for row in answers] == [0, 1, 2]
 
 
-async def test_announced_images_reserve_queue_room(batchers):
+async def test_reserved_images_hold_queue_room_until_the_block_ends(batchers):
     batcher = batchers(EchoModel(), max_queue_size=3)
-    batcher.announce(2)
-    with pytest.raises(QueueFull):
-        batcher.announce(2)  # refused before anyone spends CPU decoding it
-    with pytest.raises(QueueFull):
-        batcher.submit([image(0), image(1)])
-    batcher.withdraw(2)
+    with batcher.reserve(2):
+        with pytest.raises(QueueFull):
+            with batcher.reserve(2):  # refused before anyone spends CPU decoding it
+                pass
+        with pytest.raises(QueueFull):
+            batcher.submit([image(0), image(1)])
     answers = await asyncio.gather(*batcher.submit([image(0), image(1), image(2)]))
     assert [row[0] for row in answers] == [0, 1, 2]
+
+
+async def test_a_reservation_is_given_back_on_every_path(batchers):
+    batcher = batchers(EchoModel(), max_queue_size=4)
+    await wait_until(lambda: batcher.ready)
+
+    def whole_queue_free() -> bool:
+        try:
+            with batcher.reserve(4):
+                return True
+        except QueueFull:
+            return False
+
+    with pytest.raises(RuntimeError, match="decoding blew up"):
+        with batcher.reserve(4):
+            raise RuntimeError("decoding blew up")
+    assert whole_queue_free()
+
+    async def cancelled_while_decoding() -> None:
+        with batcher.reserve(4):
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(cancelled_while_decoding())
+    await asyncio.sleep(0.01)
+    assert not whole_queue_free()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert whole_queue_free()
+
+    with batcher.reserve(4) as reservation:  # two of four images decoded: the other two places come back too
+        futures = reservation.submit([image(1), image(2)])
+        with pytest.raises(ValueError, match="reservation of 0"):
+            reservation.submit([image(3)])  # a reservation submits once
+    answers = await asyncio.gather(*futures)
+    assert [row[0] for row in answers] == [1, 2]
+    assert whole_queue_free()
+
+
+async def test_a_refused_submission_gives_its_reservation_back(batchers):
+    warm_up_gate = threading.Event()
+    batcher = batchers(EchoModel(warm_up_gate=warm_up_gate, fail_warm_up=True), max_queue_size=2)
+    warm_up_gate.set()
+    await wait_until(lambda: batcher.failure is not None)
+    with batcher.reserve(2) as reservation:
+        with pytest.raises(ModelUnavailable):
+            reservation.submit([image(1), image(2)])
+        with batcher.reserve(2):  # the room came back although nothing was queued
+            pass
 
 
 async def test_images_whose_request_gave_up_are_skipped(batchers):

@@ -1,10 +1,14 @@
-"""Every error answer is JSON with a `detail`: 404, 405, FastAPI's 422, and a logged 500 for bugs."""
+"""Every error answer is JSON with a `detail`: 404, 405, FastAPI's 422, a logged 500 for bugs, and the service's
+typed errors with their own status and Retry-After (also in the OIP v2 `error` shape)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from app.config import Settings
+from app.errors import ModelTimeout, ModelUnavailable, NotReady, QueueFull, ServiceError, error_response
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
 
@@ -16,6 +20,10 @@ async def client():
     @app.get("/test/typed")
     async def typed(count: int) -> dict[str, int]:
         return {"count": count}
+
+    @app.get("/test/typed-error")
+    async def typed_error() -> None:
+        raise QueueFull("the queue is full (2 images); retry shortly")
 
     @app.get("/test/bug")
     async def bug() -> None:
@@ -51,3 +59,29 @@ async def test_an_unexpected_exception_is_a_logged_json_500_and_the_app_lives_on
     assert "unhandled KeyError on GET /test/bug" in caplog.text
     assert "a bug" not in response.text  # internals stay in the log
     assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (NotReady("x"), 503, "1"),
+        (QueueFull("x"), 503, "1"),
+        (ModelUnavailable("x"), 503, "5"),
+        (ModelTimeout("x"), 504, None),
+    ],
+    ids=["not ready", "queue full", "model unavailable", "timeout"],
+)
+@pytest.mark.parametrize("key", ["detail", "error"])
+def test_service_errors_carry_their_status_and_retry_after_in_either_shape(
+    error: ServiceError, status: int, retry_after: str | None, key: str
+) -> None:
+    response = error_response(error, key=key)
+    assert response.status_code == status
+    assert response.headers.get("Retry-After") == retry_after
+    assert json.loads(response.body) == {key: "x"}
+
+
+async def test_a_service_error_raised_in_a_route_is_answered_natively(client):
+    response = await client.get("/test/typed-error")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json() == {"detail": "the queue is full (2 images); retry shortly"}

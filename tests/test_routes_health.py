@@ -39,10 +39,11 @@ async def test_a_failed_warm_up_keeps_the_service_unready_and_predictions_503():
         while batcher.failure is None:
             await asyncio.sleep(0.01)
         response = await client.get("/readyz")
-        assert response.status_code == 503
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
         assert "warm-up failed" in response.json()["detail"]
         response = await client.post("/predict", content=digit_png(), headers={"Content-Type": "image/png"})
         assert response.status_code == 503 and "warm-up failed" in response.json()["detail"]
+        assert response.headers["Retry-After"] == "5"
         response = await client.post("/predict", content=b"x", headers={"Content-Type": "image/png"})
         assert response.status_code == 415  # a bad image is refused without asking the model
         assert (await client.get("/healthz")).status_code == 200

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from app.config import DEFAULT_MODEL_PATH, Settings
+from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
 
@@ -140,10 +140,10 @@ async def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_an
     images = [drawing(100 + i) for i in range(12)]
     async with serve_in_process(app) as client:
         expected = [(await post_image(client, image, "raw")).json()["probabilities"] for image in images]
-        batcher = app.state.service.batcher
-        passes_before = batcher.forward_passes
+        registry = app.state.metrics.registry
+        passes_before = registry.get_sample_value("mnist_serve_batch_size_count")
         responses = await asyncio.gather(*(post_image(client, image, FORMS[i % 3]) for i, image in enumerate(images)))
-        passes = batcher.forward_passes - passes_before
+        passes = registry.get_sample_value("mnist_serve_batch_size_count") - passes_before
     assert all(response.status_code == 200 for response in responses)
     for response, probabilities in zip(responses, expected, strict=True):
         assert response.json()["probabilities"] == pytest.approx(probabilities, abs=1e-5)
@@ -217,8 +217,7 @@ async def test_requests_before_readiness_wait_for_the_warm_up(gate):
         assert (await pending).status_code == 200
 
 
-@pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="the shipped checkpoint is not trained yet")
-async def test_the_shipped_model_reads_real_digits(mnist_root):
+async def test_the_shipped_model_reads_real_digits(mnist_root, shipped_checkpoint):
     from training.data import load_split
 
     split = load_split(mnist_root, train=False)  # extracts the linked .gz files; nothing is downloaded
@@ -228,7 +227,7 @@ async def test_the_shipped_model_reads_real_digits(mnist_root):
         Image.fromarray(split.images[index].numpy(), mode="L").save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
         labels.append(int(split.labels[index]))
-    async with serve_in_process(create_app(Settings(device="cpu"))) as client:
+    async with serve_in_process(create_app(Settings(device="cpu", model_path=shipped_checkpoint))) as client:
         single = await asyncio.gather(*(post_image(client, png, FORMS[i % 3]) for i, png in enumerate(pngs)))
         batch = await client.post("/predict/batch", json={"images": [b64(png) for png in pngs]})
     assert [response.json()["digit"] for response in single] == labels

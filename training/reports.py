@@ -141,7 +141,7 @@ Metrics per epoch: [`{paths["history"].name}`]({paths["history"].name}).
 
 ## Limitations
 - Trained only on MNIST: centred, size-normalised, white-on-black digits from US writers. Photos, scans and canvas
-  drawings must be preprocessed the same way first (the service's `app/preprocess.py` does this).
+  drawings must be preprocessed the same way first (the service's `app/preprocess/` does this).
 - One digit per image; it always answers one of 0–9, even for images of no digit. Low confidence is a hint, not a
   reliable out-of-distribution detector.
 - Most frequent test-set mistakes (true→predicted): {top_confusions(confusion) or "none"}; see the confusion matrix.

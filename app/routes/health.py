@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 
 from app.schemas import ErrorBody, Status
+from app.service import ServiceDep
 
 router = APIRouter(tags=["health"])
 
@@ -22,13 +22,8 @@ async def healthz() -> Status:
     responses={503: {"model": ErrorBody, "description": "loading, warming up, warm-up failed, or shutting down"}},
     summary="Readiness",
 )
-async def readyz(request: Request) -> Status | JSONResponse:
-    """200 once the model is loaded and a warm-up pass ran; 503 before, during shutdown, or on failure."""
-    service = getattr(request.app.state, "service", None)
-    if service is not None and service.batcher.ready:
-        return Status(status="ready")
-    if service is not None and service.batcher.failure is not None:
-        detail = f"model warm-up failed: {service.batcher.failure}"
-    else:
-        detail = "the model is loading or warming up" if service is not None else "the service is not running"
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+async def readyz(service: ServiceDep) -> Status:
+    """200 once the model is loaded and a warm-up pass ran; 503 (with Retry-After) before, during shutdown, or
+    on failure."""
+    service.check_ready()
+    return Status(status="ready")

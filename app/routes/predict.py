@@ -1,18 +1,18 @@
-"""POST /predict and /predict/batch: body → images → preprocess → batcher → model → JSON, in order."""
+"""POST /predict and /predict/batch: request body → image bytes → `Service.classify_images` → JSON, in order.
+
+Only HTTP is translated here; the service raises `app.errors.ServiceError`s (503, 504), rendered by `app.errors`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
-from app.batcher import ModelUnavailable, Probabilities, QueueFull
 from app.model_input import png_data_url
-from app.request_parsing import BATCH_FIELD, SINGLE_FIELD, BadItem, read_image, read_images
+from app.preprocess import BadItem
+from app.request_parsing import BATCH_FIELD, SINGLE_FIELD, read_image, read_images
 from app.schemas import (
     BatchImagesJSON,
     BatchItem,
@@ -23,7 +23,7 @@ from app.schemas import (
     ModelRef,
     Prediction,
 )
-from app.service import ModelInput, Service, ServiceDep
+from app.service import Classification, Service, ServiceDep
 
 router = APIRouter(tags=["predict"])
 
@@ -37,14 +37,6 @@ IncludeInput = Annotated[
         )
     ),
 ]
-
-
-@dataclass(frozen=True)
-class Classified:
-    """One image's answer from the model, with the 28×28 uint8 pixels it was given."""
-
-    probabilities: Probabilities
-    pixels: np.ndarray
 
 
 def _request_body(json_model: type[ImageJSON | BatchImagesJSON], field: str, many: bool) -> dict[str, Any]:
@@ -95,7 +87,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def predict(request: Request, service: ServiceDep, include_input: IncludeInput = False) -> Prediction:
     """Classify one image; its problems are answered with their own status (400, 413, 415)."""
-    [result] = await _classify(service, [await read_image(request)])
+    [result] = await service.classify_images([await read_image(request)])
     if isinstance(result, BadItem):
         raise HTTPException(result.status_code, result.detail)
     return Prediction.from_probabilities(
@@ -121,7 +113,7 @@ async def predict(request: Request, service: ServiceDep, include_input: IncludeI
 async def predict_batch(request: Request, service: ServiceDep, include_input: IncludeInput = False) -> BatchPrediction:
     """Classify up to MNIST_SERVE_MAX_BATCH_IMAGES images, each answered in its place."""
     blobs = await read_images(request, max_images=service.settings.max_batch_images)
-    results = await _classify(service, blobs)
+    results = await service.classify_images(blobs)
     items: list[BatchItem | BatchItemError] = [
         BatchItemError(index=index, status_code=result.status_code, error=result.detail)
         if isinstance(result, BadItem)
@@ -133,43 +125,7 @@ async def predict_batch(request: Request, service: ServiceDep, include_input: In
     return BatchPrediction(predictions=items, model=_model_ref(service))
 
 
-async def _classify(service: Service, blobs: list[bytes | BadItem]) -> list[Classified | BadItem]:
-    """Preprocess off the loop, queue the good images for the batcher, and wait (bounded) for their rows."""
-    batcher = service.batcher
-    try:
-        batcher.announce(len(blobs))  # reserves queue room, and lets a batch be held open for these
-        try:
-            images = await service.preprocess(blobs)
-        except BaseException:
-            batcher.withdraw(len(blobs))
-            raise
-        good = [image.tensor for image in images if isinstance(image, ModelInput)]
-        if not good:  # nothing for the model: the per-image errors are the whole answer
-            batcher.withdraw(len(blobs))
-            return [image for image in images if isinstance(image, BadItem)]
-        futures = batcher.submit(good, announced=len(blobs))
-    except QueueFull as exc:
-        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
-    except ModelUnavailable as exc:
-        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
-    try:
-        rows = await asyncio.wait_for(asyncio.gather(*futures), service.settings.request_timeout_s)
-    except TimeoutError:
-        raise HTTPException(
-            504,
-            f"no answer from the model within {service.settings.request_timeout_s:g} s "
-            "(MNIST_SERVE_REQUEST_TIMEOUT_S): the server is overloaded, retry later",
-        ) from None
-    except ModelUnavailable as exc:
-        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
-    finally:
-        for future in futures:
-            future.cancel()  # no-op when answered; otherwise the worker skips the image
-    answers = iter(rows)
-    return [image if isinstance(image, BadItem) else Classified(next(answers), image.pixels) for image in images]
-
-
-def _input_image(result: Classified, include_input: bool) -> str | None:
+def _input_image(result: Classification, include_input: bool) -> str | None:
     """The model's input as a PNG data URL when the client asked for it (`?include_input=true`), else None."""
     return png_data_url(result.pixels) if include_input else None
 

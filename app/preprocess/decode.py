@@ -1,0 +1,172 @@
+"""The security surface: which files are decoded at all, how big they may be, and how they are read.
+
+Only PNG, JPEG, GIF, WebP, TIFF and BMP are decoded, recognised from the bytes, never from a declared content
+type; Pillow's other plugins (EPS would run Ghostscript) are never reached, and nothing is unpickled. The
+pixel count is checked on the header, before any pixel is decoded (a small file can declare a huge canvas).
+Every failure is an `ImageError` whose message can be shown to the user.
+
+Decoding also makes the small working copy every later step runs on (JPEGs are decoded at 1/2–1/8 scale
+directly), and reads the EXIF orientation that belongs to the original file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from app.preprocess.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP")
+"""Pillow format names we decode; anything else is answered with 415."""
+MAX_PIXELS = 25_000_000
+"""Limit on width × height, checked on the header; the default of MNIST_SERVE_MAX_IMAGE_PIXELS too."""
+WORK_SIDE = 256
+"""Longer side of the working copy: enough for a digit a fifth of the photo high, cheap to filter."""
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    EOFError,
+    struct.error,
+    ZeroDivisionError,
+    OverflowError,
+    zlib.error,
+)
+"""What Pillow's decoders raise on malformed files (found by fuzzing); all become a 400."""
+BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+"""Pillow's own size guard (the warning is an exception only when warnings are turned into errors)."""
+TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation value → the transpose that makes the image upright (as `ImageOps.exif_transpose`)."""
+ORIENTATION_TAG = 0x0112
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether `data` starts with the signature of one of ACCEPTED_FORMATS (Pillow's own check; nothing decoded)."""
+    Image.init()  # registers the format plugins; a no-op after the first call
+    prefix = data[:16]
+    return any(Image.OPEN[name][1] is not None and Image.OPEN[name][1](prefix) is True for name in ACCEPTED_FORMATS)
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open `data` as an ACCEPTED_FORMATS image, check its size on the header, decode its first frame.
+
+    JPEGs are decoded straight at the smallest 1/2, 1/4 or 1/8 scale that still covers WORK_SIDE (draft mode).
+    """
+    if not data:
+        raise ImageError("the upload is empty: send an image file (PNG, JPEG, GIF, WebP, TIFF or BMP)")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            "not an image in an accepted format: send a PNG, JPEG, GIF, WebP, TIFF or BMP file", 415
+        ) from exc
+    except BOMB_ERRORS as exc:
+        raise ImageError(too_many_pixels(max_pixels), 413) from exc
+    except DECODE_ERRORS as exc:
+        log.info("rejected an unreadable image header: %r", exc)
+        raise ImageError("the image file is corrupt or truncated: send it again or in another format", 400) from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError("the image has no pixels: send a real image")
+    if width * height > max_pixels:  # before load(): a small file can declare a huge canvas
+        raise ImageError(
+            f"the image is {width}×{height} = {width * height} pixels, more than the limit of "
+            f"{max_pixels}: scale it down and send it again",
+            413,
+        )
+    try:
+        if image.format == "JPEG":
+            scale = WORK_SIDE / max(width, height)  # draft keeps at least this size, so quality is not lost
+            image.draft(image.mode, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+        image.load()
+    except BOMB_ERRORS as exc:
+        raise ImageError(too_many_pixels(max_pixels), 413) from exc
+    except (*DECODE_ERRORS, MemoryError) as exc:
+        log.info("rejected an undecodable %s image: %r", image.format, exc)
+        raise ImageError(
+            f"the {image.format} image could not be decoded (corrupt or truncated file): "
+            "send it again or in another format"
+        ) from exc
+    return image
+
+
+def too_many_pixels(max_pixels: int) -> str:
+    """The 413 message when Pillow's own decompression-bomb guard fires."""
+    return f"the image has too many pixels (limit {max_pixels}): scale it down and send it again"
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1–8) of the image; 1 when absent or unreadable (a broken EXIF block is no
+    reason to refuse an otherwise good photo)."""
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+    except DECODE_ERRORS:
+        return 1
+    return value if value in TRANSPOSES else 1
+
+
+def shrink(image: Image.Image) -> Image.Image:
+    """Bring the image to mode L, F, RGB or RGBA and, by area averaging, to at most WORK_SIDE pixels.
+
+    Done before any filtering so every later step costs the same whatever was uploaded; area averaging also
+    smooths JPEG noise and paper grain. RGBA is resized with premultiplied alpha, so transparent pixels do not
+    bleed their (meaningless) colour into the strokes.
+    """
+    image = unify_mode(image)
+    width, height = image.size
+    scale = WORK_SIDE / max(width, height)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = image.resize(size, Image.Resampling.BOX)
+    return image
+
+
+def unify_mode(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to L (gray), F (16/32-bit gray as float), RGB, or RGBA (any transparency)."""
+    mode = image.mode
+    try:
+        if mode in ("I", "F") or mode.startswith("I;16"):
+            return image.convert("F")  # keeps the full 16-bit range; to_array rescales it
+        if "A" in mode or "a" in mode or "transparency" in image.info:
+            return image.convert("RGBA")
+        if mode in ("1", "L"):
+            return image.convert("L")
+        return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX
+    except DECODE_ERRORS as exc:
+        log.info("cannot convert a %s image: %r", mode, exc)
+        raise ImageError(f"unsupported pixel format {mode!r}: send an 8-bit RGB or grayscale image") from exc
+
+
+def orient(image: Image.Image, orientation: int) -> Image.Image:
+    """Apply the EXIF orientation, so a phone photo taken sideways is read upright (cheap on the copy)."""
+    transpose = TRANSPOSES.get(orientation)
+    return image.transpose(transpose) if transpose is not None else image
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+    """The pixels as float32 in [0, 255]: H×W (gray), H×W×3 (RGB) or H×W×4 (RGBA)."""
+    values = np.asarray(image, dtype=np.float32)
+    if image.mode == "F":  # 16-bit or float data: stretch to the 8-bit range the later constants assume
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = min(0.0, float(values.min())), float(values.max())
+        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return values

@@ -1,0 +1,56 @@
+"""Test images for the preprocessing tests: a 7 that no rotation or mirror image resembles, drawn on paper."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from app.preprocess import ImageError, to_mnist_pixels
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def glyph(size: int = 280) -> Image.Image:
+    """A continental 7 (white on black): no rotation or mirror image of it looks like itself."""
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    s = size / 28
+    draw.line([(8 * s, 6 * s), (20 * s, 6 * s), (12 * s, 22 * s)], fill=255, width=round(2.5 * s), joint="curve")
+    draw.line([(10 * s, 14 * s), (19 * s, 14 * s)], fill=255, width=round(2.5 * s))
+    return image.filter(ImageFilter.GaussianBlur(s / 3))
+
+
+def on_paper(
+    ink: Image.Image,
+    size: tuple[int, int] = (400, 300),
+    at: tuple[int, int] = (60, 10),
+    ink_rgb: tuple[int, int, int] = (20, 25, 60),
+    paper_rgb: tuple[int, int, int] = (235, 230, 215),
+) -> Image.Image:
+    """`ink` (white-on-black coverage) drawn in `ink_rgb` on a paper-coloured RGB sheet."""
+    coverage = Image.new("L", size, 0)
+    coverage.paste(ink, at)
+    return Image.composite(Image.new("RGB", size, ink_rgb), Image.new("RGB", size, paper_rgb), coverage)
+
+
+def similarity(a: np.ndarray, b: np.ndarray, shift: int = 0) -> float:
+    """Pearson correlation of two 28×28 results (1 = same picture), the best over shifts up to `shift` px."""
+    b = np.pad(b.astype(np.float64), shift)
+    return max(
+        float(np.corrcoef(a.astype(np.float64).ravel(), b[dy : dy + 28, dx : dx + 28].ravel())[0, 1])
+        for dy in range(2 * shift + 1)
+        for dx in range(2 * shift + 1)
+    )
+
+
+def error_of(data: bytes, **kwargs: object) -> ImageError:
+    with pytest.raises(ImageError) as caught:
+        to_mnist_pixels(data, **kwargs)
+    return caught.value

@@ -1,0 +1,171 @@
+"""app.preprocess.decode: only accepted formats are decoded, sizes are checked first, every failure is a clear
+ImageError, odd but valid files and EXIF orientations are read right."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.preprocess import ImageError, to_mnist_pixels
+from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
+
+INVERSE = {  # EXIF orientation → how a camera stored an upright picture under that tag
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(INVERSE))
+def test_exif_orientation_is_applied(orientation: int, reference: np.ndarray) -> None:
+    stored = on_paper(glyph(200), size=(320, 240), at=(100, 20)).transpose(INVERSE[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    tagged = to_mnist_pixels(encode(stored, "JPEG", quality=90, exif=exif))
+    untagged = to_mnist_pixels(encode(stored, "JPEG", quality=90))
+    assert similarity(tagged, reference) > 0.9
+    assert similarity(untagged, reference) < 0.8  # so the tag, not luck, made the difference
+
+
+# ---------------------------------------------------------------- odd but valid files
+
+
+def _png16() -> bytes:
+    return encode(Image.fromarray(np.asarray(glyph(), dtype=np.uint16) * 257), "PNG")
+
+
+def _cmyk_jpeg() -> bytes:
+    ink = glyph()
+    zero = Image.new("L", ink.size, 0)
+    return encode(Image.merge("CMYK", (zero, zero, zero, ink)), "JPEG", quality=90)
+
+
+def _palette_png() -> bytes:
+    return encode(on_paper(glyph(200)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG")
+
+
+def _transparent_gif() -> bytes:
+    indices = (np.asarray(glyph()) > 127).astype(np.uint8)  # 0 = transparent black, 1 = opaque black
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([0, 0, 0, 0, 0, 0])
+    return encode(image, "GIF", transparency=0)
+
+
+def _animated_gif() -> bytes:
+    first = on_paper(glyph(200)).convert("P")
+    second = on_paper(glyph(200).transpose(Image.Transpose.ROTATE_180)).convert("P")
+    return encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+
+
+def _float_tiff() -> bytes:
+    return encode(Image.fromarray(np.asarray(glyph(), dtype=np.float32) / 255.0, mode="F"), "TIFF")
+
+
+ODD_FILES = {
+    "16-bit grayscale PNG": _png16,
+    "CMYK JPEG": _cmyk_jpeg,
+    "palette PNG": _palette_png,
+    "palette GIF with transparency": _transparent_gif,
+    "animated GIF (first frame)": _animated_gif,
+    "lossy WebP": lambda: encode(on_paper(glyph(200)), "WEBP", quality=70),
+    "lossless RGBA WebP": lambda: encode(on_paper(glyph(200)).convert("RGBA"), "WEBP", lossless=True),
+    "deflate TIFF": lambda: encode(on_paper(glyph(200)), "TIFF", compression="tiff_deflate"),
+    "32-bit float TIFF": _float_tiff,
+    "BMP": lambda: encode(on_paper(glyph(200)), "BMP"),
+    "grayscale + alpha PNG": lambda: encode(Image.merge("LA", (Image.new("L", (280, 280), 0), glyph())), "PNG"),
+    "1-bit PNG": lambda: encode(glyph().point(lambda v: 255 if v > 127 else 0).convert("1"), "PNG"),
+    "progressive JPEG": lambda: encode(on_paper(glyph(200)), "JPEG", progressive=True),
+}
+
+
+@pytest.mark.parametrize("kind", ODD_FILES)
+def test_odd_but_valid_files_decode(kind: str, reference: np.ndarray) -> None:
+    assert similarity(to_mnist_pixels(ODD_FILES[kind]()), reference) > 0.9
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _png_header(width: int, height: int, idat: bytes = b"") -> bytes:
+    """A PNG that declares width×height 8-bit grayscale pixels, with whatever pixel data `idat` holds."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"", 400),
+        (b"hello, this is not an image\n", 415),
+        (np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(), 415),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n", 415),  # Ghostscript never runs
+        (encode(Image.new("RGB", (28, 28)), "PPM"), 415),  # Pillow reads it, but it is not a format we accept
+        (encode(Image.new("RGB", (32, 32)), "ICO"), 415),
+    ],
+    ids=["empty", "text", "random bytes", "EPS", "PPM", "ICO"],
+)
+def test_non_images_are_rejected(data: bytes, status: int) -> None:
+    error = error_of(data)
+    assert error.status_code == status and isinstance(error, ValueError)
+    assert "PNG" in str(error)  # the message says what to send instead
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP"])
+def test_truncated_files_are_a_400(fmt: str) -> None:
+    data = encode(on_paper(glyph(200)).convert("P") if fmt == "GIF" else on_paper(glyph(200)), fmt)
+    error = error_of(data[: len(data) // 2])
+    assert error.status_code in (400, 415) and "image" in str(error)
+
+
+def test_header_declaring_huge_image_is_a_413_before_decoding() -> None:
+    assert error_of(_png_header(100_000, 100_000)).status_code == 413  # Pillow's own bomb guard
+    corrupt_pixels = _png_header(8000, 6000, idat=b"not zlib")  # 48 Mpx: ours, before any pixel is read
+    error = error_of(corrupt_pixels)
+    assert error.status_code == 413 and "8000×6000" in str(error)
+
+
+def test_compressed_bomb_is_a_413() -> None:
+    bomb = encode(Image.new("1", (10_000, 5_000)), "PNG")  # 50 Mpx of zeros
+    assert len(bomb) < 100_000
+    assert error_of(bomb).status_code == 413
+
+
+def test_max_pixels_is_a_parameter() -> None:
+    data = encode(on_paper(glyph(100), size=(100, 100), at=(0, 0)), "PNG")
+    assert error_of(data, max_pixels=9_999).status_code == 413
+    assert to_mnist_pixels(data, max_pixels=10_000).shape == (28, 28)
+
+
+def test_pillow_bomb_warning_raised_as_error_is_a_413() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert error_of(_png_header(10_000, 10_000), max_pixels=10**9).status_code == 413
+
+
+def test_corrupted_files_only_ever_raise_image_error() -> None:
+    rng = np.random.default_rng(2)
+    sources = [
+        encode(on_paper(glyph(100), size=(120, 90), at=(10, 0)), fmt) for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
+    ] + [_animated_gif()]
+    outcomes = set()
+    for data in sources:
+        for _ in range(40):
+            mutated = bytearray(data)
+            for position in rng.integers(0, len(data), rng.integers(1, 8)):
+                mutated[position] = int(rng.integers(0, 256))
+            try:
+                outcomes.add(to_mnist_pixels(bytes(mutated)).shape)
+            except ImageError as error:
+                outcomes.add(error.status_code)
+    assert outcomes <= {(28, 28), 400, 413, 415} and 400 in outcomes

@@ -1,0 +1,52 @@
+"""app.preprocess.ink: one polarity, transparency flattened, uneven light and shadows divided out."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from app.preprocess import to_mnist_pixels
+from tests.preprocess.images import encode, glyph, on_paper, similarity
+
+
+def test_dark_ink_on_light_paper_is_inverted(reference: np.ndarray) -> None:
+    pixels = to_mnist_pixels(encode(on_paper(glyph(200)), "JPEG", quality=80))
+    assert similarity(pixels, reference) > 0.9
+
+
+def test_light_ink_on_dark_background_is_not_inverted(reference: np.ndarray) -> None:
+    board = on_paper(glyph(200), ink_rgb=(230, 230, 220), paper_rgb=(40, 60, 45))  # chalk on a blackboard
+    assert similarity(to_mnist_pixels(encode(board, "PNG")), reference) > 0.9
+
+
+def test_uneven_light_and_shadow_are_divided_out(reference: np.ndarray) -> None:
+    photo = np.asarray(on_paper(glyph(200), size=(600, 450), at=(300, 200)), dtype=np.float32)
+    light = np.linspace(0.35, 1.0, 600, dtype=np.float32)[None, :, None]  # dark on the left, bright on the right
+    light = np.repeat(light, 450, axis=0)
+    light[:, 300:] *= 0.6  # a hard shadow edge, running through the digit
+    image = Image.fromarray(np.clip(photo * light, 0, 255).astype(np.uint8))
+    assert similarity(to_mnist_pixels(encode(image, "JPEG", quality=75)), reference) > 0.9
+
+
+def test_canvas_export_with_transparent_background_is_flattened(reference: np.ndarray) -> None:
+    alpha = glyph(280)
+    black_strokes = Image.merge("RGBA", (*Image.new("RGB", alpha.size, 0).split(), alpha))  # (0,0,0,0) background
+    white_strokes = Image.merge("RGBA", (*Image.new("RGB", alpha.size, (255,) * 3).split(), alpha))
+    assert np.asarray(black_strokes.convert("RGB")).max() == 0  # dropping alpha would leave nothing to read
+    for canvas in (black_strokes, white_strokes):
+        assert similarity(to_mnist_pixels(encode(canvas, "PNG")), reference) > 0.95
+
+
+def test_thick_canvas_digit_touching_every_edge_is_read(reference: np.ndarray) -> None:
+    ink = glyph(280).filter(ImageFilter.MaxFilter(15))
+    ink = ink.crop(ink.getbbox())  # thick strokes covering 44 % of the canvas, running into all four edges
+    canvas = Image.merge("RGBA", (*Image.new("RGB", ink.size, 0).split(), ink))
+    assert similarity(to_mnist_pixels(encode(canvas, "PNG")), reference) > 0.9
+
+
+def test_canvas_stroke_from_edge_to_edge_is_read() -> None:
+    alpha = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(alpha).line([(150, 0), (130, 279)], fill=255, width=60)  # a fat "1", top edge to bottom
+    canvas = Image.merge("RGBA", (*Image.new("RGB", alpha.size, (20, 40, 30)).split(), alpha))
+    rows, cols = np.nonzero(to_mnist_pixels(encode(canvas, "PNG")) > 64)
+    assert np.ptp(rows) + 1 == 20 and np.ptp(cols) + 1 <= 8

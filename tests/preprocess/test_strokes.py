@@ -1,0 +1,32 @@
+"""app.preprocess.strokes: noise is no digit, marker strokes are thinned to MNIST's width."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from app.preprocess import to_mnist_pixels
+from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
+
+
+def test_thick_marker_strokes_are_thinned_to_mnist_width(reference: np.ndarray) -> None:
+    marker = glyph(280).filter(ImageFilter.MaxFilter(21))  # strokes about three times as wide
+    thick = to_mnist_pixels(encode(on_paper(marker, at=(60, 10), ink_rgb=(200, 30, 30)), "PNG"))
+    assert np.count_nonzero(thick > 128) < 1.4 * np.count_nonzero(reference > 128)
+    assert similarity(thick, reference) > 0.8
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGB", (300, 200), (255, 255, 255)),
+        Image.new("L", (28, 28), 0),
+        Image.new("RGBA", (280, 280), (0, 0, 0, 0)),
+        Image.fromarray(np.random.default_rng(1).normal(200, 3, (300, 400)).clip(0, 255).astype(np.uint8)),
+    ],
+    ids=["white sheet", "black square", "empty canvas", "grainy paper"],
+)
+def test_images_without_ink_are_no_digit_400(image: Image.Image) -> None:
+    error = error_of(encode(image, "PNG"))
+    assert error.status_code == 400 and "no digit" in str(error)

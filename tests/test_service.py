@@ -1,0 +1,226 @@
+"""Service.classify_images / classify_pixels without HTTP: results in order, what the model saw, typed errors, and
+queue room given back on every path."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app import service as service_module
+from app.config import Settings
+from app.errors import ModelTimeout, ModelUnavailable, QueueFull
+from app.metrics import Metrics
+from app.preprocess import BadItem
+from app.service import Classification, Service
+from app.testing import StubModel
+from mnist_model import ModelMetadata
+from tests.conftest import digit_png
+
+MEAN, STD = 0.5, 0.25
+
+
+class RecordingModel(StubModel):
+    """Keeps every image tensor it was given; answers each with [its mean pixel, 0, …]."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self.metadata = ModelMetadata(command="stub", mean=MEAN, std=STD)
+        self.seen: list[torch.Tensor] = []
+
+    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
+        super().predict(images)
+        self.seen.extend(images)
+        rows = torch.zeros((len(images), 10))
+        rows[:, 0] = torch.stack([image.mean() for image in images])
+        return rows
+
+
+def mnist_digit() -> np.ndarray:
+    """A 28×28 white-on-black digit in MNIST format (black outer ring, bright ink), so it passes through."""
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[6:22, 12:16] = 255
+    pixels[6:9, 8:20] = 180
+    return pixels
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_service() -> Iterator:
+    started: list[tuple[Service, StubModel]] = []
+
+    def make(model: StubModel | None = None, **settings: object) -> Service:
+        model = model or RecordingModel()
+        options = {"decode_threads": 2, "max_queue_size": 8, "max_batch_images": 8} | settings
+        service = Service.start(Settings(**options), lambda _: model, Metrics())
+        started.append((service, model))
+        return service
+
+    yield make
+    for service, model in started:
+        for gate in (model.gate, model.warm_up_gate):
+            if gate is not None:
+                gate.set()
+        service.stop()
+
+
+def queue_room_free(service: Service) -> bool:
+    """Whether the whole queue can be reserved: nothing queued, and no reservation left behind."""
+    try:
+        with service.batcher.reserve(service.settings.max_queue_size):
+            return True
+    except QueueFull:
+        return False
+
+
+async def test_classify_images_answers_in_order_with_bad_items_in_place(make_service):
+    service = make_service()
+    refused = BadItem(400, "the image is not valid base64")
+    results = await service.classify_images([digit_png(), b"not an image", refused, png(mnist_digit())])
+    assert isinstance(results[0], Classification) and isinstance(results[3], Classification)
+    assert isinstance(results[1], BadItem) and results[1].status_code == 415 and "PNG" in results[1].detail
+    assert results[2] is refused
+    assert np.array_equal(results[3].pixels, mnist_digit())  # an MNIST-format upload reaches the model unchanged
+    assert results[0].pixels.shape == (28, 28) and results[0].pixels.dtype == np.uint8
+    assert not results[0].pixels.flags.writeable
+    expected_mean = (mnist_digit() / 255.0 - MEAN) / STD
+    assert results[3].probabilities[0] == pytest.approx(expected_mean.mean(), abs=1e-5)
+    assert queue_room_free(service)
+
+
+async def test_classify_images_with_only_bad_items_never_asks_the_model(make_service):
+    model = RecordingModel()
+    service = make_service(model)
+    results = await service.classify_images([b"", BadItem(422, "not a file")])
+    assert [result.status_code for result in results] == [400, 422]
+    assert model.batch_sizes == []
+
+
+async def test_classify_pixels_only_normalises_and_keeps_its_own_copy(make_service):
+    model = RecordingModel()
+    service = make_service(model)
+    pixels = np.stack([mnist_digit(), np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)])
+    results = await service.classify_pixels(pixels)
+    assert len(results) == 3 and all(isinstance(result, Classification) for result in results)
+    for seen, original in zip(model.seen, pixels, strict=True):
+        assert seen.shape == (1, 28, 28) and seen.dtype == torch.float32
+        assert torch.allclose(seen[0], torch.from_numpy((original / 255.0 - MEAN) / STD).float())
+    pixels[0] = 7  # the caller reuses its buffer
+    assert np.array_equal(results[0].pixels, mnist_digit())
+    assert not results[0].pixels.flags.writeable
+
+
+async def test_pixels_and_their_png_reach_the_model_identically(make_service):
+    model = RecordingModel()
+    service = make_service(model)
+    await service.classify_pixels(mnist_digit()[None])
+    await service.classify_images([png(mnist_digit())])
+    assert torch.equal(model.seen[0], model.seen[1])
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [np.zeros((28, 28), np.uint8), np.zeros((1, 28, 28), np.float32), np.zeros((2, 32, 32), np.uint8)],
+    ids=["no batch axis", "float", "32x32"],
+)
+async def test_classify_pixels_refuses_other_shapes_and_dtypes(make_service, pixels):
+    service = make_service()
+    with pytest.raises(ValueError, match="N×28×28"):
+        await service.classify_pixels(pixels)
+    assert queue_room_free(service)
+
+
+async def test_full_queue_is_a_typed_503_with_retry_after(make_service):
+    service = make_service(max_queue_size=2, max_batch_images=2)
+    with service.batcher.reserve(2):
+        with pytest.raises(QueueFull) as caught:
+            await service.classify_images([digit_png()])
+    assert caught.value.status_code == 503 and caught.value.headers == {"Retry-After": "1"}
+    assert "queue is full" in str(caught.value)
+
+
+async def test_a_failed_warm_up_is_a_typed_503_with_retry_after(make_service):
+    service = make_service(StubModel(fail_warm_up=True))
+    while service.batcher.failure is None:
+        await asyncio.sleep(0.01)
+    with pytest.raises(ModelUnavailable) as caught:
+        await service.classify_pixels(mnist_digit()[None])
+    assert caught.value.status_code == 503 and caught.value.headers == {"Retry-After": "5"}
+    with pytest.raises(ModelUnavailable, match="warm-up failed"):
+        service.check_ready()
+    assert queue_room_free(service)
+
+
+async def test_no_answer_in_time_is_a_typed_504_and_the_image_is_skipped(make_service):
+    gate = threading.Event()
+    model = RecordingModel(gate=gate)
+    service = make_service(model, request_timeout_s=0.2)
+    blocking = asyncio.create_task(service.classify_pixels(mnist_digit()[None]))
+    await asyncio.to_thread(model.entered.wait, 5)
+    with pytest.raises(ModelTimeout) as caught:
+        await service.classify_pixels(np.zeros((2, 28, 28), np.uint8))
+    assert caught.value.status_code == 504 and caught.value.headers == {}
+    assert "MNIST_SERVE_REQUEST_TIMEOUT_S" in str(caught.value)
+    gate.set()
+    with pytest.raises(ModelTimeout):
+        await blocking  # it also waited past the timeout
+    await service.classify_pixels(mnist_digit()[None])
+    assert model.batch_sizes == [1, 1]  # the two abandoned images never reached the model
+    assert queue_room_free(service)
+
+
+async def test_a_preprocessing_bug_fails_only_its_image(make_service, monkeypatch, caplog):
+    service = make_service()
+
+    def broken(data: bytes, max_pixels: int) -> np.ndarray:
+        raise KeyError("decoder bug")
+
+    monkeypatch.setattr(service_module, "to_mnist_pixels", broken)
+    [result] = await service.classify_images([digit_png()])
+    assert result == BadItem(400, "the image could not be decoded")
+    assert "something other than ImageError" in caplog.text
+    assert queue_room_free(service)
+
+
+async def test_queue_room_is_given_back_when_preprocessing_raises(make_service, monkeypatch):
+    service = make_service()
+
+    async def failing(blobs: object) -> list[object]:
+        raise RuntimeError("the decode pool is gone")
+
+    monkeypatch.setattr(service, "_prepare_images", failing)
+    with pytest.raises(RuntimeError, match="decode pool"):
+        await service.classify_images([digit_png(), digit_png()])
+    assert queue_room_free(service)
+
+
+async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_decoding(make_service, monkeypatch):
+    service = make_service()
+    decoding, release = threading.Event(), threading.Event()
+    real = service_module.to_mnist_pixels
+
+    def slow(data: bytes, max_pixels: int) -> np.ndarray:
+        decoding.set()
+        release.wait(5)
+        return real(data, max_pixels=max_pixels)
+
+    monkeypatch.setattr(service_module, "to_mnist_pixels", slow)
+    request = asyncio.create_task(service.classify_images([digit_png()]))
+    await asyncio.to_thread(decoding.wait, 5)
+    assert not queue_room_free(service)  # held while the image decodes
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert queue_room_free(service)
+    release.set()
