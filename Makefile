@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: setup serve test test-gpu train lint lock bench-train bench-serve clean
+.PHONY: setup serve test test-gpu train lint lock screenshot bench-train bench-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ lock: | $(BIN)/python  ## regenerate constraints.txt from pyproject.toml (LOCK_F
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --all-extras --strip-extras --no-allow-unsafe \
 		--unsafe-package mnist-serve --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
 		--output-file $(CONSTRAINTS) pyproject.toml
+
+screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width
 
 bench-train: setup
 	$(BIN)/python -m benchmarks.train_throughput
