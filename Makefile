@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train lint lock bench-train bench-serve clean
+.PHONY: help setup serve test test-fast test-gpu train lint lock screenshot bench-train bench-serve clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,8 @@ serve: setup  ## serve the shipped model on http://$(HOST):$(PORT)
 test: setup  ## run the test suite (GPU tests skip themselves without CUDA)
 	$(BIN)/python -m pytest
 
-test-fast: setup  ## the inner loop: every test but the slow ones (training, subprocesses) and e2e
-	$(BIN)/python -m pytest -m "not slow and not e2e"
+test-fast: setup  ## the inner loop: all but the slow (training, subprocesses), e2e and browser tests
+	$(BIN)/python -m pytest -m "not slow and not e2e and not browser"
 
 # Without a GPU every `cuda` test would skip and the target would pass having tested nothing: refuse instead.
 test-gpu: setup  ## run the CUDA-marked tests (needs a CUDA GPU)
@@ -57,6 +57,9 @@ lock: | $(BIN)/python  ## regenerate constraints.txt from pyproject.toml (LOCK_F
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --all-extras --strip-extras --no-allow-unsafe \
 		--unsafe-package mnist-serve --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
 		--output-file $(CONSTRAINTS) pyproject.toml
+
+screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width
 
 bench-train: setup  ## training throughput against the pytorch/examples loop
 	$(BIN)/python -m benchmarks.train_throughput

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
@@ -15,6 +15,17 @@ EXAMPLE_BASE64 = (
     "TMnSweCzLwPDntSTDozPIOhkYGBgYBA3PmDIw/Lh1XShnGi5nBP+9KIRLTuzl/2AokwlDMlv0/U1cGq1//rPD6fHWf7tZcclxnv1hhVNj3b9tOOW8f3"
     "+wxCUnfPffMlxyzKf/3VbGJan2758vLjn5B/+KGXF78Z8JLjnbT+iSSGFrw8Nw9wuKJAsy56LzO+ITGABpETyQcCy90wAAAABJRU5ErkJggg=="
 )
+# What the model saw for the example upload: that 7 is already an MNIST-format digit, so it is used as it is.
+EXAMPLE_INPUT_IMAGE = "data:image/png;base64," + EXAMPLE_BASE64
+InputImage = Annotated[
+    str | None,
+    Field(
+        description=(
+            "only with `?include_input=true`: the 28×28 grayscale image the model classified, after preprocessing "
+            "(white ink on black, centred as in MNIST), as a `data:image/png;base64,` URL; absent otherwise"
+        )
+    ),
+]
 
 
 class ImageJSON(BaseModel):
@@ -56,6 +67,7 @@ class Prediction(Scores):
     """Answer of /predict."""
 
     model: ModelRef
+    input_image: InputImage = None
     model_config = ConfigDict(
         protected_namespaces=(),
         json_schema_extra={
@@ -65,6 +77,7 @@ class Prediction(Scores):
                     "confidence": 0.998,
                     "probabilities": EXAMPLE_PROBABILITIES,
                     "model": EXAMPLE_MODEL,
+                    "input_image": EXAMPLE_INPUT_IMAGE,
                 }
             ]
         },
@@ -75,6 +88,7 @@ class BatchItem(Scores):
     """One classified image of a batch; `index` is its position in the request."""
 
     index: int
+    input_image: InputImage = None
 
 
 class BatchItemError(BaseModel):

@@ -3,12 +3,15 @@ into the repo, and small checkpoints; CUDA-marked tests skip themselves without 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import RAW_NAMES, SHIPPED_CHECKPOINT, shared_mnist_raw
+from app.testing import uvicorn_server
+from tests.helpers import REPO, SHIPPED_CHECKPOINT, shared_mnist_raw
+from training.data import RAW_FILES
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,7 +33,7 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mnist")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in RAW_NAMES:
+    for name in RAW_FILES:
         (raw / name).symlink_to(source / name)
     return root
 
@@ -56,3 +59,11 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
     path = tmp_path / "untrained.safetensors"
     save_checkpoint(path, Net(), ModelMetadata(epochs=0, command="test fixture"))
     return path
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """The real service (`uvicorn app.main:app`, shipped model, default settings) shared by the tests that need one;
+    yields its base URL."""
+    with uvicorn_server(cwd=REPO) as server:
+        yield server.url

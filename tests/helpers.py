@@ -14,21 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.data import RAW_FILES
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CHECKPOINT = REPO / "models" / "mnist_cnn.safetensors"
-RAW_NAMES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
 
 
 def shared_mnist_raw() -> Path | None:
     """The canonical MNIST .gz files: $MNIST_RAW_DIR, else ../shared/data/mnist/MNIST/raw next to the repo."""
     candidates = [os.environ.get("MNIST_RAW_DIR"), REPO.parent / "shared/data/mnist/MNIST/raw", REPO / "data/MNIST/raw"]
     for candidate in candidates:
-        if candidate and all((Path(candidate) / name).is_file() for name in RAW_NAMES):
+        if candidate and all((Path(candidate) / name).is_file() for name in RAW_FILES):
             return Path(candidate)
     return None
 

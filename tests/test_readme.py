@@ -5,12 +5,10 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from app.config import Settings
-from app.testing import uvicorn_server
 from tests.helpers import REPO
 from training.run import parse_args
 
@@ -52,7 +50,8 @@ def test_settings_table_lists_every_variable_with_its_default():
 
 
 def test_files_the_readme_names_exist():
-    named = set(re.findall(r"(examples/[\w.]+|docker-compose[\w.]*\.yml|models/[\w.]+)", README))
+    # not after a "/": /v2/models/mnist is an endpoint, not a file
+    named = set(re.findall(r"(?<![\w/])(examples/[\w.]+|docker-compose[\w.]*\.yml|models/[\w.]+)", README))
     for path in named - {"models/mnist_cnn.state.pt"}:  # the resume state is written by training, not shipped
         assert (REPO / path).is_file(), path
 
@@ -86,26 +85,34 @@ def test_layout_lists_only_what_exists():
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(live_server: str) -> str:
     """The real service (`uvicorn app.main:app`) with the shipped model, on a free loopback port."""
-    with uvicorn_server(cwd=REPO) as running:
-        yield running.url
+    return live_server
+
+
+def run_curl(command: str, server: str) -> dict:
+    """A README curl line against the test server; its JSON answer."""
+    result = subprocess.run(
+        ["bash", "-c", command.replace("http://localhost:8000", server)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def python_example(marker: str) -> str:
+    """The README's Python block that mentions `marker`."""
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", README, re.S) if marker in block]
+    return snippet
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_curl_examples_answer_the_right_digits(server):
-    answers = []
-    for command in commands("curl "):
-        result = subprocess.run(
-            ["bash", "-c", command.replace("http://localhost:8000", server)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        answers.append(json.loads(result.stdout))
+    answers = [run_curl(command, server) for command in commands("curl ") if "/v2/" not in command]
     assert [answer.get("digit") for answer in answers[:3]] == [7, 2, 1]  # seven.png, photo.jpg, canvas.png
     batch = answers[3]["predictions"]
     assert [item.get("digit") for item in batch] == [7, 2, None]
@@ -113,9 +120,24 @@ def test_curl_examples_answer_the_right_digits(server):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_open_inference_protocol_curl_examples_answer(server):
+    metadata, answer = [run_curl(command, server) for command in commands("curl ") if "/v2/" in command]
+    assert metadata["name"] == "mnist" and [t["name"] for t in metadata["inputs"]] == ["pixels", "images"]
+    assert answer["model_version"] == metadata["versions"][0]
+    assert {output["name"]: output["data"] for output in answer["outputs"]}["digit"] == [7]  # seven.png
+
+
+@pytest.mark.slow
 def test_python_example_runs(server, capsys, monkeypatch):
-    snippet = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     monkeypatch.chdir(REPO)
-    exec(snippet.replace("http://localhost:8000", server), {})  # our own README, not user input
+    exec(python_example("httpx").replace("http://localhost:8000", server), {})  # our own README, not user input
     digit, confidence = capsys.readouterr().out.split()
     assert digit == "7" and float(confidence) > 0.99
+
+
+@pytest.mark.slow
+def test_tritonclient_example_runs(server, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    exec(python_example("tritonclient").replace("localhost:8000", server.removeprefix("http://")), {})
+    assert capsys.readouterr().out.splitlines() == ["[7]", "[2 1]"]  # seven.png; photo.jpg and canvas.png
