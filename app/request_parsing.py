@@ -17,6 +17,7 @@ import json
 import re
 from typing import TypeVar
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -149,7 +150,7 @@ def _validate(model: type[M], payload: object) -> M:
             }
             for error in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
-        raise HTTPException(422, errors) from None
+        raise RequestValidationError(errors) from None  # FastAPI's own 422 shape: {"detail": [errors]}
 
 
 def decode_base64(text: str) -> bytes | BadItem:

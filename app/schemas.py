@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
-EXAMPLE_PROBABILITIES = [0.0001, 0.0002, 0.0003, 0.0002, 0.0001, 0.0001, 0.0, 0.998, 0.0002, 0.0008]
-EXAMPLE_MODEL = {"name": "pytorch-examples-mnist-cnn", "version": "3f9c2a1b7d4e"}
+EXAMPLE_PROBABILITIES: list[JsonValue] = [0.0001, 0.0002, 0.0003, 0.0002, 0.0001, 0.0001, 0.0, 0.998, 0.0002, 0.0008]
+EXAMPLE_MODEL: JsonDict = {"name": "pytorch-examples-mnist-cnn", "version": "3f9c2a1b7d4e"}
 # The first MNIST test digit (a 7) as a 28×28 PNG, so that /docs' "Try it out" gives a meaningful answer.
 EXAMPLE_BASE64 = (
     "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAwUlEQVR42mNgGDaAEUKFpD77sfTFHeyS9xQYGBg+X4UKPuk6w8DAwMDAAuGm6l/"
@@ -56,7 +57,7 @@ class Scores(BaseModel):
     probabilities: list[float] = Field(description="probability of each digit 0–9, summing to 1")
 
     @classmethod
-    def from_probabilities(cls, probabilities: list[float], **extra: object) -> Scores:
+    def from_probabilities(cls, probabilities: list[float], **extra: object) -> Self:
         """The argmax and its probability, next to the full distribution."""
         digit = max(range(len(probabilities)), key=probabilities.__getitem__)
         return cls(digit=digit, confidence=probabilities[digit], probabilities=probabilities, **extra)

@@ -68,8 +68,10 @@ def mnist_test_digits(count: int) -> np.ndarray:
     from training.data import RAW_FILES, DataError, load_split
 
     names = RAW_FILES  # torchvision wants all four, even for the test split
-    candidates = [os.environ.get("MNIST_RAW_DIR"), REPO / "data/MNIST/raw", REPO.parent / "shared/data/mnist/MNIST/raw"]
-    for candidate in filter(None, candidates):
+    from_env = os.environ.get("MNIST_RAW_DIR")
+    candidates = [Path(from_env)] if from_env else []
+    candidates += [REPO / "data/MNIST/raw", REPO.parent / "shared/data/mnist/MNIST/raw"]
+    for candidate in candidates:
         if all((Path(candidate) / name).is_file() for name in names):
             with tempfile.TemporaryDirectory(prefix="oip-bench-mnist-") as root:
                 raw = Path(root) / "MNIST" / "raw"

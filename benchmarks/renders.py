@@ -75,11 +75,11 @@ def stroke_mask(digit: np.ndarray, box: int, rng: np.random.Generator, grow: flo
 def dilate(digit: np.ndarray, grow: float, rng: np.random.Generator) -> np.ndarray:
     """The digit's strokes thickened by a disk of radius grow×28 px, drawn at 4× resolution for round ends."""
     fine = np.asarray(Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC), dtype=np.float32)
-    fine = (fine > rng.uniform(90, 150)).astype(np.uint8)
+    ink = (fine > rng.uniform(90, 150)).astype(np.uint8)
     radius = grow * 112
     reach = int(math.ceil(radius))
-    padded = np.pad(fine, reach)
-    out = np.zeros_like(fine)
+    padded = np.pad(ink, reach)
+    out = np.zeros_like(ink)
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
             if dy * dy + dx * dx <= radius * radius:

@@ -122,7 +122,9 @@ def measure_style(
         except ImageError:
             rejected += 1
         times.append(time.perf_counter() - start)
-    predicted = np.concatenate([predict(model, tensors[i : i + 512]) for i in range(0, len(tensors), 512)] or [[]])
+    predicted = np.concatenate(
+        [predict(model, tensors[i : i + 512]) for i in range(0, len(tensors), 512)] or [predict(model, [])]
+    )
     truth = labels[kept].numpy()
     correct = int((predicted == truth).sum())
     row = {

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from app.config import Settings
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training.run import parse_args
 
 README = (REPO / "README.md").read_text()
@@ -54,6 +54,34 @@ def test_files_the_readme_names_exist():
     named = set(re.findall(r"(?<![\w/])(examples/[\w.]+|docker-compose[\w.]*\.yml|models/[\w.]+)", README))
     for path in named - {"models/mnist_cnn.state.pt"}:  # the resume state is written by training, not shipped
         assert (REPO / path).is_file(), path
+
+
+LAYOUT_PACKAGES = ("app", "training", "mnist_model", "benchmarks")
+
+
+def layout_paths() -> set[str]:
+    """The path that starts each line of the README's layout block (`app/main.py`, `app/routes/`, ...)."""
+    section = README.split("## Project layout", 1)[1]
+    block = re.search(r"```\n(.*?)```", section, re.S).group(1)
+    return {line.split()[0] for line in block.splitlines() if line.strip()}
+
+
+def test_layout_lists_every_module():
+    listed = layout_paths()
+    missing = []
+    for package in LAYOUT_PACKAGES:
+        for module in sorted((REPO / package).rglob("*.py")):
+            path = module.relative_to(REPO).as_posix()
+            folder = f"{module.parent.relative_to(REPO).as_posix()}/"  # names a package's __init__.py too
+            if path not in listed and not (module.name == "__init__.py" and folder in listed):
+                missing.append(path)
+    assert not missing, f"add one line each to the README's Project layout: {missing}"
+
+
+def test_layout_lists_only_what_exists():
+    named = [path for path in layout_paths() if path.startswith((*LAYOUT_PACKAGES, "tests", ".ci"))]
+    assert len(named) > 40
+    assert [path for path in named if not (REPO / path).exists()] == []
 
 
 @pytest.fixture(scope="module")

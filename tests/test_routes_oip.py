@@ -21,7 +21,7 @@ from app import __version__
 from app.config import DEFAULT_MODEL_PATH, Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
-from tests.conftest import digit_png
+from tests.helpers import digit_png
 
 INFER = "/v2/models/mnist/infer"
 

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.main import create_app
 from app.preprocess import to_mnist_pixels
 from app.testing import serve_in_process
-from tests.conftest import REPO, digit_png
+from tests.helpers import REPO, digit_png
 
 PREFIX = "data:image/png;base64,"
 UPLOADS = {

@@ -39,8 +39,10 @@ from app.service import Service, ServiceDep
 
 router = APIRouter(prefix=OIP_PREFIX, tags=["oip"])
 
-NOT_READY = {503: {"model": ErrorBody, "description": "loading, warming up, warm-up failed or shutting down"}}
-UNKNOWN_MODEL = {404: {"model": ErrorBody, "description": "unknown model or version"}}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "loading, warming up, warm-up failed or shutting down"}
+}
+UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown model or version"}}
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
@@ -94,7 +96,7 @@ INFER_BODY = {
                 "examples": {
                     "images": {
                         "summary": "an encoded image file (PNG, base64 in JSON)",
-                        "value": InferenceRequest.model_config["json_schema_extra"]["examples"][0],
+                        "value": InferenceRequest.model_json_schema()["examples"][0],
                     },
                     "pixels": {
                         "summary": "an MNIST-format digit, 28×28 uint8, white on black",

@@ -43,11 +43,9 @@ def _request_body(json_model: type[ImageJSON | BatchImagesJSON], field: str, man
     """OpenAPI for a body the route reads itself: JSON, multipart and (single only) raw image bytes."""
     file_schema = {"type": "string", "format": "binary"}
     multipart = {"type": "array", "items": file_schema} if many else file_schema
+    schema = json_model.model_json_schema()
     content: dict[str, Any] = {
-        "application/json": {
-            "schema": json_model.model_json_schema(),
-            "example": json_model.model_config["json_schema_extra"]["examples"][0],
-        },
+        "application/json": {"schema": schema, "example": schema["examples"][0]},
         "multipart/form-data": {
             "schema": {"type": "object", "required": [field], "properties": {field: multipart}},
             "encoding": {field: {"contentType": "image/png, image/jpeg"}},

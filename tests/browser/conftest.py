@@ -1,8 +1,9 @@
 """Fixtures for the page's tests in a real browser: the real app on a loopback port, and headless Chromium.
 
-The app is the one `make serve` runs (the shipped checkpoint), started with uvicorn in a thread. The browser is
-Debian's Chromium driven by Playwright (`playwright install` cannot download browsers here); `.ci/run` installs
-it with `.ci/browser-setup.sh`. Where no Chromium is found, every test here is skipped, saying so.
+The app is the one `make serve` runs (the shipped checkpoint): the session's `live_server` (tests/conftest.py).
+The browser is Debian's Chromium driven by Playwright (`playwright install` cannot download browsers here);
+`.ci/run` installs it with `.ci/browser-setup.sh`. Where no Chromium is found, every test here is skipped, saying
+so. What the tests import (window sizes, `Visit`, `MnistDigit`) is in helpers.py.
 
 Every page opened through `open_page` records console errors, uncaught exceptions, failed requests and HTTP
 errors; a test fails if any happened that it did not `allow`.
@@ -14,23 +15,17 @@ import gzip
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import shared_mnist_raw
+from tests.browser.helpers import MnistDigit, PredictTraffic, Problems, Visit
+from tests.helpers import shared_mnist_raw
 
 CHROMIUM_ENV = "CHROMIUM_PATH"
 HERE = Path(__file__).parent
-DESKTOP = {"viewport": {"width": 1280, "height": 800}}
-PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 EXPECT_TIMEOUT_MS = 20_000  # a shared 2-core CI machine can be slow; a passing check returns as soon as it holds
 
 
@@ -56,35 +51,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """The real app with the shipped model, served by uvicorn on a free loopback port in a daemon thread."""
-    import uvicorn
-
-    from app.config import Settings
-    from app.main import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(log_level="WARNING")), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="page-server")
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not _ready(url):
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the app did not become ready (see the log above)")
-        time.sleep(0.1)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
+def server_url(live_server: str) -> str:
+    """The real app with the shipped model (the session's `uvicorn app.main:app`, see tests/conftest.py)."""
+    return live_server
 
 
 @pytest.fixture(scope="module")
@@ -101,47 +70,6 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=chromium_path())
         yield chromium
         chromium.close()
-
-
-@dataclass
-class Problems:
-    """What went wrong in a page: console errors, exceptions, failed requests, HTTP errors (as text)."""
-
-    seen: list[str] = field(default_factory=list)
-    allowed: list[re.Pattern[str]] = field(default_factory=list)
-
-    def allow(self, pattern: str) -> None:
-        """Let a test expect a problem (e.g. the 415 of a text upload, which Chromium logs as a console error)."""
-        self.allowed.append(re.compile(pattern))
-
-    def unexpected(self) -> list[str]:
-        return [text for text in self.seen if not any(pattern.search(text) for pattern in self.allowed)]
-
-
-@dataclass
-class PredictTraffic:
-    """Requests to /predict as the page sent them: how many, and the most ever in flight at once."""
-
-    sent: int = 0
-    in_flight: int = 0
-    most_in_flight: int = 0
-
-    def started(self) -> None:
-        self.sent += 1
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-
-    def ended(self) -> None:
-        self.in_flight -= 1
-
-
-@dataclass
-class Visit:
-    """An open page with what it recorded: `problems` (see `Problems`), `predict_traffic` (see `PredictTraffic`)."""
-
-    page: object  # playwright.sync_api.Page
-    problems: Problems
-    predict_traffic: PredictTraffic
 
 
 @pytest.fixture
@@ -175,15 +103,6 @@ def open_page(browser, server_url: str) -> Iterator[Callable[..., Visit]]:
     for context in contexts:
         context.close()
     assert not unexpected, "the page had problems:\n" + "\n".join(unexpected)
-
-
-@dataclass(frozen=True)
-class MnistDigit:
-    """One MNIST test image (28×28 uint8, white on black) and its label."""
-
-    index: int
-    label: int
-    pixels: np.ndarray
 
 
 @pytest.fixture(scope="session")

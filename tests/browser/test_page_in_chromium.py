@@ -26,8 +26,8 @@ from playwright.sync_api import Page, expect
 
 from app.preprocess import to_mnist_pixels
 from benchmarks.renders import render
-from tests.browser.conftest import DESKTOP, PHONE, MnistDigit, Visit
-from tests.conftest import REPO
+from tests.browser.helpers import DESKTOP, PHONE, MnistDigit, Visit
+from tests.helpers import REPO
 
 SCREENSHOT = REPO / "docs/page.png"
 SCREENSHOT_VIEW = {"viewport": {"width": 1000, "height": 700}}

@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import re
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
-if TYPE_CHECKING:
-    from tests.e2e.conftest import Digit
+from tests.helpers import Digit
 
 
 def test_the_page_and_everything_it_loads_are_served(client) -> None:
