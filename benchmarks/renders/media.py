@@ -14,11 +14,11 @@ import numpy as np
 from benchmarks.renders.centreline import centrelines
 from benchmarks.renders.inks import DARK_INKS, LIGHT_INKS, MARKER_INKS, PEN_INKS
 from benchmarks.renders.paper import tooth
-from benchmarks.renders.pen import Pen, draw, pose
+from benchmarks.renders.pen import Pen, draw, ink_extent, pose
 from benchmarks.renders.strokes import stroke_mask, transform_mask
 
-PEN_WIDTH = (0.011, 0.026)
-"""Pen width as a fraction of the digit's height; with ±15 % pressure the stroke stays within 1–3 %."""
+PEN_WIDTH = (0.012, 0.026)
+"""Pen width as a fraction of the drawn digit's height; with ±15 % pressure the stroke stays within 1–3 %."""
 PENCIL_WIDTH = (0.015, 0.035)
 CHALK_WIDTH = (0.035, 0.07)
 
@@ -41,16 +41,24 @@ def pen(
 ) -> Drawn:
     """Ballpoint (pressure and density vary, small skips) or fineliner (even), blue or black, 1–3 % wide."""
     fineliner = rng.random() < 0.4
-    width = max(1.0, rng.uniform(*PEN_WIDTH) * height_px)
+    fraction = rng.uniform(*PEN_WIDTH)
+    lines = pose(centrelines(source), height_px, rng, max_degrees, 0.1, fit)
+    reference = drawn_height(lines)
     tool = Pen(
-        width=width,
+        width=max(1.0, fraction * reference),
         pressure=rng.uniform(0.0, 0.06) if fineliner else rng.uniform(0.05, 0.15),
         fade=rng.uniform(0.0, 0.1) if fineliner else rng.uniform(0.1, 0.35),
         gap_chance=0.05 if fineliner else 0.3,
-        gap_length=rng.uniform(0.01, 0.025) * height_px,
+        gap_length=rng.uniform(0.01, 0.025) * reference,
     )
-    lines = pose(centrelines(source), height_px, rng, max_degrees, 0.1, fit)
     return Drawn(draw(lines, tool, rng), choose(rng, PEN_INKS) * rng.uniform(0.85, 1.15))
+
+
+def drawn_height(lines: list[np.ndarray]) -> float:
+    """The posed drawing's height, which stroke widths are relative to (half its width for flat drawings such as
+    a minus sign, which have next to no height)."""
+    width, height = ink_extent(lines)
+    return max(height, width / 2)
 
 
 def pencil(

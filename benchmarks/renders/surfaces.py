@@ -36,7 +36,7 @@ def random_ruling(rng: np.random.Generator, digit_px: float, angle: float) -> Ru
     """Squared paper with 1.5–5 squares per digit height, or ruled paper with 0.8–2.5 line gaps per digit height."""
     squared = rng.random() < 0.6
     spacing = digit_px / (rng.uniform(1.5, 5.0) if squared else rng.uniform(0.8, 2.5))
-    width = max(0.7, spacing * rng.uniform(0.02, 0.06))
+    width = float(np.clip(spacing * rng.uniform(0.012, 0.03), 0.7, 3.0))  # printed lines: fine, whatever the scale
     colour = RULING_COLOURS[int(rng.integers(len(RULING_COLOURS)))]
     return Ruling(
         kind="squared" if squared else "ruled",
