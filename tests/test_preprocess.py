@@ -345,7 +345,7 @@ def test_corrupted_files_only_ever_raise_image_error() -> None:
 
 @pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint has not been trained yet")
 def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
-    from benchmarks.renders import STYLES, render
+    from benchmarks.renders import CLASSIC_STYLES, render
     from mnist_model import load_checkpoint
     from training.data import load_split
 
@@ -354,7 +354,7 @@ def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path) -> None:
     indices = np.random.default_rng(7).choice(len(test), size=50, replace=False)  # seeds unseen by the tuning runs
     accuracy = {}
     with torch.inference_mode():
-        for style in STYLES:
+        for style in CLASSIC_STYLES:  # the new styles' targets belong to issue 12's benchmark, not to this test
             batch = torch.stack(
                 [
                     preprocess(

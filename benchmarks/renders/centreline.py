@@ -1,6 +1,7 @@
 """The centre lines of a source drawing as smooth polylines, so thin pens can redraw its shape one line wide.
 
-The source is upscaled to `FINE` pixels per frame unit, thresholded, skeletonised (scikit-image), and the
+The source is upscaled to `FINE` pixels per frame unit, thresholded, loops that a fat pen filled in are
+opened again, the ink is skeletonised (scikit-image), and the
 1-pixel skeleton is traced into paths between its end points and junctions (closed loops too). Short spurs,
 which skeletons grow at blunt stroke ends and corners, are dropped, and each path is smoothed (Chaikin), so a
 redrawn "3" has two clean arcs rather than a staircase of pixels.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageFilter
+from scipy.ndimage import distance_transform_edt
 from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
 
 from benchmarks.renders.strokes import FRAME_UNITS
@@ -18,6 +20,10 @@ FINE = 4
 """Pixels per frame unit at which the skeleton is taken (a 28×28 digit becomes 112×112)."""
 SPUR_UNITS = 2.5
 """Skeleton branches shorter than this (frame units) that end freely are artefacts of thick strokes."""
+PINHOLE_UNITS2 = 2.25
+"""Holes in the ink smaller than this (square units) are gaps between blurred pixels, not loops."""
+FILLED_LOOP = 2.2
+"""Ink deeper than this many typical half-widths inside a stroke is a loop the pen filled in (a fat 8 or 9)."""
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 Polyline = np.ndarray
@@ -54,13 +60,22 @@ def centrelines(source: np.ndarray, spur_units: float = SPUR_UNITS) -> list[Poly
     fine_h = FRAME_UNITS * FINE
     fine_w = max(1, round(width * fine_h / height))
     image = Image.fromarray(source).resize((fine_w, fine_h), Image.Resampling.BICUBIC)
-    values = np.asarray(image.filter(ImageFilter.GaussianBlur(FINE * 0.3)), dtype=np.float32)
-    ink = values > 0.4 * max(float(values.max()), 1.0)
-    ink = remove_small_holes(ink, max_size=2 * FINE * FINE)  # pinholes in fat strokes would become tiny loops
+    values = np.asarray(image.filter(ImageFilter.GaussianBlur(FINE * 0.2)), dtype=np.float32)
+    ink = values > 0.55 * max(float(values.max()), 1.0)  # high enough to keep small loops open
+    ink = remove_small_holes(ink, max_size=PINHOLE_UNITS2 * FINE * FINE)  # would become tiny loops
     ink = remove_small_objects(ink, max_size=2 * FINE * FINE)
-    paths = trace(skeletonize(ink))
+    paths = trace(skeletonize(open_filled_loops(ink)))
     paths = prune_spurs(paths, spur_units * FINE)
     return [smooth(resample(path / FINE, 0.5), closed=is_closed(path)) for path in paths if len(path) >= 2]
+
+
+def open_filled_loops(ink: np.ndarray) -> np.ndarray:
+    """Punch a hole where the ink is much deeper than a stroke is wide: a loop that a fat pen closed up (the top of
+    many MNIST 8s) would otherwise skeletonise into a line, and a thin pen would draw a 7 over an o."""
+    depth = distance_transform_edt(ink)
+    typical = float(np.median(depth[skeletonize(ink)])) if ink.any() else 0.0
+    core = depth > FILLED_LOOP * max(typical, 1.0)
+    return ink & ~core
 
 
 def trace(skeleton: np.ndarray) -> list[np.ndarray]:

@@ -69,7 +69,9 @@ def write_sheets(out: Path, split: str, per_row: int, side: int, seed: int, data
     paths = []
     for name, rows in (("digit-styles.png", digits), ("non-digits.png", list(others.items()))):
         path = out / name
-        grid(rows, side).quantize(COLOURS, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path, optimize=True)
+        grid(rows, side).quantize(COLOURS, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            path, optimize=True
+        )
         log.info("wrote %s (%d kB)", path, path.stat().st_size // 1000)
         paths.append(path)
     return paths
