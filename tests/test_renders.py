@@ -190,7 +190,7 @@ def test_mnist_format_fits_20px_and_centres_the_mass() -> None:
     source[30:80, 20:280] = 255
     out = mnist_format(source)
     rows, cols = np.nonzero(out > 0)
-    assert out.shape == (28, 28) and cols.max() - cols.min() + 1 <= 20
+    assert out.shape == (28, 28) and cols.max() - cols.min() + 1 <= 20 and rows.max() - rows.min() + 1 <= 20
     centre = ndimage.center_of_mass(out.astype(np.float64))
     assert np.allclose(centre, (14, 14), atol=1.0)
 

@@ -13,7 +13,7 @@
 Thin styles follow the digit's centre line (`centreline`: scikit-image skeleton, traced and smoothed), drawn by
 `pen` at output resolution. **Non-digits** (`nondigits.CATEGORIES`: letters, symbols, shapes, scribbles,
 hatching, numbers, text) are drawn into the same 28-unit frame and rendered by the same styles;
-`glyphs.EXCLUDED` lists the glyphs left out because they are digits in disguise (O, o, I, l, q, |, /).
+`glyphs.EXCLUDED` lists the glyphs left out because they are digits in disguise (O, o, I, l, q, g, |, /).
 
 **Splits** (`splits`): every render belongs to `train`, `threshold` (validation: thresholds, calibration,
 early stopping) or `test` (held out: report only, never tune on it), and the three never share

@@ -36,16 +36,19 @@ def jitter(points: np.ndarray, rng: np.random.Generator, amount: float) -> np.nd
 
 
 def triangle(rng: np.random.Generator) -> list[Polyline]:
+    """A triangle with hand-placed corners, one roughly at the top."""
     return [closed(jitter(ring(3, phase=-math.pi / 2 + rng.uniform(-0.3, 0.3)), rng, 1.5))]
 
 
 def square(rng: np.random.Generator) -> list[Polyline]:
+    """A square or an oblong (aspect 0.6–1.6)."""
     aspect = rng.uniform(0.6, 1.6)
     corners = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float64) * (10 * aspect, 10)
     return [closed(jitter(corners, rng, 1.0))]
 
 
 def diamond(rng: np.random.Generator) -> list[Polyline]:
+    """A diamond (a square on its corner, often narrower than tall)."""
     return [closed(jitter(ring(4, phase=-math.pi / 2) * (rng.uniform(0.6, 1.0), 1), rng, 1.0))]
 
 
@@ -70,6 +73,7 @@ def arrow(rng: np.random.Generator) -> list[Polyline]:
 
 
 def smiley(rng: np.random.Generator) -> list[Polyline]:
+    """A face: outline, two eyes, and a smile (or now and then a frown)."""
     face = closed(ring(40) * (1 + rng.uniform(-0.1, 0.1), 1 + rng.uniform(-0.1, 0.1)))
     eyes = [ring(8, radius=rng.uniform(0.8, 1.4)) + (x, -3.5) for x in (-3.8, 3.8)]
     mouth = (
@@ -81,6 +85,7 @@ def smiley(rng: np.random.Generator) -> list[Polyline]:
 
 
 def heart(rng: np.random.Generator) -> list[Polyline]:
+    """The classic parametric heart outline."""
     t = np.linspace(0, 2 * math.pi, 80)
     x = 16 * np.sin(t) ** 3
     y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
@@ -88,6 +93,7 @@ def heart(rng: np.random.Generator) -> list[Polyline]:
 
 
 def house(rng: np.random.Generator) -> list[Polyline]:
+    """A child's house: walls, a roof, a door."""
     walls = np.array([(-8, 0), (-8, 10), (8, 10), (8, 0)], np.float64)
     roof = np.array([(-10, 1), (0, -rng.uniform(7, 11)), (10, 1)], np.float64)
     door = np.array([(-2, 10), (-2, 4), (2, 4), (2, 10)], np.float64)
@@ -108,6 +114,7 @@ def cloud(rng: np.random.Generator) -> list[Polyline]:
 
 
 def spiral(rng: np.random.Generator) -> list[Polyline]:
+    """An open spiral of 1.6–2.4 turns, either way round (fewer turns than would fill in with a fat pen)."""
     turns = rng.uniform(1.6, 2.4)
     t = np.linspace(0, turns * 2 * math.pi, int(turns * 40))
     radius = 1 + 9 * t / t[-1]
@@ -116,6 +123,7 @@ def spiral(rng: np.random.Generator) -> list[Polyline]:
 
 
 def check_mark(rng: np.random.Generator) -> list[Polyline]:
+    """A tick."""
     return [jitter(np.array([(-8, 0), (-2, 7), (9, -10)], np.float64), rng, 1.0)]
 
 

@@ -11,9 +11,9 @@ Symbols come from the Unicode fonts of the split only (Computer Modern maps ASCI
 Words come from three disjoint word lists.
 
 Some glyphs are digits in disguise: a reader cannot tell them from a digit, so they are never rendered as
-non-digits (`EXCLUDED`): O and o (0), I and l (1), q (a 9 with a straight tail, as most 9s in MNIST are),
-| and / (a 1, upright or slanted). Letters that merely resemble a digit in some hands (S, Z, b, g, B, G) keep
-their letter's structure in print and stay in.
+non-digits (`EXCLUDED`): O and o (0), I and l (1), q and g (a 9 with a straight or a curled tail), | and /
+(a 1, upright or slanted). Letters that merely resemble a digit in some hands (S, Z, b, B, G) keep their
+letter's structure and stay in.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ EXCLUDED = {
     "I": "reads as 1",
     "l": "reads as 1",
     "q": "reads as 9 (a loop with a straight tail)",
+    "g": "reads as 9 (the single-storey g of most fonts and hands: a loop with a curled tail)",
     "|": "reads as 1",
     "/": "reads as a slanted 1",
 }
