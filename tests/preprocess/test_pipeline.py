@@ -45,7 +45,7 @@ def test_preprocess_is_pure(reference: np.ndarray) -> None:
 
 @pytest.mark.slow  # renders and classifies 300 images
 def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path, shipped_checkpoint: Path) -> None:
-    from benchmarks.renders import STYLES, render
+    from benchmarks.renders import CLASSIC_STYLES, render
     from mnist_model import load_checkpoint
     from training.data import load_split
 
@@ -54,7 +54,7 @@ def test_accuracy_on_rendered_uploads_per_style(mnist_root: Path, shipped_checkp
     indices = np.random.default_rng(7).choice(len(test), size=50, replace=False)  # seeds unseen by the tuning runs
     accuracy = {}
     with torch.inference_mode():
-        for style in STYLES:
+        for style in CLASSIC_STYLES:
             batch = torch.stack(
                 [
                     preprocess(
