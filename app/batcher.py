@@ -223,22 +223,32 @@ class Reservation:
 
 
 def _settle(items: list[_Item], *, rows: list[Probabilities] | None = None, error: BaseException | None = None) -> None:
-    """Resolve futures on their own loops, one wake-up per loop rather than one per image."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Probabilities | None]]] = {}
+    """Resolve futures on their own loops, one wake-up per loop rather than one per image.
+
+    Each item gets its row of `rows` (one per item, in order), or all of them get `error`.
+    """
+    outcomes: Sequence[Probabilities | BaseException]
+    if rows is not None:
+        outcomes = rows
+    elif error is not None:
+        outcomes = [error] * len(items)
+    else:
+        raise ValueError("settling needs the rows or the error")
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Probabilities | BaseException]]] = {}
     for index, item in enumerate(items):
-        by_loop.setdefault(item.loop, []).append((item, rows[index] if rows is not None else None))
+        by_loop.setdefault(item.loop, []).append((item, outcomes[index]))
     for loop, pairs in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_resolve, pairs, error)
+            loop.call_soon_threadsafe(_resolve, pairs)
         except RuntimeError:  # the loop closed: nobody is left to answer
             pass
 
 
-def _resolve(pairs: list[tuple[_Item, Probabilities | None]], error: BaseException | None) -> None:
-    for item, row in pairs:
+def _resolve(pairs: list[tuple[_Item, Probabilities | BaseException]]) -> None:
+    for item, outcome in pairs:
         if item.future.done():  # timed out and cancelled meanwhile
             continue
-        if error is not None:
-            item.future.set_exception(error)
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
         else:
-            item.future.set_result(row)
+            item.future.set_result(outcome)

@@ -17,6 +17,7 @@ import json
 import re
 from typing import TypeVar
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -43,7 +44,7 @@ async def read_image(request: Request) -> bytes:
         [item] = await _read_multipart(request, SINGLE_FIELD, max_files=1)
     elif _is_json(media):
         payload = _validate(ImageJSON, await _read_json(request))
-        item = _decode_base64(payload.image)
+        item = decode_base64(payload.image)
     else:
         item = await _read_raw(request, media)
     if isinstance(item, BadItem):
@@ -60,7 +61,7 @@ async def read_images(request: Request, *, max_images: int) -> list[bytes | BadI
         payload = _validate(BatchImagesJSON, await _read_json(request))
         if len(payload.images) > max_images:
             raise _too_many(BATCH_FIELD, max_images, len(payload.images))
-        return [_decode_base64(text) for text in payload.images]
+        return [decode_base64(text) for text in payload.images]
     raise HTTPException(
         415,
         f"unsupported content type {media or '(none)'!r} for a batch: send multipart/form-data with one "
@@ -149,10 +150,10 @@ def _validate(model: type[M], payload: object) -> M:
             }
             for error in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
-        raise HTTPException(422, errors) from None
+        raise RequestValidationError(errors) from None  # FastAPI's own 422 shape: {"detail": [errors]}
 
 
-def _decode_base64(text: str) -> bytes | BadItem:
+def decode_base64(text: str) -> bytes | BadItem:
     """Standard or URL-safe base64, with or without padding, line breaks or a `data:` URL prefix."""
     text = _WHITESPACE.sub("", _DATA_URL.sub("", text, count=1))
     if not text:

@@ -1,22 +1,31 @@
-"""Helpers to run the app in-process: an HTTP client with the lifespan run, and a model without a network.
+"""Helpers to run the app for tests and benchmarks: in-process, as a real uvicorn process, or without a network.
 
 `StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests) and the
-benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` needs
-the `dev` extra (httpx).
+benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` calls the
+app in-process; `uvicorn_server` starts `uvicorn` as an operator would and waits for /readyz. Both need the `dev`
+extra (httpx). They live in `app` rather than `tests` so that the benchmarks can import them too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import torch
 from fastapi import FastAPI
 
+from app.config import ENV_PREFIX
 from mnist_model import ModelMetadata
 
 if TYPE_CHECKING:
@@ -90,3 +99,88 @@ async def serve_in_process(
                     raise TimeoutError(f"the app was not ready within {ready_timeout_s} s")
                 await asyncio.sleep(0.01)
             yield client
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (the OS picks it), for a server started next."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerExited(RuntimeError):
+    """The server process ended before it was ready; `log` is what it printed (stdout and stderr)."""
+
+    def __init__(self, returncode: int, log: str) -> None:
+        super().__init__(f"the server exited with status {returncode} before it was ready:\n{log[-3000:]}")
+        self.returncode = returncode
+        self.log = log
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A uvicorn process that answered GET /readyz with 200."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def uvicorn_server(
+    target: str = "app.main:app",
+    *,
+    settings: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    uvicorn_args: Sequence[str] = (),
+    command_prefix: Sequence[str] = (),
+    cwd: str | Path | None = None,
+    ready_timeout_s: float = 90.0,
+) -> Iterator[RunningServer]:
+    """Run `python -m uvicorn target` on a free loopback port; yield once /readyz is 200; stop it on the way out.
+
+    `settings` are MNIST_SERVE_* values by field name (`{"device": "cpu"}` sets MNIST_SERVE_DEVICE), on top of
+    this process's environment and `env`. `uvicorn_args` go after the target (`--factory`, `--log-level`, ...);
+    `command_prefix` goes before the interpreter (e.g. `taskset -c 0`). Raises `ServerExited` when the process
+    ends before it is ready, `TimeoutError` when it is not ready within `ready_timeout_s`. Its output goes to a
+    temporary file (a pipe nobody reads would block a chatty server) that the errors quote.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    variables = {f"{ENV_PREFIX}{name.upper()}": value for name, value in (settings or {}).items()}
+    environment = {**os.environ, **(env or {}), **variables}
+    command = [*command_prefix, sys.executable, "-m", "uvicorn", target, *uvicorn_args]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while not _is_ready(url):
+                if process.poll() is not None:
+                    raise ServerExited(process.returncode, _read(log))
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} was not ready within {ready_timeout_s} s:\n{_read(log)[-3000:]}")
+                time.sleep(0.2)
+            yield RunningServer(url, port, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _is_ready(url: str) -> bool:
+    import httpx  # a dev dependency: imported here so that the service itself never needs it
+
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _read(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")

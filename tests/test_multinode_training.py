@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.testing import free_port
 from mnist_model import load_checkpoint
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

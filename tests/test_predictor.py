@@ -84,7 +84,6 @@ def test_cuda_without_a_gpu_is_an_error_naming_the_setting(monkeypatch, untraine
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
 def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precision):
     cpu = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8))

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import base64
-import io
 import struct
 import zlib
 
 import pytest
-from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
 from app.request_parsing import looks_like_image
 from app.testing import StubModel, serve_in_process
-
-
-def digit_png(size: int = 64) -> bytes:
-    image = Image.new("L", (size, size), 255)
-    ImageDraw.Draw(image).line([(size // 4, size // 4), (3 * size // 4, size // 4), (size // 3, 7 * size // 8)], 0, 5)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.helpers import digit_png
 
 
 def png_declaring(width: int, height: int) -> bytes:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mnist_model import load_checkpoint
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training.data import load_split
 from training.distributed import Runtime
 from training.loop import evaluate

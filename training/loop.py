@@ -43,7 +43,7 @@ class EvalStats:
         return (self.confusion.diagonal() / totals).tolist()
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
     """Mixed precision when `dtype` is set (bf16/fp16), else a no-op."""
     if dtype is None:
         return contextlib.nullcontext()

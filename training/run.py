@@ -22,11 +22,11 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from mnist_model import ModelMetadata, Net, save_checkpoint
 from mnist_model.device import DeviceError
@@ -80,7 +80,7 @@ class Training:
 
     network: Net  # what is evaluated, saved and restored (under torchrun `setup.model` is its DDP wrapper)
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: DistributedSampler  # this rank's shuffled share of the training images, reshuffled per epoch
+    sampler: DistributedSampler[int]  # this rank's shuffled share of the training images, reshuffled per epoch
     setup: TrainSetup
     test_batch_size: int
 
@@ -161,8 +161,8 @@ def build_training(
         if runtime.distributed
         else network
     )
-    sampler = DistributedSampler(
-        range(len(train_split)),
+    sampler: DistributedSampler[int] = DistributedSampler(
+        cast("Dataset[int]", range(len(train_split))),  # it reads only len(): it yields indices, not images
         num_replicas=runtime.world_size,
         rank=runtime.rank,
         shuffle=True,
@@ -352,7 +352,9 @@ def launch_command(argv: list[str], runtime: distributed.Runtime) -> str:
     return " ".join([launcher, shlex.join(argv)]).strip()
 
 
-def write_reports(checkpoint: Path, metadata: ModelMetadata, history: list[dict], confusion: torch.Tensor) -> None:
+def write_reports(
+    checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], confusion: torch.Tensor
+) -> None:
     """History (JSON), curves and confusion matrix (PNG) and the model card, next to the checkpoint."""
     paths = reports.report_paths(checkpoint)
     reports.write_history(paths["history"], history)

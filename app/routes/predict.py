@@ -5,11 +5,12 @@ Only HTTP is translated here; the service raises `app.errors.ServiceError`s (503
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.exceptions import HTTPException
 
+from app.model_input import png_data_url
 from app.preprocess import BadItem
 from app.request_parsing import BATCH_FIELD, SINGLE_FIELD, read_image, read_images
 from app.schemas import (
@@ -22,20 +23,29 @@ from app.schemas import (
     ModelRef,
     Prediction,
 )
-from app.service import Service, ServiceDep
+from app.service import Classification, Service, ServiceDep
 
 router = APIRouter(tags=["predict"])
+
+IncludeInput = Annotated[
+    bool,
+    Query(
+        description=(
+            "also answer `input_image`: the 28×28 image the model classified, after preprocessing, as a PNG data "
+            "URL (see why an upload was misread; the page at / shows it). Off by default: no PNG is encoded "
+            "unless asked for."
+        )
+    ),
+]
 
 
 def _request_body(json_model: type[ImageJSON | BatchImagesJSON], field: str, many: bool) -> dict[str, Any]:
     """OpenAPI for a body the route reads itself: JSON, multipart and (single only) raw image bytes."""
     file_schema = {"type": "string", "format": "binary"}
     multipart = {"type": "array", "items": file_schema} if many else file_schema
+    schema = json_model.model_json_schema()
     content: dict[str, Any] = {
-        "application/json": {
-            "schema": json_model.model_json_schema(),
-            "example": json_model.model_config["json_schema_extra"]["examples"][0],
-        },
+        "application/json": {"schema": schema, "example": schema["examples"][0]},
         "multipart/form-data": {
             "schema": {"type": "object", "required": [field], "properties": {field: multipart}},
             "encoding": {field: {"contentType": "image/png, image/jpeg"}},
@@ -63,6 +73,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/predict",
     response_model=Prediction,
+    response_model_exclude_none=True,  # `input_image` only when asked for
     responses=ERRORS,
     openapi_extra=_request_body(ImageJSON, SINGLE_FIELD, many=False),
     summary="Classify one handwritten digit",
@@ -72,17 +83,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         f'`{{"image": "<base64>"}}`. The JSON example holds a real MNIST 7 to try.'
     ),
 )
-async def predict(request: Request, service: ServiceDep) -> Prediction:
+async def predict(request: Request, service: ServiceDep, include_input: IncludeInput = False) -> Prediction:
     """Classify one image; its problems are answered with their own status (400, 413, 415)."""
     [result] = await service.classify_images([await read_image(request)])
     if isinstance(result, BadItem):
         raise HTTPException(result.status_code, result.detail)
-    return Prediction.from_probabilities(result.probabilities, model=_model_ref(service))
+    return Prediction.from_probabilities(
+        result.probabilities, model=_model_ref(service), input_image=_input_image(result, include_input)
+    )
 
 
 @router.post(
     "/predict/batch",
     response_model=BatchPrediction,
+    response_model_exclude_none=True,
     responses=ERRORS,
     openapi_extra=_request_body(BatchImagesJSON, BATCH_FIELD, many=True),
     summary="Classify several handwritten digits",
@@ -94,17 +108,24 @@ async def predict(request: Request, service: ServiceDep) -> Prediction:
         "a 4xx/5xx."
     ),
 )
-async def predict_batch(request: Request, service: ServiceDep) -> BatchPrediction:
+async def predict_batch(request: Request, service: ServiceDep, include_input: IncludeInput = False) -> BatchPrediction:
     """Classify up to MNIST_SERVE_MAX_BATCH_IMAGES images, each answered in its place."""
     blobs = await read_images(request, max_images=service.settings.max_batch_images)
     results = await service.classify_images(blobs)
     items: list[BatchItem | BatchItemError] = [
         BatchItemError(index=index, status_code=result.status_code, error=result.detail)
         if isinstance(result, BadItem)
-        else BatchItem.from_probabilities(result.probabilities, index=index)
+        else BatchItem.from_probabilities(
+            result.probabilities, index=index, input_image=_input_image(result, include_input)
+        )
         for index, result in enumerate(results)
     ]
     return BatchPrediction(predictions=items, model=_model_ref(service))
+
+
+def _input_image(result: Classification, include_input: bool) -> str | None:
+    """The model's input as a PNG data URL when the client asked for it (`?include_input=true`), else None."""
+    return png_data_url(result.pixels) if include_input else None
 
 
 def _model_ref(service: Service) -> ModelRef:

@@ -19,7 +19,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DEPLOY = REPO / "deploy"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from app.config import ENV_PREFIX, Settings, load_settings
-from tests.conftest import REPO
 from tests.deploy.manifests import Document
+from tests.helpers import REPO
 
 PodSpec = dict[str, Any]
 Container = dict[str, Any]

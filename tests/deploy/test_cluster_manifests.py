@@ -5,13 +5,13 @@ command across pods and writes the very checkpoint the model-pvc overlay serves.
 from __future__ import annotations
 
 from app.metrics import Metrics
+from app.oip.mnist import MODEL_NAME
 from tests.deploy.manifests import Document
 from tests.deploy.pods import cpu_cores, effective_security, env, on_claim, pod_spec, settings_of
 from training.run import parse_args
 
-OIP_MODEL_NAME = "mnist"
-"""The model name of the OIP v2 routes (issue 8); KServe routes /v2/models/<InferenceService name>/ to the predictor.
-TODO(lead): import it from the app's OIP module once that exists, so that it is defined once."""
+OIP_MODEL_NAME = MODEL_NAME
+"""The model name of the OIP v2 routes; KServe routes /v2/models/<InferenceService name>/ to the predictor."""
 
 
 def only(docs: list[Document], kind: str) -> Document:

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from tests.conftest import REPO
 from tests.deploy.manifests import DEPLOY, Document, ManifestError, ManifestValidator, kustomizations
+from tests.helpers import REPO
 
 SERVING = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 EXPECTED = {
