@@ -10,8 +10,8 @@
   EXIF orientation, and the small working copy (longer side at most `WORK_SIDE`, made as early as possible:
   JPEGs are decoded at 1/2–1/8 scale directly, so a 1024×768 photo costs a few milliseconds, not tens).
 - `ink`: transparency flattened, one polarity (dark on light), uneven light and shadows divided out.
-- `strokes`: paper texture and JPEG noise thresholded away, only the digit's strokes kept, marker strokes
-  thinned (`morphology` has the filters both use).
+- `strokes`: paper texture and JPEG noise thresholded away, only the digit's strokes kept, their width brought
+  to MNIST's (fine pen lines thickened, marker strokes thinned).
 - `digit`: MNIST's own geometry (crop, fit 20×20, centre of mass in 28×28) and the pass-through for uploads
   that already are MNIST-format digits.
 - `cues`: what the steps saw of the ink (separate parts, what was dropped, shape, stroke width, holes,
@@ -42,7 +42,7 @@ from app.preprocess.decode import (
 from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box
 from app.preprocess.errors import BadItem, ImageError
 from app.preprocess.ink import dark_on_light, divide_background, flatten_alpha
-from app.preprocess.strokes import keep_digit, thin_strokes, threshold_noise
+from app.preprocess.strokes import fit_stroke_width, keep_digit, threshold_noise
 from mnist_model import normalize
 
 __all__ = [
@@ -96,5 +96,5 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes |
     ink = divide_background(gray)  # uneven light and shadows divided out, strokes equally dark everywhere
     ink = threshold_noise(ink)  # paper texture and JPEG noise become exactly 0
     ink = keep_digit(ink, notes)  # specks, smudges and shadow edges away from the digit go
-    patch = crop_to_ink(thin_strokes(crop_to_ink(ink), notes))  # marker strokes back to pen width, as MNIST's
+    patch = crop_to_ink(fit_stroke_width(crop_to_ink(ink), notes))  # pen lines thickened, marker strokes thinned
     return centre_by_mass(fit_box(patch))  # MNIST's own normalisation: 20×20 box, centre of mass at (14, 14)

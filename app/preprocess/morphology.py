@@ -21,11 +21,18 @@ def square(window: int) -> np.ndarray:
     return np.ones((window, window), np.uint8)
 
 
-def max_filter(values: np.ndarray, window: int) -> np.ndarray:
-    """2-D maximum over a square window (grey dilation), clipped at the edges; float32 in, float32 out."""
+@functools.cache
+def _disk(window: int) -> np.ndarray:
+    """The disk inscribed in a window×window square, as a structuring element (cached)."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (window, window))
+
+
+def max_filter(values: np.ndarray, window: int, disk: bool = False) -> np.ndarray:
+    """2-D maximum over a square window (or the disk inscribed in it: grey dilation), clipped at the edges;
+    float32 in, float32 out."""
     if window <= 1:
         return values
-    return cv2.dilate(values, square(window))
+    return cv2.dilate(values, _disk(window) if disk else square(window))
 
 
 def min_filter(values: np.ndarray, window: int) -> np.ndarray:
