@@ -42,6 +42,7 @@ from app.preprocess.decode import (
 from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box
 from app.preprocess.errors import BadItem, ImageError
 from app.preprocess.ink import dark_on_light, divide_background, flatten_alpha
+from app.preprocess.rulings import erase_rulings
 from app.preprocess.strokes import fit_stroke_width, keep_digit, threshold_noise
 from mnist_model import normalize
 
@@ -93,6 +94,7 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes |
     image = orient(image, orientation)  # a phone photo taken sideways is read upright
     values = flatten_alpha(to_array(image))  # a canvas export's strokes sit on transparent black
     gray = dark_on_light(values, notes)  # one polarity from here on, whatever the user drew with
+    gray = erase_rulings(gray)  # the printed lines of squared or lined paper crossing the digit go
     ink = divide_background(gray)  # uneven light and shadows divided out, strokes equally dark everywhere
     ink = threshold_noise(ink)  # paper texture and JPEG noise become exactly 0
     ink = keep_digit(ink, notes)  # specks, smudges and shadow edges away from the digit go
