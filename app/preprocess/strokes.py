@@ -79,9 +79,11 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     if (rows * cell, cols * cell) != ink.shape:
         padded = np.zeros((rows * cell, cols * cell), np.float32)
         padded[:height, :width] = ink
-    area = cell * cell  # per cell: its mean (an exact-factor INTER_AREA resize) × its area = its sum
-    occupied = cv2.resize(padded, (cols, rows), interpolation=cv2.INTER_AREA) * area > 0.5 * cell  # half a cell
-    strength = cv2.resize(np.square(padded * padded), (cols, rows), interpolation=cv2.INTER_AREA) * area  # wide
+    # Per cell: its mean (an exact-factor INTER_AREA resize) × its area is its sum. A cell is occupied by at least
+    # half a cell-width of solid stroke.
+    area = cell * cell
+    occupied = cv2.resize(padded, (cols, rows), interpolation=cv2.INTER_AREA) * area > 0.5 * cell
+    strength = cv2.resize(np.square(padded * padded), (cols, rows), interpolation=cv2.INTER_AREA) * area
     count, labels, stats, _ = cv2.connectedComponentsWithStats(grow(occupied).view(np.uint8), connectivity=8)
     masses = np.bincount(labels.ravel(), weights=strength.ravel(), minlength=count)[1:]
     if masses.size == 0 or masses.max() <= 0.0:
