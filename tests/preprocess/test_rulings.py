@@ -18,9 +18,7 @@ def gray_of(image: Image.Image) -> np.ndarray:
 
 @pytest.mark.parametrize("tilt", [0.0, 3.0, -5.0])
 @pytest.mark.parametrize("squared", [True, False], ids=["squared", "lined"])
-def test_grid_crossing_the_digit_is_read_as_the_digit_alone(
-    squared: bool, tilt: float, reference: np.ndarray
-) -> None:
+def test_grid_crossing_the_digit_is_read_as_the_digit_alone(squared: bool, tilt: float, reference: np.ndarray) -> None:
     page = ruled(glyph(200), squared=squared, tilt=tilt)
     # unerased, the rulings kept with the digit score 0.25–0.71 here (0.997 for untilted lines, which the
     # later steps drop anyway); a stub of a ruling touching a stroke can stay
