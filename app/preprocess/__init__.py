@@ -10,13 +10,14 @@
   EXIF orientation, and the small working copy (longer side at most `WORK_SIDE`, made as early as possible:
   JPEGs are decoded at 1/2–1/8 scale directly, so a 1024×768 photo costs a few milliseconds, not tens).
 - `ink`: transparency flattened, one polarity (dark on light), uneven light and shadows divided out.
+- `rulings`: the printed lines of squared and lined paper found and erased.
 - `strokes`: paper texture and JPEG noise thresholded away, only the digit's strokes kept, their width brought
   to MNIST's (fine pen lines thickened, marker strokes thinned).
 - `digit`: MNIST's own geometry (crop, fit 20×20, centre of mass in 28×28) and the pass-through for uploads
   that already are MNIST-format digits.
 - `cues`: what the steps saw of the ink (separate parts, what was dropped, shape, stroke width, holes,
   polarity), for deciding elsewhere whether the upload is one digit at all.
-- `morphology` and `quantiles`: the filters and the fast percentiles the steps share.
+- `morphology` and `quantiles`: the filters (OpenCV's) and the fast percentiles the steps share.
 
 Every failure is an `ImageError` (`errors`) whose message can be shown to the user. An image with no ink in it
 (a blank canvas or sheet) is also an `ImageError` (400, "no digit found"): any prediction for it would be
