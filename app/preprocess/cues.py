@@ -87,13 +87,16 @@ class CueNotes:
         strong = pixels > round(STRONG * 255)
         left, top, width, height = cv2.boundingRect((pixels > 0).view(np.uint8))
         box = strong[top : top + height, left : left + width]
-        mnist_format = self.parts is None
-        if mnist_format:
-            width_here = stroke_width(pixels[top : top + height, left : left + width] / 255.0)
+        mnist_format = self.parts is None  # the steps never ran: everything from the 28×28 digit
+        if self.parts is None:
+            parts, width_here = (
+                significant_parts(strong),
+                stroke_width(pixels[top : top + height, left : left + width] / 255.0),
+            )
         else:
-            width_here = self.stroke_width
+            parts, width_here = self.parts, self.stroke_width
         return Cues(
-            parts=significant_parts(strong) if mnist_format else self.parts,
+            parts=parts,
             dropped_ink=self.dropped_ink,
             aspect=width / height if height else 0.0,
             coverage=float(np.count_nonzero(box)) / box.size if box.size else 0.0,
