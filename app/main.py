@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.config import Settings, SettingsError, load_settings
+from app.direct_routes import ServingApp
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
             service, app.state.service = app.state.service, None
             service.stop()
 
-    app = FastAPI(
+    app = ServingApp(
         title="mnist-serve",
         summary="Handwritten digit classification, batched across concurrent requests.",
         version=__version__,

@@ -17,6 +17,7 @@ import json
 import re
 from typing import TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -129,8 +130,8 @@ async def _read_json(request: Request) -> object:
     if not body:
         raise HTTPException(400, "empty body: expected a JSON object")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        return orjson.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:  # orjson's JSONDecodeError is a ValueError
         raise HTTPException(400, f"the body is not valid JSON: {exc}") from None
 
 
@@ -154,6 +155,12 @@ def _validate(model: type[M], payload: object) -> M:
 
 def _decode_base64(text: str) -> bytes | BadItem:
     """Standard or URL-safe base64, with or without padding, line breaks or a `data:` URL prefix."""
+    try:  # the common case, plain padded standard base64, in one C call (a batch has up to 64 of them)
+        data = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    if data:
+        return data
     text = _WHITESPACE.sub("", _DATA_URL.sub("", text, count=1))
     if not text:
         return BadItem(400, "the image is an empty string: expected base64-encoded image bytes")

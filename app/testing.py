@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from fastapi import FastAPI
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 class StubModel:
     """A `Model` that answers uniform probabilities without a network; `gate` (when given) blocks each pass.
+
+    It has no device, so MNIST_SERVE_FORWARD_ON=auto runs it on a worker thread: a gated pass never blocks
+    the event loop.
 
     It records the size of every batch it saw; `entered` is set when a forward pass starts (before the gate).
     `warm_up_gate` blocks the warm-up; `fail_warm_up` / `fail_predict` make those raise.
@@ -56,15 +60,15 @@ class StubModel:
         if self.fail_warm_up:
             raise RuntimeError("stub warm-up failure")
 
-    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Uniform probabilities for each image, after the gate opens."""
-        self.batch_sizes.append(len(images))
+    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        """Uniform probabilities for each image (uint8 N×28×28), after the gate opens."""
+        self.batch_sizes.append(len(pixels))
         self.entered.set()
         if self.gate is not None:
             self.gate.wait()
         if self.fail_predict:
             raise RuntimeError("stub forward failure")
-        return torch.full((len(images), 10), 0.1)
+        return torch.full((len(pixels), 10), 0.1)
 
     def describe(self) -> dict[str, object]:
         """No device: the stub never runs a network."""

@@ -157,3 +157,21 @@ def test_sniffing_recognises_image_signatures_only():
     assert not looks_like_image(b"hello")
     assert not looks_like_image(b"")
     assert not looks_like_image(b'{"image": "x"}')
+
+
+def test_base64_in_every_common_spelling_decodes_to_the_same_bytes():
+    from app.request_parsing import _decode_base64
+
+    data = bytes(range(256)) * 3 + b"\xfb\xff"  # has bytes that differ in the URL-safe alphabet; needs padding
+    standard = base64.b64encode(data).decode()
+    spellings = [
+        standard,
+        standard.rstrip("="),
+        base64.urlsafe_b64encode(data).decode(),
+        base64.urlsafe_b64encode(data).decode().rstrip("="),
+        "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),
+        f"data:image/png;base64,{standard}",
+    ]
+    assert all(_decode_base64(text) == data for text in spellings)
+    assert _decode_base64("%%% not base64 %%%").status_code == 400
+    assert _decode_base64("").status_code == 400

@@ -1,30 +1,28 @@
 """POST /predict and /predict/batch: request body → image bytes → `Service.classify_images` → JSON, in order.
 
 Only HTTP is translated here; the service raises `app.errors.ServiceError`s (503, 504), rendered by `app.errors`.
+These are the hot routes: `DirectRoute`s (see `app.direct_routes`), answered without FastAPI's dependency
+solving or response validation. The bodies are built as plain dicts in the shape of `app.schemas` (which
+documents them, and which the tests validate them against) and encoded with orjson.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
+from app.direct_routes import DirectRoute
 from app.preprocess import BadItem
 from app.request_parsing import BATCH_FIELD, SINGLE_FIELD, read_image, read_images
-from app.schemas import (
-    BatchImagesJSON,
-    BatchItem,
-    BatchItemError,
-    BatchPrediction,
-    ErrorBody,
-    ImageJSON,
-    ModelRef,
-    Prediction,
-)
-from app.service import Service, ServiceDep
+from app.schemas import BatchImagesJSON, BatchPrediction, ErrorBody, ImageJSON, Prediction, scores
+from app.service import Service, get_service
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], route_class=DirectRoute)
 
 
 def _request_body(json_model: type[ImageJSON | BatchImagesJSON], field: str, many: bool) -> dict[str, Any]:
@@ -72,12 +70,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         f'`{{"image": "<base64>"}}`. The JSON example holds a real MNIST 7 to try.'
     ),
 )
-async def predict(request: Request, service: ServiceDep) -> Prediction:
+async def predict(request: Request) -> Response:
     """Classify one image; its problems are answered with their own status (400, 413, 415)."""
+    service = await get_service(request)
     [result] = await service.classify_images([await read_image(request)])
     if isinstance(result, BadItem):
         raise HTTPException(result.status_code, result.detail)
-    return Prediction.from_probabilities(result.probabilities, model=_model_ref(service))
+    return _json(scores(result.probabilities) | {"model": _model_ref(service)})
 
 
 @router.post(
@@ -94,18 +93,24 @@ async def predict(request: Request, service: ServiceDep) -> Prediction:
         "a 4xx/5xx."
     ),
 )
-async def predict_batch(request: Request, service: ServiceDep) -> BatchPrediction:
+async def predict_batch(request: Request) -> Response:
     """Classify up to MNIST_SERVE_MAX_BATCH_IMAGES images, each answered in its place."""
+    service = await get_service(request)
     blobs = await read_images(request, max_images=service.settings.max_batch_images)
     results = await service.classify_images(blobs)
-    items: list[BatchItem | BatchItemError] = [
-        BatchItemError(index=index, status_code=result.status_code, error=result.detail)
+    items = [
+        {"index": index, "status_code": result.status_code, "error": result.detail}
         if isinstance(result, BadItem)
-        else BatchItem.from_probabilities(result.probabilities, index=index)
+        else scores(result.probabilities) | {"index": index}
         for index, result in enumerate(results)
     ]
-    return BatchPrediction(predictions=items, model=_model_ref(service))
+    return _json({"predictions": items, "model": _model_ref(service)})
 
 
-def _model_ref(service: Service) -> ModelRef:
-    return ModelRef(name=service.model.name, version=service.model.version)
+def _model_ref(service: Service) -> dict[str, str]:
+    """A `ModelRef`: which model answered."""
+    return {"name": service.model.name, "version": service.model.version}
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
