@@ -1,17 +1,21 @@
-"""Helpers to run the app in-process: an HTTP client with the lifespan run, and a model without a network.
+"""Helpers to run the app: in-process (an HTTP client with the lifespan run), as a real server process, and
+with a model without a network.
 
-`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests) and the
-benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` needs
-the `dev` extra (httpx).
+`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests).
+`serve_in_process` and `running_server` need the `dev` extra (httpx).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -94,3 +98,48 @@ async def serve_in_process(
                     raise TimeoutError(f"the app was not ready within {ready_timeout_s} s")
                 await asyncio.sleep(0.01)
             yield client
+
+
+@contextmanager
+def running_server(
+    command: Sequence[str],
+    url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    ready_timeout_s: float = 90.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process (`command`, listening at `url`), wait until `GET {url}/readyz` answers 200, and
+    stop it (SIGTERM to its own PID, then SIGKILL) when the block ends.
+
+    `env` is added to this process's environment. Its stderr goes to a temporary file (a pipe nobody reads
+    would fill up and stall the server); `RuntimeError` quotes its end when the server exits or is not ready
+    within `ready_timeout_s`.
+    """
+    import httpx  # a dev dependency: imported here so that the service itself never needs it
+
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(list(command), cwd=cwd, env=os.environ | dict(env or {}), stderr=log)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-3000:]
+                state = f"exited with {process.returncode}" if process.poll() is not None else "was not ready"
+                raise RuntimeError(f"{' '.join(command)} {state} within {ready_timeout_s:g} s\n{tail}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
