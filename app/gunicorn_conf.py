@@ -46,5 +46,7 @@ os.environ.setdefault("MNIST_SERVE_DECODE_THREADS", _per_worker)
 
 def when_ready(server: object) -> None:
     """After the preload, before the first fork: move every object so far out of the collector's reach, so
-    that a worker's garbage collection does not write to (and so copy) the pages it shares with the master."""
+    that a worker's garbage collection does not write to (and so copy) the pages it shares with the master,
+    nor stall for a full scan of them (see app.main)."""
+    gc.collect()
     gc.freeze()

@@ -8,6 +8,7 @@ this module never fails. A bad setting or checkpoint stops start-up with a messa
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
             log.info("settings: %s", json.dumps(resolved.model_dump(mode="json")))
             app.state.settings = resolved
             app.state.service = Service.start(resolved, model_factory, app.state.metrics)
+            _freeze_startup_objects()
         except (SettingsError, CheckpointError, RuntimeError) as exc:
             log.error("cannot start: %s", exc)
             raise
@@ -65,6 +67,18 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
     for router in (predict.router, health.router, model.router, metrics.router):
         app.include_router(router)
     return app
+
+
+def _freeze_startup_objects() -> None:
+    """Exempt what exists after start-up (torch, the app, the model) from the cyclic garbage collector.
+
+    Otherwise a full collection, which busy requests trigger every few seconds, rescans ~200,000 start-up
+    objects and stalls the event loop for 0.1–0.3 s (the p99 of every request in flight). Once per process:
+    the gunicorn master freezes before forking (app.gunicorn_conf), and the test suite starts many apps.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()  # what is garbage now is not frozen for good
+        gc.freeze()
 
 
 def _configure_logging(level: str) -> None:
