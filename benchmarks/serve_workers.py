@@ -1,6 +1,6 @@
 """What a worker process costs and what it brings: memory (PSS) per worker and req/s, by worker count.
 
-    python -m benchmarks.serve_workers                       # PSS for 1, 2, 4 workers; req/s for 1 vs 2
+    python -m benchmarks.serve_workers                       # PSS for 1, 2, 4 workers; req/s, 1 vs one per CPU
     python -m benchmarks.serve_workers --workers 1 2 --rounds 5 --realtime
 
 Each configuration is `make serve`'s server (gunicorn -c python:app.gunicorn_conf app.main:app) with
@@ -8,8 +8,8 @@ WEB_CONCURRENCY workers on all CPUs. Memory: after warm-up and a few thousand re
 batches), the proportional set size (PSS, /proc/PID/smaps_rollup: shared pages divided among the processes
 sharing them) of the master and of each worker, and each worker's private (unshared) memory. The cost of one
 more worker is the growth of the total from the smallest to the largest count, per worker added; the projection
-for more CPUs extrapolates it (printed as such). Throughput: `hey -c 64` with a 28×28 PNG against the smallest
-and largest counts in interleaved rounds (hey shares the machine's CPUs with the workers).
+for more CPUs extrapolates it (printed as such). Throughput: `hey -c 64` with a 28×28 PNG against the two
+worker counts of --compare in interleaved rounds (hey shares the machine's CPUs with the workers).
 """
 
 from __future__ import annotations
@@ -63,6 +63,14 @@ def start(stack: contextlib.ExitStack, workers: int, realtime: bool) -> tuple[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], metavar="N", help="(default: 1 2 4)")
+    parser.add_argument(
+        "--compare",
+        type=int,
+        nargs=2,
+        default=[1, available_cpus()],
+        metavar=("A", "B"),
+        help="worker counts whose req/s are compared (default: 1 and the CPUs available, the default count)",
+    )
     parser.add_argument("--rounds", type=int, default=3, metavar="N", help="req/s rounds (default: 3)")
     parser.add_argument("--duration", type=float, default=3.0, metavar="S", help="seconds per round (default: 3)")
     parser.add_argument("--project", type=int, default=16, metavar="CPUS", help="CPUs to extrapolate to (default: 16)")
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                     [memory_mib(pid, ("Private_Clean:", "Private_Dirty:")) for pid in pids],
                 )
             log.info("%d workers: %s", workers, memory[workers])
-        rates: dict[int, list[float]] = {counts[0]: [], counts[-1]: []}
+        rates: dict[int, list[float]] = {args.compare[0]: [], args.compare[1]: []}
         with contextlib.ExitStack() as stack:
             urls = {workers: start(stack, workers, args.realtime)[0] for workers in rates}
             for url in urls.values():
@@ -115,13 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     low, high = counts[0], counts[-1]
     per_worker = (totals[high] - totals[low]) / (high - low) if high > low else float("nan")
     projected = totals[low] + (args.project - low) * per_worker
-    ratios = [b / a for a, b in zip(rates[low], rates[high], strict=True) if a]
+    first, second = args.compare
+    ratios = [b / a for a, b in zip(rates[first], rates[second], strict=True) if a]
     sys.stdout.write(
         f"{available_cpus()} CPUs available; memory after warm-up and load\n\n" + "\n".join(lines) + "\n\n"
         f"Each worker beyond the first: {per_worker:.0f} MiB PSS (total growth from {low} to {high} workers).\n"
         f"Extrapolated, not measured: {args.project} workers ≈ {projected:.0f} MiB total PSS.\n"
-        f"req/s at c=64, {low} worker(s): {statistics.median(rates[low]):.0f}, {high} workers: "
-        f"{statistics.median(rates[high]):.0f}; ratio per round median {statistics.median(ratios):.2f}× "
+        f"req/s at c=64, {first} worker(s): {statistics.median(rates[first]):.0f}, {second} workers: "
+        f"{statistics.median(rates[second]):.0f}; ratio per round median {statistics.median(ratios):.2f}× "
         f"({min(ratios):.2f}–{max(ratios):.2f}) over {args.rounds} rounds\n"
     )
 
