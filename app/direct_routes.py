@@ -13,12 +13,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+try:  # FastAPI ≥ 0.16x keeps included routers as such in app.routes and resolves their routes lazily
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # older FastAPI copies included routes into app.routes
+    iter_route_contexts = None
+
+
+def _routes(routes: list[BaseRoute]) -> list[tuple[BaseRoute, str | None, set[str] | None]]:
+    """(route, full path, methods) of every route, those of included routers too."""
+    if iter_route_contexts is None:
+        return [(route, getattr(route, "path", None), getattr(route, "methods", None)) for route in routes]
+    return [(context.original_route, context.path, context.methods) for context in iter_route_contexts(routes)]
 
 
 class DirectRoute(APIRoute):
@@ -46,10 +59,9 @@ class ServingApp(FastAPI):
     def _build_direct(self) -> dict[tuple[str, str], tuple[DirectRoute, ASGIApp]]:
         """(method, path) → the route and its endpoint wrapped in the app's own middleware, outermost first."""
         table: dict[tuple[str, str], tuple[DirectRoute, ASGIApp] | None] = {}
-        for context in iter_route_contexts(self.routes):  # included routers' routes, at their full paths
-            route = context.original_route
-            keys = [(method, context.path) for method in context.methods or ()]
-            if not isinstance(route, DirectRoute) or not context.path:
+        for route, path, methods in _routes(self.routes):
+            keys = [(method, path) for method in methods or ()]
+            if not isinstance(route, DirectRoute) or not path:
                 table.update((key, table.get(key)) for key in keys)  # an earlier route of the same path wins
                 continue
             handler: ASGIApp = self._endpoint_app(route)
