@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -372,7 +373,7 @@ def _settle(submissions: list[_Submission], *, error: BaseException | None = Non
             _call_soon(loop, _resolve, group, error)
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: object, *args: object) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
     try:
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop closed: nobody is left to answer

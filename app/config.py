@@ -6,13 +6,14 @@ A wrong value stops start-up with `SettingsError`, whose message names the envir
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.cpus import available_cpus
 from app.preprocess import MAX_PIXELS
+from mnist_model.device import DEVICE_CHOICES, parse_device
 
 ENV_PREFIX = "MNIST_SERVE_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
 
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="the .safetensors checkpoint to serve")
-    device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N")
+    device: str = Field("auto", description=f"{DEVICE_CHOICES}; auto = CUDA when available, else CPU")
     precision: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="model dtype; auto = bfloat16 where the device computes it natively (CUDA, AVX512-BF16/AMX "
@@ -74,11 +75,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        value = value.strip().lower()
-        kind, _, index = value.partition(":")
-        if kind in {"auto", "cpu"} and not index or kind == "cuda" and (not index or index.isdigit()):
-            return value
-        raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return parse_device(value)  # the form only: whether the GPU exists is checked when the model loads
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> Settings:
@@ -95,7 +92,7 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (keyword overrides win); pydantic's errors become `SettingsError`.
 
     pydantic names the field (`max_batch_size`); operators set the variable (`MNIST_SERVE_MAX_BATCH_SIZE`), so

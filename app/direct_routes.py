@@ -10,8 +10,10 @@ middleware (metrics, body-size cap), with the app's exception handlers; everythi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -21,17 +23,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-try:  # FastAPI ≥ 0.16x keeps included routers as such in app.routes and resolves their routes lazily
-    from fastapi.routing import iter_route_contexts
-except ImportError:  # older FastAPI copies included routes into app.routes
-    iter_route_contexts = None
+# FastAPI ≥ 0.16x keeps included routers as such in app.routes and resolves their routes lazily (None: an older
+# FastAPI, which copies included routes into app.routes).
+_iter_route_contexts: Callable[[list[BaseRoute]], Iterable[Any]] | None = getattr(
+    fastapi.routing, "iter_route_contexts", None
+)
 
 
 def _routes(routes: list[BaseRoute]) -> list[tuple[BaseRoute, str | None, set[str] | None]]:
     """(route, full path, methods) of every route, those of included routers too."""
-    if iter_route_contexts is None:
+    if _iter_route_contexts is None:
         return [(route, getattr(route, "path", None), getattr(route, "methods", None)) for route in routes]
-    return [(context.original_route, context.path, context.methods) for context in iter_route_contexts(routes)]
+    return [(context.original_route, context.path, context.methods) for context in _iter_route_contexts(routes)]
 
 
 class DirectRoute(APIRoute):
@@ -60,8 +63,10 @@ class ServingApp(FastAPI):
         """(method, path) → the route and its endpoint wrapped in the app's own middleware, outermost first."""
         table: dict[tuple[str, str], tuple[DirectRoute, ASGIApp] | None] = {}
         for route, path, methods in _routes(self.routes):
+            if not path:  # not an HTTP route a request path could name
+                continue
             keys = [(method, path) for method in methods or ()]
-            if not isinstance(route, DirectRoute) or not path:
+            if not isinstance(route, DirectRoute):
                 table.update((key, table.get(key)) for key in keys)  # an earlier route of the same path wins
                 continue
             handler: ASGIApp = self._endpoint_app(route)

@@ -16,6 +16,8 @@ Environment (all optional):
   the workers together use each CPU once. With one torch thread a worker runs its forward passes on its event
   loop (MNIST_SERVE_FORWARD_ON=auto).
 - HOST / PORT (or the image's UVICORN_HOST / UVICORN_PORT): where to listen (default 0.0.0.0:8000).
+- UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN: seconds a stopping worker may take to finish its requests in flight (default
+  10), the drain the Kubernetes manifests size their grace period by; the same variable `uvicorn` itself reads.
 - GUNICORN_CMD_ARGS: any other gunicorn flag, e.g. "--access-logfile -".
 """
 
@@ -34,7 +36,8 @@ bind = [f"{_host}:{_port}"]
 workers = int(os.environ.get("WEB_CONCURRENCY") or _cpus)
 worker_class = "uvicorn_worker.UvicornWorker"
 preload_app = True
-graceful_timeout = 10  # finish in-flight requests (docker compose waits 15 s before SIGKILL)
+# Finish in-flight requests on SIGTERM, then the master kills the worker (docker compose waits 15 s, the pods 30 s).
+graceful_timeout = int(os.environ.get("UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN") or 10)
 timeout = 60  # a worker silent this long is restarted (the forward pass of a batch takes milliseconds)
 keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat files: memory, not a slow disk

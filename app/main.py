@@ -1,6 +1,7 @@
 """The HTTP service. Run it with:
 
-    uvicorn app.main:app --host 0.0.0.0 --port 8000
+    uvicorn app.main:app --host 0.0.0.0 --port 8000              # one process (development)
+    gunicorn -c python:app.gunicorn_conf app.main:app           # one worker per CPU (`make serve`, the image)
 
 Settings come from `MNIST_SERVE_*` variables (see `app.config`), read at start-up, not at import: importing
 this module never fails. A bad setting or checkpoint stops start-up with a message saying what to fix.
@@ -23,7 +24,7 @@ from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import Metrics, MetricsMiddleware
 from app.predictor import Predictor
-from app.routes import health, metrics, model, predict
+from app.routes import health, metrics, model, oip, page, predict
 from app.service import ModelFactory, Service
 from mnist_model import CheckpointError
 
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
     app.add_middleware(BodySizeLimit, limit=lambda: app.state.settings and app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: it also sees 413s and 500s
     install_error_handlers(app)
-    for router in (predict.router, health.router, model.router, metrics.router):
+    for router in (predict.router, health.router, model.router, metrics.router, oip.router, page.router):
         app.include_router(router)
     return app
 

@@ -13,9 +13,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from app.config import Settings
+from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
 from mnist_model import ModelMetadata, load_checkpoint, normalize
+from mnist_model import device as device_rules
 from mnist_model.hardware import native_bf16
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,8 @@ class Model(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` → CUDA when available, else CPU; an explicit CUDA device that is missing is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("MNIST_SERVE_DEVICE asks for CUDA but torch sees no GPU; use MNIST_SERVE_DEVICE=cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise RuntimeError(f"MNIST_SERVE_DEVICE={name}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
+    """MNIST_SERVE_DEVICE → torch.device, by `mnist_model.device`'s rules; a missing GPU is an error naming it."""
+    return device_rules.resolve_device(name, setting=f"{ENV_PREFIX}DEVICE")
 
 
 def checkpoint_version(path: Path) -> str:

@@ -120,7 +120,7 @@ class Service:
         items keep their place."""
         good = [item for item in prepared if not isinstance(item, BadItem)]
         if not good:  # nothing for the model: the per-image errors are the whole answer
-            return list(prepared)
+            return [item for item in prepared if isinstance(item, BadItem)]
         future = reservation.submit(good[0][None] if len(good) == 1 else np.stack(good))
         # A timer that fails the future itself (cheaper than asyncio.timeout's task cancellation); a future
         # that is done before its images reached the model makes the batcher skip them.
@@ -138,12 +138,12 @@ class Service:
         """Preprocess the image bytes, small ones inline, the rest concurrently on the decode threads; refused
         items keep their place."""
         prepared = [self._prepare_inline(blob) if isinstance(blob, bytes) else blob for blob in blobs]
-        big = [index for index, item in enumerate(prepared) if isinstance(item, bytes)]
+        big = [(index, item) for index, item in enumerate(prepared) if isinstance(item, bytes)]
         if big:
             loop = asyncio.get_running_loop()
             limit = self.settings.max_image_pixels
-            jobs = [loop.run_in_executor(self.decode_pool, self._prepare_image, prepared[i], limit) for i in big]
-            for index, item in zip(big, await asyncio.gather(*jobs), strict=True):
+            jobs = [loop.run_in_executor(self.decode_pool, self._prepare_image, data, limit) for _, data in big]
+            for (index, _), item in zip(big, await asyncio.gather(*jobs), strict=True):
                 prepared[index] = item
         return prepared  # type: ignore[return-value]  # every bytes item was replaced
 

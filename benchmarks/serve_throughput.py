@@ -34,12 +34,12 @@ import logging
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,10 +81,10 @@ class Cell:
 
 def mnist_test_digits(count: int) -> np.ndarray:
     """The first MNIST test digits (uint8 N×28×28) from the raw .gz file, or drawn 7s when MNIST is not here."""
-    roots = [os.environ.get("MNIST_RAW_DIR"), os.environ.get("MNIST_DATA_DIR"), REPO / "data"]
+    roots: list[str | Path | None] = [os.environ.get("MNIST_RAW_DIR"), os.environ.get("MNIST_DATA_DIR"), REPO / "data"]
     roots += [REPO.parent / "shared/data/mnist", REPO.parents[1] / "shared/data/mnist"]  # beside a clone, a worktree
-    for root in filter(None, roots):
-        for folder in (Path(root), Path(root) / "MNIST/raw"):
+    for root in [Path(root) for root in roots if root]:
+        for folder in (root, root / "MNIST/raw"):
             path = folder / "t10k-images-idx3-ubyte.gz"
             if path.is_file():  # IDX: 16-byte header, then the pixels row by row
                 return np.frombuffer(gzip.open(path).read(), np.uint8, offset=16).reshape(-1, 28, 28)[:count]
@@ -127,20 +127,12 @@ def batch_body(digits: np.ndarray) -> bytes:
     return json.dumps({"images": [base64.b64encode(png).decode() for png in kept[:BATCH_IMAGES]]}).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def pinned(cpu: str, realtime: bool) -> list[str]:
     """The command prefix that pins to `cpu` (and, with `realtime`, runs under SCHED_FIFO: see --realtime)."""
     return ["taskset", "-c", cpu] + (["chrt", "--fifo", "10"] if realtime else [])
 
 
-def server_command(target: str, port: int, prefix: list[str]) -> list[str]:
-    uvicorn = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
-    return [*prefix, *uvicorn, "--no-access-log", "--log-level", "warning"]
+UVICORN_QUIET = ["--no-access-log", "--log-level", "warning"]
 
 
 def server_env(name: str, checkpoint: Path, precision: str) -> dict[str, str]:
@@ -163,16 +155,25 @@ def batch_totals(url: str) -> tuple[float, float]:
 
 
 def hey(
-    url: str, body: Path, content_type: str, concurrency: int, seconds: float, prefix: list[str]
+    url: str,
+    body: Path,
+    content_type: str,
+    concurrency: int,
+    seconds: float,
+    prefix: Sequence[str],
+    *,
+    headers: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Run hey for `seconds` and parse req/s, p50, p99 and the count of non-200 answers."""
+    """Run hey (after `prefix`, e.g. `pinned(...)`) for `seconds`, POSTing `body` to `url` with extra `headers`
+    ("Name: value"), and parse req/s, p50, p99 and the count of non-200 answers."""
     command = [*prefix, "hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST"]
-    command += ["-T", content_type, "-D", str(body), url]
+    command += ["-T", content_type, "-D", str(body), *(option for header in headers for option in ("-H", header)), url]
     report = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
 
     def number(pattern: str) -> float:
         found = re.search(pattern, report)
-        return float(found[1]) if found else float("nan")  # nothing answered within the time
+        # NaN: nothing answered within the time (or, for p99, fewer than 100 answers: hey prints none)
+        return float(found[1]) if found else float("nan")
 
     statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", report)}
     return {
@@ -225,11 +226,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], C
         urls = {}
         for name, (target, _) in SERVERS.items():
             log.info("starting %s", name)
-            port = free_port()
-            urls[name] = f"http://127.0.0.1:{port}"
-            command = server_command(target, port, server)
             env = server_env(name, checkpoint, args.precision)
-            stack.enter_context(running_server(command, urls[name], env=env, cwd=REPO))
+            started = running_server(target, env=env, server_args=UVICORN_QUIET, command_prefix=server, cwd=REPO)
+            urls[name] = stack.enter_context(started).url
             hey(f"{urls[name]}/predict", bodies[PNG][0], "image/png", 16, 1, client)  # warm-up
         for load, concurrency, names in plan:
             body, content_type, path = bodies[load]
@@ -253,7 +252,14 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], C
     return cells
 
 
-def ratio(cells, load: str, concurrency: int, numerator: str, denominator: str, key: str = "rps") -> str:
+def ratio(
+    cells: dict[tuple[str, int, str], Cell],
+    load: str,
+    concurrency: int,
+    numerator: str,
+    denominator: str,
+    key: str = "rps",
+) -> str:
     """Median and spread over rounds of the per-round ratio numerator ÷ denominator."""
     top, bottom = cells[(load, concurrency, numerator)].rounds, cells[(load, concurrency, denominator)].rounds
     ratios = [a[key] / b[key] for a, b in zip(top, bottom, strict=True) if b[key] > 0 and a[key] >= 0]  # not NaN

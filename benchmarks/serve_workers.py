@@ -30,10 +30,9 @@ from PIL import Image
 
 from app.cpus import available_cpus
 from app.testing import running_server
-from benchmarks.serve_throughput import REPO, batch_body, encode, free_port, mnist_test_digits
+from benchmarks.serve_throughput import REPO, batch_body, encode, mnist_test_digits
 
 log = logging.getLogger("benchmarks.serve_workers")
-GUNICORN = [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:app.gunicorn_conf", "app.main:app"]
 
 
 def memory_mib(pid: int, fields: tuple[str, ...] = ("Pss:",)) -> float:
@@ -53,11 +52,11 @@ def hey(url: str, body: Path, content_type: str, concurrency: int, seconds: floa
 
 
 def start(stack: contextlib.ExitStack, workers: int, realtime: bool) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"WEB_CONCURRENCY": str(workers), "HOST": "127.0.0.1", "PORT": str(port), "MNIST_SERVE_LOG_LEVEL": "WARNING"}
-    command = (["chrt", "--fifo", "10"] if realtime else []) + GUNICORN
-    return url, stack.enter_context(running_server(command, url, env=env, cwd=REPO))
+    """`make serve`'s gunicorn with `workers` workers; its URL and master process."""
+    env = {"WEB_CONCURRENCY": str(workers), "MNIST_SERVE_LOG_LEVEL": "WARNING"}
+    prefix = ["chrt", "--fifo", "10"] if realtime else []
+    server = stack.enter_context(running_server(server="gunicorn", env=env, command_prefix=prefix, cwd=REPO))
+    return server.url, server.process
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,16 +87,16 @@ def main(argv: list[str] | None = None) -> None:
         png, batch = Path(folder) / "digit.png", Path(folder) / "batch.json"
         png.write_bytes(encode(Image.fromarray(digits[0]), "PNG"))
         batch.write_bytes(batch_body(digits))
-        memory = {}
+        memory: dict[int, tuple[float, list[float], list[float]]] = {}
         for workers in counts:
             with contextlib.ExitStack() as stack:
-                url, master = start(stack, workers, realtime=False)
+                url, master_process = start(stack, workers, realtime=False)
                 time.sleep(2)  # every worker has warmed up
                 hey(f"{url}/predict", png, "image/png", 16, 3, realtime=False)
                 hey(f"{url}/predict/batch", batch, "application/json", 4, 2, realtime=False)
-                pids = children(master.pid)
+                pids = children(master_process.pid)
                 memory[workers] = (
-                    memory_mib(master.pid),
+                    memory_mib(master_process.pid),
                     [memory_mib(pid) for pid in pids],
                     [memory_mib(pid, ("Private_Clean:", "Private_Dirty:")) for pid in pids],
                 )
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                     found = re.search(r"Requests/sec:\s+([\d.]+)", report)
                     rates[workers].append(float(found[1]) if found else 0.0)
     lines = ["| workers | master PSS | PSS per worker | private per worker | total PSS |", "|---:|---:|---:|---:|---:|"]
-    totals = {}
+    totals: dict[int, float] = {}
     for workers, (master, pss, private) in memory.items():
         totals[workers] = master + sum(pss)
         lines.append(

@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from mnist_model import MNIST_MEAN, MNIST_STD, Net
-from training.data import default_data_dir, load_split
-from training.distributed import Runtime, resolve_device
-from training.loop import train_epoch
+from mnist_model.device import DEVICE_CHOICES, resolve_device
+from training.data import Split, default_data_dir, load_split
+from training.distributed import Runtime
+from training.loop import TrainSetup, train_epoch
 from training.run import build_scheduler, pick_amp_dtype
 
 
@@ -34,8 +35,8 @@ def tutorial_loop(data_dir: Path, images: int, device: torch.device) -> Callable
     """Return a function that trains the tutorial way on `images` images and returns images/s."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     dataset = Subset(datasets.MNIST(str(data_dir), train=True, download=True, transform=transform), range(images))
-    extra = {"num_workers": 1, "pin_memory": True, "shuffle": True} if device.type == "cuda" else {}
-    loader = DataLoader(dataset, batch_size=64, **extra)
+    cuda = device.type == "cuda"  # the tutorial's CUDA-only loader options (it does not shuffle on the CPU)
+    loader = DataLoader(dataset, batch_size=64, num_workers=1 if cuda else 0, pin_memory=cuda, shuffle=cuda)
     model = Net().to(device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
 
@@ -59,31 +60,22 @@ def our_loop(data_dir: Path, images: int, device: torch.device, amp: str) -> Cal
     """Return a function that runs `training.loop.train_epoch` on `images` images and returns images/s."""
     split = load_split(data_dir, train=True)
     train_images, train_labels = split.images[:images].to(device), split.labels[:images].to(device)
-    runtime = Runtime(rank=0, local_rank=0, world_size=1, device=device)
     model = Net().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    scheduler = build_scheduler(optimizer, 3e-3, 10_000)
+    setup = TrainSetup(
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, 3e-3, 10_000),
+        data=Split(train_images, train_labels),
+        runtime=Runtime(rank=0, local_rank=0, world_size=1, device=device),
+        batch_size=128,
+        amp_dtype=pick_amp_dtype(amp, device),
+        progress=False,
+    )
     generator = torch.Generator(device=device).manual_seed(0)
-    amp_dtype = pick_amp_dtype(amp, device)
 
     def run() -> float:
-        indices = torch.randperm(images)
-        stats = train_epoch(
-            model,
-            optimizer,
-            scheduler,
-            train_images,
-            train_labels,
-            indices,
-            128,
-            runtime,
-            MNIST_MEAN,
-            MNIST_STD,
-            generator,
-            amp_dtype,
-            progress=False,
-        )
-        return stats.images_per_second
+        return train_epoch(setup, torch.randperm(images), generator=generator).images_per_second
 
     return run
 
@@ -95,9 +87,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), metavar="DIR", help="MNIST root")
     parser.add_argument("--images", type=int, default=12_800, metavar="N", help="training images per round")
     parser.add_argument("--rounds", type=int, default=3, metavar="R", help="rounds per loop (median reported)")
-    parser.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu, cuda")
+    parser.add_argument("--device", default="auto", metavar="DEV", help=DEVICE_CHOICES)
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, setting="--device")
 
     loops = {
         "tutorial (per-item PIL, batch 64, Adadelta, fp32)": tutorial_loop(args.data_dir, args.images, device),

@@ -1,4 +1,5 @@
-"""What training and serving share: the network, its input normalisation and the checkpoint format.
+"""What training and serving share: the network, its input normalisation and the checkpoint format (here), and
+the rules for device strings (`mnist_model.device`) and native bf16 (`mnist_model.hardware`).
 
 Each is written once here so that a checkpoint trained by `training` is read by `app` exactly as it was written.
 """

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mnist_model.network import ARCHITECTURE, Net
+from mnist_model.normalize import MNIST_MEAN, MNIST_STD
 
 FORMAT_VERSION = 1
 
@@ -33,8 +34,8 @@ class ModelMetadata:
 
     architecture: str = ARCHITECTURE
     format_version: int = FORMAT_VERSION
-    mean: float = 0.1307
-    std: float = 0.3081
+    mean: float = MNIST_MEAN
+    std: float = MNIST_STD
     epochs: int = 0
     test_accuracy: float | None = None
     test_loss: float | None = None
@@ -65,8 +66,8 @@ class ModelMetadata:
         return cls(**values)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`.
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` (its return value is ignored) on a temporary file next to `path`, then rename it over `path`.
 
     A rename within one directory is atomic, so a reader (or a crash at any moment) sees either the old file or the
     complete new one, never a half-written file.

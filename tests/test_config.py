@@ -43,6 +43,7 @@ def test_environment_variables_are_read_with_the_prefix(monkeypatch):
         ("MNIST_SERVE_MAX_BATCH_IMAGES", "0"),
         ("MNIST_SERVE_NUM_THREADS", "0"),
         ("MNIST_SERVE_DEVICE", "tpu"),
+        ("MNIST_SERVE_DEVICE", "mps"),
         ("MNIST_SERVE_PRECISION", "int8"),
         ("MNIST_SERVE_LOG_LEVEL", "loud"),
     ],
@@ -50,6 +51,12 @@ def test_environment_variables_are_read_with_the_prefix(monkeypatch):
 def test_bad_value_error_names_the_variable(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
+        load_settings()
+
+
+def test_bad_device_lists_the_accepted_forms(monkeypatch):
+    monkeypatch.setenv("MNIST_SERVE_DEVICE", "gpu0")
+    with pytest.raises(SettingsError, match="MNIST_SERVE_DEVICE: .*'gpu0' is not a device: use auto, cpu, cuda"):
         load_settings()
 
 

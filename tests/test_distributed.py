@@ -1,8 +1,9 @@
-"""training.distributed: device resolution and the single-process path (the DDP path runs in test_run.py)."""
+"""training.distributed: the single-process path and its device errors (the DDP path runs in test_run.py)."""
 
 import pytest
 import torch
 
+from mnist_model.device import DeviceError
 from training import distributed
 
 
@@ -18,15 +19,8 @@ def test_without_torchrun_it_runs_alone_on_the_cpu(monkeypatch):
     distributed.stop(runtime)
 
 
-def test_device_names():
-    assert distributed.resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert distributed.resolve_device("auto").type == expected
-    with pytest.raises(ValueError, match="unknown --device 'tpu'"):
-        distributed.resolve_device("tpu")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown on machines without CUDA")
-def test_asking_for_cuda_without_a_gpu_says_what_to_use():
-    with pytest.raises(ValueError, match="use --device cpu"):
-        distributed.resolve_device("cuda")
+def test_a_missing_gpu_is_reported_with_the_training_flag(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on machines with a GPU
+    with pytest.raises(DeviceError, match="--device=cuda asks for a CUDA GPU, but torch sees none: use --device=cpu"):
+        distributed.start("cuda")

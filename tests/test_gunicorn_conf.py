@@ -12,11 +12,12 @@ import pytest
 
 from app import cpus
 from app.testing import running_server
-from tests.conftest import REPO, digit_png, free_port
+from tests.helpers import REPO, digit_png
 
 
 def load_conf(monkeypatch, cpu_count: int, **env: str):
-    for name in ("WEB_CONCURRENCY", "MNIST_SERVE_NUM_THREADS", "MNIST_SERVE_DECODE_THREADS", "HOST", "PORT"):
+    names = ("WEB_CONCURRENCY", "MNIST_SERVE_NUM_THREADS", "MNIST_SERVE_DECODE_THREADS", "HOST", "PORT")
+    for name in (*names, "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"):
         monkeypatch.setenv(name, "")  # recorded, so that what the module sets is undone after the test
         monkeypatch.delenv(name)
     for name, value in env.items():
@@ -43,19 +44,16 @@ def test_explicit_thread_counts_and_address_win(monkeypatch):
     assert conf.bind == ["127.0.0.1:9000"]
 
 
+def test_the_drain_is_the_one_the_manifests_set_for_uvicorn(monkeypatch):
+    assert load_conf(monkeypatch, 2).graceful_timeout == 10
+    assert load_conf(monkeypatch, 2, UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN="15").graceful_timeout == 15
+
+
 @pytest.mark.slow
 def test_gunicorn_serves_with_forked_workers_that_load_the_model_after_the_fork(untrained_checkpoint: Path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:app.gunicorn_conf", "app.main:app"]
-    env = {
-        "WEB_CONCURRENCY": "2",
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "MNIST_SERVE_MODEL_PATH": str(untrained_checkpoint),
-        "MNIST_SERVE_DEVICE": "cpu",
-    }
-    with running_server(command, url, env=env, cwd=REPO) as master:
+    settings = {"model_path": str(untrained_checkpoint), "device": "cpu"}
+    with running_server(server="gunicorn", env={"WEB_CONCURRENCY": "2"}, settings=settings, cwd=REPO) as server:
+        url, master = server.url, server.process
         answers = [
             httpx.post(f"{url}/predict", content=digit_png(), headers={"Content-Type": "image/png"}, timeout=30)
             for _ in range(8)

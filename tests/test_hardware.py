@@ -1,17 +1,61 @@
-"""mnist_model.hardware: one answer to "is bf16 native here" for training and serving."""
+"""mnist_model.hardware: one answer to "is bf16 native here", checked against what the OS and the driver report."""
 
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
 import torch
 
 from mnist_model.hardware import native_bf16
+from training import run
 from training.run import pick_amp_dtype
 
+CPU = torch.device("cpu")
 
-def test_answer_is_a_bool_and_matches_training_amp_choice():
-    cpu = torch.device("cpu")
-    assert isinstance(native_bf16(cpu), bool)
-    assert pick_amp_dtype("auto", cpu) == (torch.bfloat16 if native_bf16(cpu) else None)
-    assert pick_amp_dtype("off", cpu) is None and pick_amp_dtype("bf16", cpu) == torch.bfloat16
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the Linux kernel lists them in /proc/cpuinfo (no torch involved)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+@pytest.mark.skipif(platform.machine() not in {"x86_64", "AMD64"}, reason="reads x86 CPU flags")
+def test_cpu_bf16_is_native_exactly_with_avx512_bf16_or_amx():
+    try:
+        flags = cpu_flags()
+    except OSError:
+        pytest.skip("/proc/cpuinfo is not readable here")
+    if not flags:
+        pytest.skip("/proc/cpuinfo lists no CPU flags here")
+    # Plain AVX-512 (Skylake, Cascade Lake, Ice Lake) only emulates bf16: it must not count.
+    assert native_bf16(CPU) is bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@pytest.mark.cuda
+def test_cuda_bf16_is_native_from_compute_capability_8():
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("nvidia-smi is not installed")
+    query = ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"]
+    capabilities = set(subprocess.run(query, capture_output=True, text=True, check=True).stdout.split())
+    if len(capabilities) != 1:
+        pytest.skip(f"GPUs of several kinds ({sorted(capabilities)}): cannot tell which one torch calls cuda:0")
+    major = int(capabilities.pop().split(".")[0])
+    assert native_bf16(torch.device("cuda", 0)) is (major >= 8)
 
 
 def test_unknown_device_types_are_not_native():
     assert native_bf16(torch.device("meta")) is False
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_amp_auto_takes_bf16_exactly_where_native(monkeypatch, native):
+    monkeypatch.setattr(run, "native_bf16", lambda device: native)
+    assert pick_amp_dtype("auto", CPU) == (torch.bfloat16 if native else None)
+    assert pick_amp_dtype("bf16", CPU) == torch.bfloat16  # asked for explicitly: emulated is still allowed
+    assert pick_amp_dtype("off", CPU) is None
+    # On CUDA, float16 (with loss scaling) stands in where bf16 is not native; no GPU is touched here.
+    assert pick_amp_dtype("auto", torch.device("cuda")) == (torch.bfloat16 if native else torch.float16)

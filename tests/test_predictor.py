@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from app import predictor as predictor_module
 from app.config import Settings
-from app.predictor import Predictor, resolve_device
+from app.predictor import Predictor
 from mnist_model import CheckpointError, ModelMetadata, Net, load_checkpoint, save_checkpoint
-from mnist_model.hardware import native_bf16
 
 
 def random_pixels(count: int, seed: int = 1) -> np.ndarray:
@@ -82,18 +82,13 @@ def test_a_pickle_is_never_unpickled(tmp_path):
     assert not _Exploit.marker.exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
-def test_explicit_cuda_without_a_gpu_is_an_error_naming_the_setting():
-    with pytest.raises(RuntimeError, match="MNIST_SERVE_DEVICE"):
-        resolve_device("cuda")
-
-
-def test_auto_device_follows_cuda_availability():
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+def test_cuda_without_a_gpu_is_an_error_naming_the_setting(monkeypatch, untrained_checkpoint):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on machines with a GPU
+    with pytest.raises(RuntimeError, match="MNIST_SERVE_DEVICE=cuda asks for a CUDA GPU.*use MNIST_SERVE_DEVICE=cpu"):
+        Predictor(Settings(model_path=untrained_checkpoint, device="cuda"))
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
 def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precision):
     cpu = Predictor(Settings(model_path=untrained_checkpoint, device="cpu", precision="float32", max_batch_size=8))
@@ -108,16 +103,15 @@ def test_cuda_precisions_agree_with_float32_on_cpu(untrained_checkpoint, precisi
     torch.testing.assert_close(on_gpu, cpu.predict(pixels.copy()), atol=atol, rtol=0)
 
 
-def test_auto_precision_is_bfloat16_exactly_where_it_is_native(untrained_checkpoint):
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_is_bfloat16_exactly_where_it_is_native(monkeypatch, untrained_checkpoint, native, expected):
+    monkeypatch.setattr(predictor_module, "native_bf16", lambda device: native)
     predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu"))
-    expected = "bfloat16" if native_bf16(torch.device("cpu")) else "float32"
     assert Settings().precision == "auto"
     assert predictor.describe()["precision"] == expected
 
 
 def test_torch_threads_default_to_the_cpus_available(untrained_checkpoint, monkeypatch):
-    from app import predictor as predictor_module
-
     before = torch.get_num_threads()
     try:
         monkeypatch.setattr(predictor_module, "available_cpus", lambda: 1)

@@ -12,8 +12,7 @@ from safetensors.torch import load_file
 
 from mnist_model import load_checkpoint
 from mnist_model.checkpoint import read_metadata
-from tests.conftest import REPO, requires_cuda
-from tests.test_checkpoint import TutorialNet
+from tests.helpers import REPO, TutorialNet
 from training.run import main, parse_args
 
 pytestmark = pytest.mark.slow
@@ -177,7 +176,7 @@ def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
     TutorialNet().load_state_dict(weights(output))
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_run_uses_amp_and_writes_a_checkpoint(mnist_root, tmp_path):
     output = tmp_path / "gpu" / "m.safetensors"
     args = run_args(mnist_root, output, "--epochs", "1", samples=2000)

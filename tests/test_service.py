@@ -21,7 +21,7 @@ from app.preprocess import BadItem
 from app.service import Classification, Service
 from app.testing import StubModel
 from mnist_model import ModelMetadata
-from tests.conftest import digit_png
+from tests.helpers import digit_png
 
 MEAN, STD = 0.5, 0.25
 

@@ -4,16 +4,14 @@ import pytest
 import torch
 
 from mnist_model import load_checkpoint
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training.data import load_split
 from training.distributed import Runtime
 from training.loop import evaluate
 
-SHIPPED = REPO / "models" / "mnist_cnn.safetensors"
 
-
-def test_shipped_checkpoint_metadata_describes_its_training():
-    _, metadata = load_checkpoint(SHIPPED)
+def test_shipped_checkpoint_metadata_describes_its_training(shipped_checkpoint):
+    _, metadata = load_checkpoint(shipped_checkpoint)
     assert metadata.command.startswith(("python -m training.run", "torchrun"))
     assert metadata.epochs >= 1 and metadata.seed is not None
     assert metadata.test_accuracy >= 0.994
@@ -23,11 +21,11 @@ def test_shipped_checkpoint_metadata_describes_its_training():
 
 
 @pytest.mark.slow
-def test_shipped_checkpoint_scores_at_least_99_4_percent(mnist_root):
-    model, metadata = load_checkpoint(SHIPPED)
+def test_shipped_checkpoint_scores_at_least_99_4_percent(mnist_root, shipped_checkpoint):
+    model, metadata = load_checkpoint(shipped_checkpoint)
     test = load_split(mnist_root, train=False)
     runtime = Runtime(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-    stats = evaluate(model, test.images, test.labels, runtime, metadata.mean, metadata.std)  # fp32
+    stats = evaluate(model, test, runtime=runtime, mean=metadata.mean, std=metadata.std)  # fp32
     assert int(stats.confusion.sum()) == 10_000
     assert stats.accuracy >= 0.994
     assert metadata.dataset_sha256["test"] == test.sha256()  # trained against these very files

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from mnist_model.device import resolve_device
+
 log = logging.getLogger(__name__)
 
 
@@ -30,27 +32,16 @@ class Runtime:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cuda` under torchrun means this process's own GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name} was asked for, but no CUDA GPU is visible (use --device cpu)")
-        if name == "cuda":
-            name = f"cuda:{local_rank % torch.cuda.device_count()}"
-    elif name not in {"cpu", "mps"}:
-        raise ValueError(f"unknown --device {name!r}: use auto, cpu, cuda or cuda:N")
-    return torch.device(name)
-
-
 def start(device_name: str) -> Runtime:
-    """Join the process group when torchrun launched us (nccl on CUDA, gloo on CPU), else run alone."""
+    """Join the process group when torchrun launched us (nccl on CUDA, gloo on CPU), else run alone.
+
+    Raises `DeviceError` when `--device` names hardware this machine lacks (`mnist_model.device` has the rules).
+    """
     if "RANK" not in os.environ:
-        return Runtime(rank=0, local_rank=0, world_size=1, device=resolve_device(device_name))
+        return Runtime(rank=0, local_rank=0, world_size=1, device=resolve_device(device_name, setting="--device"))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
-    device = resolve_device(device_name, local_rank)
+    device = resolve_device(device_name, local_rank, setting="--device")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     on_gpu = device.type == "cuda"

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mnist_model import normalize
+from mnist_model import MNIST_MEAN, MNIST_STD, normalize
 from training.augment import random_affine
+from training.data import Split
 from training.distributed import Runtime, all_reduce_sum
 
 
@@ -42,7 +43,7 @@ class EvalStats:
         return (self.confusion.diagonal() / totals).tolist()
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
     """Mixed precision when `dtype` is set (bf16/fp16), else a no-op."""
     if dtype is None:
         return contextlib.nullcontext()
@@ -62,40 +63,48 @@ def prepare_batch(
     return normalize(batch, mean, std)
 
 
+@dataclass(frozen=True)
+class TrainSetup:
+    """What every epoch of a run shares, built once: `train_epoch` gets it plus what changes per epoch."""
+
+    model: torch.nn.Module  # the DDP wrapper under torchrun (it all-reduces the gradients), else the network
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None  # stepped once per batch
+    data: Split  # the whole training split, on the CPU or on the training GPU
+    runtime: Runtime
+    batch_size: int
+    amp_dtype: torch.dtype | None = None
+    grad_scaler: torch.amp.GradScaler | None = None  # float16 only: bf16's range needs no loss scaling
+    mean: float = MNIST_MEAN
+    std: float = MNIST_STD
+    progress: bool = True
+
+
 def train_epoch(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    indices: torch.Tensor,
-    batch_size: int,
-    runtime: Runtime,
-    mean: float,
-    std: float,
-    generator: torch.Generator | None,
-    amp_dtype: torch.dtype | None,
-    grad_scaler: torch.amp.GradScaler | None = None,
-    progress: bool = True,
-    description: str = "train",
+    setup: TrainSetup, indices: torch.Tensor, *, generator: torch.Generator | None, description: str = "train"
 ) -> EpochStats:
-    """Train on `images[indices]` (this rank's shard, already shuffled) in batches of `batch_size`."""
+    """Train on `setup.data[indices]` (this rank's shard, already shuffled) in batches of `setup.batch_size`.
+
+    `generator` drives the random augmentation (None: none); `description` labels the progress bar.
+    """
+    model, optimizer, scheduler, runtime = setup.model, setup.optimizer, setup.scheduler, setup.runtime
+    images, labels = setup.data.images, setup.data.labels
     model.train()
     device = runtime.device
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     start = time.perf_counter()
-    batches = indices.split(batch_size)
-    for batch_indices in tqdm(batches, desc=description, disable=not (progress and runtime.is_main), leave=False):
+    batches = indices.split(setup.batch_size)
+    for batch_indices in tqdm(batches, desc=description, disable=not (setup.progress and runtime.is_main), leave=False):
         batch_indices = batch_indices.to(images.device)
-        x = prepare_batch(images[batch_indices].to(device, non_blocking=True), mean, std, generator)
+        x = prepare_batch(images[batch_indices].to(device, non_blocking=True), setup.mean, setup.std, generator)
         y = labels[batch_indices].to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
+        with autocast(device, setup.amp_dtype):
             loss = F.nll_loss(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        if grad_scaler is not None:
-            grad_scaler.scale(loss).backward()
-            grad_scaler.step(optimizer)
-            grad_scaler.update()
+        if setup.grad_scaler is not None:
+            setup.grad_scaler.scale(loss).backward()
+            setup.grad_scaler.step(optimizer)
+            setup.grad_scaler.update()
         else:
             loss.backward()
             optimizer.step()
@@ -113,17 +122,21 @@ def train_epoch(
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    data: Split,
+    *,
     runtime: Runtime,
-    mean: float,
-    std: float,
+    mean: float = MNIST_MEAN,
+    std: float = MNIST_STD,
     batch_size: int = 1000,
     amp_dtype: torch.dtype | None = None,
 ) -> EvalStats:
-    """Loss, accuracy and confusion matrix on the test set; each rank takes every world_size-th image."""
+    """Loss, accuracy and confusion matrix on `data` (the test set); each rank takes every world_size-th image.
+
+    `mean`/`std` are the normalisation the model was trained with (a checkpoint records them).
+    """
     model.eval()
     device = runtime.device
+    images, labels = data.images, data.labels
     shard = torch.arange(runtime.rank, len(labels), runtime.world_size)
     loss_sum = torch.zeros(1, device=device, dtype=torch.float64)
     confusion = torch.zeros(10 * 10, device=device, dtype=torch.float64)

@@ -20,106 +20,41 @@ import math
 import os
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
-from mnist_model import MNIST_MEAN, MNIST_STD, ModelMetadata, Net, save_checkpoint
+from mnist_model import ModelMetadata, Net, save_checkpoint
+from mnist_model.device import DeviceError
 from mnist_model.hardware import native_bf16
 from training import distributed, reports
-from training.data import DataError, Split, default_data_dir, load_split
-from training.loop import evaluate, train_epoch
+from training.config import RUN_SHAPING, parse_args, run_config
+from training.data import DataError, Split, load_split
+from training.loop import EvalStats, TrainSetup, evaluate, train_epoch
 from training.state import StateError, check_compatible, load_state, save_state, state_path_for
 
 log = logging.getLogger("training")
 
-DEFAULT_OUTPUT = Path("models/mnist_cnn.safetensors")
-# Settings that shape the schedule, the data order or the randomness: a resumed run must keep them.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+OPTIMIZER = torch.optim.AdamW
 ONE_CYCLE_WARMUP = 0.2
-RESUME_MUST_MATCH = ("epochs", "batch_size", "lr", "weight_decay", "seed", "max_train_samples", "no_augment")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.run",
-        description="Train the MNIST CNN (one process, or DDP under torchrun) and write a safetensors checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add = parser.add_argument
-    add(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        metavar="DIR",
-        help="MNIST root: files under DIR/MNIST/raw, downloaded there when online (env MNIST_DATA_DIR)",
-    )
-    add("--epochs", type=int, default=15, metavar="N", help="epochs to train")
-    add("--batch-size", type=int, default=128, metavar="N", help="images per step on each process")
-    add("--test-batch-size", type=int, default=1000, metavar="N", help="images per evaluation step")
-    add("--lr", type=float, default=3e-3, metavar="LR", help="peak learning rate of the one-cycle AdamW schedule")
-    add("--weight-decay", type=float, default=0.01, metavar="WD", help="AdamW weight decay")
-    add("--seed", type=int, default=1, metavar="S", help="random seed (runs on CPU are repeatable for a seed)")
-    add(
-        "--output",
-        type=Path,
-        default=DEFAULT_OUTPUT,
-        metavar="PATH",
-        help="checkpoint to write (.safetensors); training state, history and plots go next to it",
-    )
-    add("--resume", action="store_true", help="continue from the training state saved next to --output")
-    add("--device", default="auto", metavar="DEV", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    add(
-        "--amp",
-        default="auto",
-        choices=["auto", "bf16", "fp16", "off"],
-        help="mixed precision: auto = bf16 on CUDA and on CPUs with native bf16, else off",
-    )
-    add(
-        "--max-train-samples",
-        type=int,
-        default=None,
-        metavar="N",
-        help="train on the first N training images only (quick runs and tests); default all 60,000",
-    )
-    add("--no-augment", action="store_true", help="disable random rotation/scale/shift of training batches")
-    add("--num-threads", type=int, default=None, metavar="N", help="CPU threads per process (default: torch's)")
-    add(
-        "--stop-after",
-        type=int,
-        default=None,
-        metavar="N",
-        help="stop after N epochs in this invocation (time-boxed jobs); continue later with --resume",
-    )
-    add("--no-progress", action="store_true", help="hide the per-batch progress bar")
-    return parser
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse and sanity-check flags; a bad value exits with status 2 and says which flag."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "test_batch_size", "max_train_samples", "num_threads", "stop_after"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if not (args.lr > 0 and math.isfinite(args.lr)):
-        parser.error(f"--lr must be a positive number, got {args.lr}")
-    if args.weight_decay < 0:
-        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if args.output.suffix != ".safetensors":
-        parser.error(f"--output must end in .safetensors, got {args.output}")
-    return args
+"""Share of the steps spent warming up to the peak learning rate."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, join torchrun's process group when there is one, train; 0 on success, 1 on a clear error."""
     args = parse_args(argv)
-    runtime = distributed.start(args.device)
-    logging.basicConfig(
-        level=logging.INFO if runtime.is_main else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        runtime = distributed.start(args.device)
+    except DeviceError as exc:
+        logging.basicConfig(format=LOG_FORMAT)
+        log.error("%s", exc)
+        return 1
+    logging.basicConfig(level=logging.INFO if runtime.is_main else logging.WARNING, format=LOG_FORMAT)
     try:
         train(args, runtime, argv if argv is not None else sys.argv[1:])
     except (DataError, StateError, FileExistsError, ValueError) as exc:
@@ -130,24 +65,73 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Datasets:
+    """Both MNIST splits where training reads them, and checksums of the data as read from disk."""
+
+    train: Split
+    test: Split
+    checksums: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Training:
+    """The network and everything that updates it, built from the flags."""
+
+    network: Net  # what is evaluated, saved and restored (under torchrun `setup.model` is its DDP wrapper)
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: DistributedSampler[int]  # this rank's shuffled share of the training images, reshuffled per epoch
+    setup: TrainSetup
+    test_batch_size: int
+
+    def evaluate(self, test: Split) -> EvalStats:
+        """Test-set metrics of the network as it is now (each rank evaluates its share; results are summed)."""
+        runtime, amp_dtype = self.setup.runtime, self.setup.amp_dtype
+        return evaluate(self.network, test, runtime=runtime, batch_size=self.test_batch_size, amp_dtype=amp_dtype)
+
+
+@dataclass
+class Progress:
+    """How far the run has got: what `--resume` restores and each finished epoch extends."""
+
+    epochs_done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str]) -> None:
+    """One run, in four steps: load the data, build the model (restoring saved state with --resume), run the
+    epochs, write the checkpoint and reports.
+
+    The order is what same-seed reproducibility and exact resumption rest on: seed, then the network, sampler,
+    optimiser and schedule, then the saved state, then the epochs, whose randomness depends only on their number.
+    """
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    device = runtime.device
-    amp_dtype = pick_amp_dtype(args.amp, device)
-    config = {key: value for key, value in vars(args).items() if isinstance(value, int | float | str | bool)}
-    log.info(
-        "config: %s",
-        {
-            **vars(args),
-            "world_size": runtime.world_size,
-            "device": str(device),
-            "amp": str(amp_dtype),
-            "threads": torch.get_num_threads(),
-        },
-    )
+    amp_dtype = pick_amp_dtype(args.amp, runtime.device)
+    details = {"world_size": runtime.world_size, "device": str(runtime.device), "amp": str(amp_dtype)}
+    log.info("config: %s", {**vars(args), **details, "threads": torch.get_num_threads()})
 
-    # Data: rank 0 extracts (or downloads) first so that ranks never race on the same files.
+    data = load_data(args, runtime)
+    training = build_training(args, runtime, data.train, amp_dtype)
+    progress = resume(args, training) if args.resume else Progress()
+    evaluation = run_epochs(args, training, data, progress)
+    if progress.epochs_done < args.epochs:
+        log.info(
+            "stopped after epoch %d of %d (--stop-after); continue with --resume", progress.epochs_done, args.epochs
+        )
+        return
+    if evaluation is None:  # resumed a run that had already finished: evaluate its weights once more
+        evaluation = training.evaluate(data.test)
+    if runtime.is_main:
+        write_outputs(args, argv, training, data, evaluation, progress.history)
+
+
+def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Datasets:
+    """Read both splits (the first --max-train-samples training images only) and move them to a GPU once.
+
+    Rank 0 extracts (or downloads) first so that ranks never race on the same files. On a GPU the 55 MB of uint8
+    pixels stay there for the whole run, so batches are cut and augmented without a host-to-device copy each.
+    """
     if not runtime.is_main:
         distributed.barrier(runtime)
     train_split, test_split = load_split(args.data_dir, train=True), load_split(args.data_dir, train=False)
@@ -156,20 +140,29 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     if args.max_train_samples:
         train_split = Split(train_split.images[: args.max_train_samples], train_split.labels[: args.max_train_samples])
     checksums = {"train": train_split.sha256(), "test": test_split.sha256()}
-    data_device = device if device.type == "cuda" else torch.device("cpu")  # 55 MB: fits on any GPU
-    train_images, train_labels = train_split.images.to(data_device), train_split.labels.to(data_device)
-    test_images, test_labels = test_split.images.to(data_device), test_split.labels.to(data_device)
-
-    # Model, optimiser, one-cycle schedule over the whole run.
-    torch.manual_seed(args.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-    raw_model = Net().to(device)
-    model = (
-        DistributedDataParallel(raw_model, device_ids=[device] if device.type == "cuda" else None)
-        if runtime.distributed
-        else raw_model
+    device = runtime.device if runtime.device.type == "cuda" else torch.device("cpu")
+    return Datasets(
+        train=Split(train_split.images.to(device), train_split.labels.to(device)),
+        test=Split(test_split.images.to(device), test_split.labels.to(device)),
+        checksums=checksums,
     )
-    sampler = DistributedSampler(
-        range(len(train_split)),
+
+
+def build_training(
+    args: argparse.Namespace, runtime: distributed.Runtime, train_split: Split, amp_dtype: torch.dtype | None
+) -> Training:
+    """The network (seeded: same initial weights on every rank), its DDP wrapper under torchrun, the sampler that
+    shards the training images, AdamW and the one-cycle schedule over the whole run."""
+    device = runtime.device
+    torch.manual_seed(args.seed)  # DDP also broadcasts rank 0's weights; the seed makes runs repeatable
+    network = Net().to(device)
+    model = (
+        DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)
+        if runtime.distributed
+        else network
+    )
+    sampler: DistributedSampler[int] = DistributedSampler(
+        cast("Dataset[int]", range(len(train_split))),  # it reads only len(): it yields indices, not images
         num_replicas=runtime.world_size,
         rank=runtime.rank,
         shuffle=True,
@@ -177,69 +170,77 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
         drop_last=False,
     )
     steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
-    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = OPTIMIZER(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = build_scheduler(optimizer, args.lr, args.epochs * steps_per_epoch)
-    grad_scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    setup = TrainSetup(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=train_split,
+        runtime=runtime,
+        batch_size=args.batch_size,
+        amp_dtype=amp_dtype,
+        grad_scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
+        progress=not args.no_progress,
+    )
+    return Training(network, scheduler, sampler, setup, args.test_batch_size)
 
+
+def resume(args: argparse.Namespace, training: Training) -> Progress:
+    """Restore the weights, optimiser and schedule saved after the last finished epoch (--resume).
+
+    A state saved with other run-shaping flags (RUN_SHAPING) is refused: continuing it would silently train a
+    different run than the one the flags describe.
+    """
     state_path = state_path_for(args.output)
-    history: list[dict] = []
-    first_epoch = 1
-    if args.resume:
-        state = load_state(state_path)
-        check_compatible(state["config"], config, RESUME_MUST_MATCH)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, first_epoch = state["history"], state["epoch"] + 1
-        log.info("resuming after epoch %d from %s", state["epoch"], state_path)
-        if first_epoch > args.epochs:
-            log.info("the saved run already finished all %d epochs; writing its checkpoint again", args.epochs)
+    state = load_state(state_path)
+    check_compatible(state["config"], run_config(args), RUN_SHAPING)
+    training.network.load_state_dict(state["model"])
+    training.setup.optimizer.load_state_dict(state["optimizer"])
+    training.scheduler.load_state_dict(state["scheduler"])
+    log.info("resuming after epoch %d from %s", state["epoch"], state_path)
+    if state["epoch"] >= args.epochs:
+        log.info("the saved run already finished all %d epochs; writing its checkpoint again", args.epochs)
+    return Progress(epochs_done=state["epoch"], history=state["history"])
 
+
+def run_epochs(args: argparse.Namespace, training: Training, data: Datasets, progress: Progress) -> EvalStats | None:
+    """Train and evaluate the remaining epochs (or --stop-after of them); rank 0 saves the state after each.
+
+    Each epoch's randomness derives from (seed, epoch, rank) alone, so a resumed run draws exactly what an
+    uninterrupted one would. Returns the last epoch's test metrics (None when no epoch was left to run).
+    """
+    runtime = training.setup.runtime
+    last_epoch = min(args.epochs, progress.epochs_done + args.stop_after) if args.stop_after else args.epochs
     evaluation = None
-    last_epoch = min(args.epochs, first_epoch - 1 + args.stop_after) if args.stop_after else args.epochs
-    for epoch in range(first_epoch, last_epoch + 1):
-        # Randomness derives from (seed, epoch, rank): a resumed run draws exactly what an uninterrupted one would.
+    for epoch in range(progress.epochs_done + 1, last_epoch + 1):
         torch.manual_seed(args.seed * 1_000_003 + epoch * 1_009 + runtime.rank)
         augment_rng = None
         if not args.no_augment:
-            augment_rng = torch.Generator(device=device).manual_seed(args.seed * 7_919 + epoch * 131 + runtime.rank)
-        sampler.set_epoch(epoch)
-        indices = torch.tensor(list(sampler), dtype=torch.long)
-        shards = distributed.all_gather_1d(indices.to(device), runtime)
-        distinct = len(torch.unique(torch.cat(shards)))
-        stats = train_epoch(
-            model,
-            optimizer,
-            scheduler,
-            train_images,
-            train_labels,
-            indices,
-            args.batch_size,
-            runtime,
-            MNIST_MEAN,
-            MNIST_STD,
-            augment_rng,
-            amp_dtype,
-            grad_scaler,
-            progress=not args.no_progress,
-            description=f"epoch {epoch}/{args.epochs}",
+            augment_rng = torch.Generator(device=runtime.device).manual_seed(
+                args.seed * 7_919 + epoch * 131 + runtime.rank
+            )
+        training.sampler.set_epoch(epoch)
+        indices = torch.tensor(list(training.sampler), dtype=torch.long)
+        shards = distributed.all_gather_1d(indices.to(runtime.device), runtime)
+        description = f"epoch {epoch}/{args.epochs}"
+        stats = train_epoch(training.setup, indices, generator=augment_rng, description=description)
+        evaluation = training.evaluate(data.test)
+        progress.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": stats.loss,
+                "test_loss": evaluation.loss,
+                "test_accuracy": evaluation.accuracy,
+                "images_per_second": stats.images_per_second,
+                "seconds": stats.seconds,
+                "lr": training.scheduler.get_last_lr()[0],
+                "world_size": runtime.world_size,
+                "samples_per_rank": len(indices),
+                "distinct_samples": len(torch.unique(torch.cat(shards))),
+            }
         )
-        evaluation = evaluate(
-            raw_model, test_images, test_labels, runtime, MNIST_MEAN, MNIST_STD, args.test_batch_size, amp_dtype
-        )
-        row = {
-            "epoch": epoch,
-            "train_loss": stats.loss,
-            "test_loss": evaluation.loss,
-            "test_accuracy": evaluation.accuracy,
-            "images_per_second": stats.images_per_second,
-            "seconds": stats.seconds,
-            "lr": scheduler.get_last_lr()[0],
-            "world_size": runtime.world_size,
-            "samples_per_rank": len(indices),
-            "distinct_samples": distinct,
-        }
-        history.append(row)
+        progress.epochs_done = epoch
         log.info(
             "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f images/s  (%.1f s)",
             epoch,
@@ -251,54 +252,70 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
             stats.seconds,
         )
         if runtime.is_main:
-            save_state(
-                state_path,
-                {
-                    "epoch": epoch,
-                    "model": raw_model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "history": history,
-                    "config": config,
-                },
-            )
+            save_state(state_path_for(args.output), saved_state(args, training, progress))
+    return evaluation
 
-    if last_epoch < args.epochs:
-        log.info("stopped after epoch %d of %d (--stop-after); continue with --resume", last_epoch, args.epochs)
-        return
-    if evaluation is None:  # resumed a run that had already finished: evaluate its weights once more
-        evaluation = evaluate(
-            raw_model, test_images, test_labels, runtime, MNIST_MEAN, MNIST_STD, args.test_batch_size, amp_dtype
-        )
-    if runtime.is_main:
-        metadata = ModelMetadata(
-            mean=MNIST_MEAN,
-            std=MNIST_STD,
-            epochs=args.epochs,
-            test_accuracy=evaluation.accuracy,
-            test_loss=evaluation.loss,
-            per_class_accuracy=evaluation.per_class_accuracy,
-            dataset_sha256=checksums,
-            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            command=launch_command(argv, runtime),
-            seed=args.seed,
-            hyperparameters={
-                "epochs": args.epochs,
-                "batch_size": args.batch_size,
-                "world_size": runtime.world_size,
-                "optimizer": "AdamW",
-                "schedule": f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})",
-                "lr": args.lr,
-                "weight_decay": args.weight_decay,
-                "augment": not args.no_augment,
-                "amp": str(amp_dtype),
-                "device": device.type,
-                "train_samples": len(train_split),
-            },
-        )
-        save_checkpoint(args.output, raw_model, metadata)
-        write_reports(args.output, metadata, history, evaluation.confusion)
-        log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * evaluation.accuracy)
+
+def saved_state(args: argparse.Namespace, training: Training, progress: Progress) -> dict[str, Any]:
+    """What --resume needs, as tensors and plain values only (it is read back with `weights_only=True`)."""
+    return {
+        "epoch": progress.epochs_done,
+        "model": training.network.state_dict(),
+        "optimizer": training.setup.optimizer.state_dict(),
+        "scheduler": training.scheduler.state_dict(),
+        "history": progress.history,
+        "config": run_config(args),
+    }
+
+
+def write_outputs(
+    args: argparse.Namespace,
+    argv: list[str],
+    training: Training,
+    data: Datasets,
+    evaluation: EvalStats,
+    history: list[dict[str, Any]],
+) -> None:
+    """Write the checkpoint, then the history, plots and model card next to it (rank 0 only).
+
+    The checkpoint's metadata is the one record of how it was made: serving and the model card read nothing else.
+    """
+    runtime = training.setup.runtime
+    metadata = ModelMetadata(
+        mean=training.setup.mean,
+        std=training.setup.std,
+        epochs=args.epochs,
+        test_accuracy=evaluation.accuracy,
+        test_loss=evaluation.loss,
+        per_class_accuracy=evaluation.per_class_accuracy,
+        dataset_sha256=data.checksums,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        command=launch_command(argv, runtime),
+        seed=args.seed,
+        hyperparameters=hyperparameters(args, training),
+    )
+    save_checkpoint(args.output, training.network, metadata)
+    write_reports(args.output, metadata, history, evaluation.confusion)
+    log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * evaluation.accuracy)
+
+
+def hyperparameters(args: argparse.Namespace, training: Training) -> dict[str, object]:
+    """The recipe recorded in the checkpoint: the run-shaping flags as parsed, plus what was decided at run time."""
+    config = run_config(args)
+    setup = training.setup
+    return {
+        **{key: config.get(key) for key in RUN_SHAPING},
+        "world_size": setup.runtime.world_size,
+        "optimizer": OPTIMIZER.__name__,
+        "schedule": (
+            f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})"
+            if isinstance(training.scheduler, torch.optim.lr_scheduler.OneCycleLR)
+            else "constant"
+        ),
+        "amp": str(setup.amp_dtype),
+        "device": setup.runtime.device.type,
+        "train_samples": len(setup.data),
+    }
 
 
 def build_scheduler(
@@ -335,7 +352,10 @@ def launch_command(argv: list[str], runtime: distributed.Runtime) -> str:
     return " ".join([launcher, shlex.join(argv)]).strip()
 
 
-def write_reports(checkpoint: Path, metadata: ModelMetadata, history: list[dict], confusion: torch.Tensor) -> None:
+def write_reports(
+    checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], confusion: torch.Tensor
+) -> None:
+    """History (JSON), curves and confusion matrix (PNG) and the model card, next to the checkpoint."""
     paths = reports.report_paths(checkpoint)
     reports.write_history(paths["history"], history)
     reports.plot_curves(paths["curves"], history)

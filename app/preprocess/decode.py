@@ -63,7 +63,8 @@ def looks_like_image(data: bytes) -> bool:
     """Whether `data` starts with the signature of one of ACCEPTED_FORMATS (Pillow's own check; nothing decoded)."""
     Image.init()  # registers the format plugins; a no-op after the first call
     prefix = data[:16]
-    return any(Image.OPEN[name][1] is not None and Image.OPEN[name][1](prefix) is True for name in ACCEPTED_FORMATS)
+    checks = (Image.OPEN[name][1] for name in ACCEPTED_FORMATS)
+    return any(accepts is not None and accepts(prefix) is True for accepts in checks)
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:

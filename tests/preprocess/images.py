@@ -50,6 +50,13 @@ def similarity(a: np.ndarray, b: np.ndarray, shift: int = 0) -> float:
     )
 
 
+def silhouette(pixels: np.ndarray | Image.Image, size: int = 20) -> np.ndarray:
+    """The ink's bounding box (pixels above 25) stretched to size×size: its shape, whatever its position and scale."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+    box = image.point(lambda value: 255 if value > 25 else 0).getbbox()
+    return np.asarray(image.crop(box).resize((size, size), Image.Resampling.BOX), dtype=np.float64)
+
+
 def error_of(data: bytes, **kwargs: object) -> ImageError:
     with pytest.raises(ImageError) as caught:
         to_mnist_pixels(data, **kwargs)
