@@ -26,8 +26,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 
 setup: $(VENV)/.installed  ## create .venv and install the project with its dev tools
 
-serve: setup  ## serve the shipped model on http://$(HOST):$(PORT)
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+serve: setup  ## serve the shipped model on http://$(HOST):$(PORT), one worker process per CPU (WEB_CONCURRENCY=N)
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c python:app.gunicorn_conf app.main:app
 
 test: setup  ## run the test suite (GPU tests skip themselves without CUDA)
 	$(BIN)/python -m pytest

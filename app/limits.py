@@ -1,8 +1,8 @@
 """Request body size cap, enforced before the body is read into memory.
 
-A declared Content-Length over the cap is answered 413 at once, without reading the body (in the error shape of
-the path's protocol). A chunked body (no
-Content-Length) is counted as it streams in, and the read fails with 413 as soon as the count passes the cap.
+A declared Content-Length over the cap is answered 413 at once, without reading the body, in the error shape of
+the path's protocol (one within the cap is all the server passes on). A chunked body (no Content-Length) is counted
+as it streams in, and the read fails with 413 as soon as the count passes the cap.
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ class BodySizeLimit:
             return
 
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _reject(BodyTooLarge(limit), scope, send)
+        if declared is not None:
+            if declared > limit:
+                await _reject(BodyTooLarge(limit), scope, send)
+            else:  # the HTTP server never passes on more than the declared length: nothing to count
+                await self.app(scope, receive, send)
             return
 
         received = 0

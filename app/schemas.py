@@ -59,8 +59,14 @@ class Scores(BaseModel):
     @classmethod
     def from_probabilities(cls, probabilities: list[float], **extra: object) -> Self:
         """The argmax and its probability, next to the full distribution."""
-        digit = max(range(len(probabilities)), key=probabilities.__getitem__)
-        return cls(digit=digit, confidence=probabilities[digit], probabilities=probabilities, **extra)
+        return cls(**scores(probabilities), **extra)
+
+
+def scores(probabilities: list[float]) -> dict[str, object]:
+    """A `Scores` body as a plain dict (the hot routes encode it without building the model): the argmax and
+    its probability, next to the full distribution."""
+    digit = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return {"digit": digit, "confidence": probabilities[digit], "probabilities": probabilities}
 
 
 class Prediction(Scores):

@@ -1,9 +1,9 @@
-"""Helpers to run the app for tests and benchmarks: in-process, as a real uvicorn process, or without a network.
+"""Helpers to run the app for tests and benchmarks: in-process, as a real server process, or without a network.
 
-`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests) and the
-benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` calls the
-app in-process; `uvicorn_server` starts `uvicorn` as an operator would and waits for /readyz. Both need the `dev`
-extra (httpx). They live in `app` rather than `tests` so that the benchmarks can import them too.
+`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests).
+`serve_in_process` calls the app in-process; `running_server` starts uvicorn, or gunicorn with uvicorn workers as
+`make serve` does, and waits for /readyz. Both need the `dev` extra (httpx). They live in `app` rather than
+`tests` so that the benchmarks can import them too.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Literal
 
+import numpy as np
 import torch
 from fastapi import FastAPI
 
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 class StubModel:
     """A `Model` that answers uniform probabilities without a network; `gate` (when given) blocks each pass.
+
+    It has no device, so MNIST_SERVE_FORWARD_ON=auto runs it on a worker thread: a gated pass never blocks
+    the event loop.
 
     It records the size of every batch it saw; `entered` is set when a forward pass starts (before the gate).
     `warm_up_gate` blocks the warm-up; `fail_warm_up` / `fail_predict` make those raise.
@@ -65,15 +69,15 @@ class StubModel:
         if self.fail_warm_up:
             raise RuntimeError("stub warm-up failure")
 
-    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Uniform probabilities for each image, after the gate opens."""
-        self.batch_sizes.append(len(images))
+    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        """Uniform probabilities for each image (uint8 N×28×28), after the gate opens."""
+        self.batch_sizes.append(len(pixels))
         self.entered.set()
         if self.gate is not None:
             self.gate.wait()
         if self.fail_predict:
             raise RuntimeError("stub forward failure")
-        return torch.full((len(images), 10), 0.1)
+        return torch.full((len(pixels), 10), 0.1)
 
     def describe(self) -> dict[str, object]:
         """No device: the stub never runs a network."""
@@ -120,38 +124,50 @@ class ServerExited(RuntimeError):
 
 @dataclass(frozen=True)
 class RunningServer:
-    """A uvicorn process that answered GET /readyz with 200."""
+    """A server process that answered GET /readyz with 200 (for gunicorn, `process` is the master)."""
 
     url: str
     port: int
     process: subprocess.Popen[bytes]
 
 
+Server = Literal["uvicorn", "gunicorn"]
+GUNICORN_CONFIG = "python:app.gunicorn_conf"
+"""gunicorn's settings for this app (`make serve`, the image): workers and threads sized from the CPUs."""
+
+
 @contextmanager
-def uvicorn_server(
+def running_server(
     target: str = "app.main:app",
     *,
+    server: Server = "uvicorn",
     settings: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
-    uvicorn_args: Sequence[str] = (),
+    server_args: Sequence[str] = (),
     command_prefix: Sequence[str] = (),
     cwd: str | Path | None = None,
     ready_timeout_s: float = 90.0,
 ) -> Iterator[RunningServer]:
-    """Run `python -m uvicorn target` on a free loopback port; yield once /readyz is 200; stop it on the way out.
+    """Serve `target` on a free loopback port; yield once /readyz is 200; stop it (SIGTERM, then SIGKILL) after.
 
+    `server`: `python -m uvicorn target`, or `python -m gunicorn -c python:app.gunicorn_conf target` (uvicorn
+    workers, WEB_CONCURRENCY of them, forked after one import: what `make serve` and the image run).
     `settings` are MNIST_SERVE_* values by field name (`{"device": "cpu"}` sets MNIST_SERVE_DEVICE), on top of
-    this process's environment and `env`. `uvicorn_args` go after the target (`--factory`, `--log-level`, ...);
-    `command_prefix` goes before the interpreter (e.g. `taskset -c 0`). Raises `ServerExited` when the process
-    ends before it is ready, `TimeoutError` when it is not ready within `ready_timeout_s`. Its output goes to a
-    temporary file (a pipe nobody reads would block a chatty server) that the errors quote.
+    this process's environment and `env`. `server_args` go after the target (`--factory`, `--log-level`, ...);
+    `command_prefix` goes before the interpreter (e.g. `taskset -c 0`; it must exec the command, so that the
+    process stopped at the end is the server). Raises `ServerExited` when the process ends before it is ready,
+    `TimeoutError` when it is not ready within `ready_timeout_s`. Its output goes to a temporary file (a pipe
+    nobody reads would block a chatty server) that the errors quote.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     variables = {f"{ENV_PREFIX}{name.upper()}": value for name, value in (settings or {}).items()}
     environment = {**os.environ, **(env or {}), **variables}
-    command = [*command_prefix, sys.executable, "-m", "uvicorn", target, *uvicorn_args]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    if server == "gunicorn":
+        launch = ["gunicorn", "-c", GUNICORN_CONFIG, target, *server_args, "--bind", f"127.0.0.1:{port}"]
+    else:
+        launch = ["uvicorn", target, *server_args, "--host", "127.0.0.1", "--port", str(port)]
+    command = [*command_prefix, sys.executable, "-m", *launch]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -164,9 +180,9 @@ def uvicorn_server(
                 time.sleep(0.2)
             yield RunningServer(url, port, process)
         finally:
-            process.terminate()
+            process.terminate()  # gunicorn's master stops its workers gracefully (graceful_timeout)
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -44,7 +44,8 @@ from PIL import Image
 
 from app.config import DEFAULT_MODEL_PATH
 from app.oip.codec import HEADER_LENGTH
-from benchmarks.serve_throughput import REPO, Server, hey, mnist_digit
+from app.testing import running_server
+from benchmarks.serve_throughput import REPO, SERVE, UVICORN_QUIET, hey, mnist_test_digits, pinned, server_env
 from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.oip_throughput")
@@ -61,29 +62,6 @@ class Load:
     body: Path
     content_type: str
     headers: tuple[str, ...] = ()
-
-
-def mnist_test_digits(count: int) -> np.ndarray:
-    """The first `count` MNIST test digits (uint8 N×28×28), from the canonical .gz files when they are found."""
-    from training.data import RAW_FILES, DataError, load_split
-
-    names = RAW_FILES  # torchvision wants all four, even for the test split
-    from_env = os.environ.get("MNIST_RAW_DIR")
-    candidates = [Path(from_env)] if from_env else []
-    candidates += [REPO / "data/MNIST/raw", REPO.parent / "shared/data/mnist/MNIST/raw"]
-    for candidate in candidates:
-        if all((Path(candidate) / name).is_file() for name in names):
-            with tempfile.TemporaryDirectory(prefix="oip-bench-mnist-") as root:
-                raw = Path(root) / "MNIST" / "raw"
-                raw.mkdir(parents=True)
-                for name in names:  # linked, so torchvision extracts next to the links, never into the source
-                    (raw / name).symlink_to(Path(candidate).resolve() / name)
-                try:
-                    return load_split(root, train=False).images[:count].numpy()
-                except DataError:
-                    continue
-    log.warning("MNIST test files not found (set MNIST_RAW_DIR); every image is the same drawn 7")
-    return np.repeat(mnist_digit()[None], count, axis=0)
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -172,44 +150,35 @@ def check(url: str, load: Load) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Start the server, check every load, then measure `rounds` interleaved rounds of each; medians."""
-    workdir = Path(tempfile.mkdtemp(prefix="oip-bench-"))
-    server = None
-    try:
+    with tempfile.TemporaryDirectory(prefix="oip-bench-") as folder:
+        workdir = Path(folder)
         checkpoint = args.checkpoint
         if not checkpoint.is_file():
             log.warning("%s is missing; timing an untrained checkpoint (same network, same cost)", checkpoint)
             checkpoint = workdir / "untrained.safetensors"
             save_checkpoint(checkpoint, Net(), ModelMetadata(command="oip_throughput benchmark"))
         requests = loads(workdir, mnist_test_digits(BATCH))
-        server = Server("batching", checkpoint, args.server_cpu, args.precision)
-        for load in requests:
-            for _ in range(5):  # also the warm-up: first requests pay for lazy imports and allocations
-                check(server.url, load)
-        rounds: dict[str, list[dict[str, float]]] = {load.name: [] for load in requests}
-        for round_index in range(args.rounds):
-            shift = round_index % len(requests)
-            for load in requests[shift:] + requests[:shift]:
-                report = hey(
-                    server.url,
-                    load.body,
-                    load.content_type,
-                    args.concurrency,
-                    args.duration,
-                    args.client_cpu,
-                    path=load.path,
-                    headers=load.headers,
-                )
-                rounds[load.name].append(report)
-                log.info("%s: %.1f req/s", load.name, report["rps"])
-        return {
-            name: {key: statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99")}
-            | {"non_200": sum(r["non_200"] for r in results)}
-            for name, results in rounds.items()
-        }
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        env = server_env(SERVE, checkpoint, args.precision)
+        prefix, client = pinned(args.server_cpu, realtime=False), pinned(args.client_cpu, realtime=False)
+        with running_server(env=env, server_args=UVICORN_QUIET, command_prefix=prefix, cwd=REPO) as server:
+            for load in requests:
+                for _ in range(5):  # also the warm-up: first requests pay for lazy imports and allocations
+                    check(server.url, load)
+            rounds: dict[str, list[dict[str, float]]] = {load.name: [] for load in requests}
+            for round_index in range(args.rounds):
+                shift = round_index % len(requests)
+                for load in requests[shift:] + requests[:shift]:
+                    url = f"{server.url}{load.path}"
+                    report = hey(
+                        url, load.body, load.content_type, args.concurrency, args.duration, client, headers=load.headers
+                    )
+                    rounds[load.name].append(report)
+                    log.info("%s: %.1f req/s", load.name, report["rps"])
+    return {
+        name: {key: statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99")}
+        | {"non_200": sum(r["non_200"] for r in results)}
+        for name, results in rounds.items()
+    }
 
 
 def table(results: dict[str, dict[str, float]]) -> str:

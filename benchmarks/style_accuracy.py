@@ -5,7 +5,7 @@
 
 Renders `--per-style` digits of the split (`test`: MNIST test digits, the default; `train`/`threshold`: the
 disjoint parts of the MNIST training set, see `benchmarks.renders`) in each style of `benchmarks.renders`
-(seeded, so reruns see the same images), runs `app.preprocess.preprocess` and the model on them at the
+(seeded, so reruns see the same images), runs `app.preprocess.to_mnist_pixels` and the model on them at the
 service's precision, and prints accuracy, the median and 95th-percentile preprocessing time per upload, and the
 uploads' sizes. Tune on `threshold`, report `test`. For the raw `mnist` style it also prints how often the
 prediction equals the model's on the untouched digit. `--timing` adds the cost of preprocessing realistic
@@ -28,7 +28,6 @@ from app.config import Settings
 from app.predictor import Predictor
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
 from benchmarks.renders import SPLITS, STYLES, DigitPool, DigitRender, digit_pool, digit_renders, render_photo
-from mnist_model import normalize
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,29 +94,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def predict(model: Predictor, batch: list[torch.Tensor]) -> np.ndarray:
-    """Predicted digits for a list of 1×28×28 normalised tensors, computed exactly as the service does."""
+def predict(model: Predictor, batch: list[np.ndarray]) -> np.ndarray:
+    """Predicted digits for MNIST-format 28×28 uint8 images, computed exactly as the service does (the model
+    normalises them)."""
     if not batch:
         return np.zeros(0, np.int64)
-    return model.predict(batch).argmax(dim=1).numpy()
+    return model.predict(np.stack(batch)).argmax(dim=1).numpy()
 
 
 def measure_style(
-    style: str, model: Predictor, mean: float, std: float, pool: DigitPool, count: int, seed: int, dump: Path | None
+    style: str, model: Predictor, pool: DigitPool, count: int, seed: int, dump: Path | None
 ) -> dict[str, float]:
     """Render, preprocess and classify `count` digits of the pool in one style; rejects count as errors."""
     renders = list(digit_renders(style, pool.split, count, seed, pool=pool))
-    tensors, kept, times, rejected = [], [], [], 0
+    images, kept, times, rejected = [], [], [], 0
     for item in renders:
         start = time.perf_counter()
         try:
-            tensors.append(preprocess(item.data, mean=mean, std=std))
+            images.append(to_mnist_pixels(item.data))
             kept.append(item)
         except ImageError:
             rejected += 1
         times.append(time.perf_counter() - start)
     predicted = np.concatenate(
-        [predict(model, tensors[i : i + 512]) for i in range(0, len(tensors), 512)] or [np.zeros(0, np.int64)]
+        [predict(model, images[i : i + 512]) for i in range(0, len(images), 512)] or [np.zeros(0, np.int64)]
     )
     truth = np.array([item.label for item in kept], np.int64)
     correct = int((predicted == truth).sum())
@@ -134,8 +134,7 @@ def measure_style(
         "kilobytes": float(np.median([len(item.data) for item in renders])) / 1e3,
     }
     if style == "mnist":
-        raw = torch.from_numpy(pool.images[[item.pool_index for item in kept]])
-        direct = predict(model, [normalize(image, mean, std).unsqueeze(0) for image in raw])
+        direct = predict(model, list(pool.images[[item.pool_index for item in kept]]))
         row["agreement"] = float((direct == predicted).mean()) if len(kept) else 0.0
     if dump is not None:
         dump_errors(dump / style, kept, predicted)
@@ -202,9 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{'longer side px':>14} {'median kB':>9}  notes"
     )
     for style in args.styles:
-        row = measure_style(
-            style, model, metadata.mean, metadata.std, pool, args.per_style, args.seed, args.dump_errors
-        )
+        row = measure_style(style, model, pool, args.per_style, args.seed, args.dump_errors)
         note = f"agrees with the raw 28×28 prediction on {row['agreement']:.2%}" if "agreement" in row else ""
         sides = f"{row['side_min']}–{row['side_max']}"
         print(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.testing import uvicorn_server
+from app.testing import running_server
 from tests.helpers import REPO, SHIPPED_CHECKPOINT, shared_mnist_raw
 from training.data import RAW_FILES
 
@@ -63,7 +63,7 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[str]:
-    """The real service (`uvicorn app.main:app`, shipped model, default settings) shared by the tests that need one;
-    yields its base URL."""
-    with uvicorn_server(cwd=REPO) as server:
+    """The real service as `make serve` runs it (gunicorn with one uvicorn worker, as in a pod; shipped model,
+    default settings) shared by the tests that need one; yields its base URL."""
+    with running_server(server="gunicorn", env={"WEB_CONCURRENCY": "1"}, cwd=REPO) as server:
         yield server.url

@@ -1,6 +1,6 @@
 """Helpers the test modules import: paths, sample uploads, the tutorial network. Fixtures live in conftest.py.
 
-(Running a real server is `app.testing.uvicorn_server`, shared with the benchmarks.)
+(Running a real server is `app.testing.running_server`, shared with the benchmarks.)
 """
 
 from __future__ import annotations

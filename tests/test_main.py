@@ -1,6 +1,6 @@
 """App factory and start-up: bad settings or checkpoints stop it with a clear message; /docs has examples.
 
-The `slow` tests start `uvicorn app.main:app` as a real process, as an operator would (`app.testing.uvicorn_server`).
+The `slow` tests start `uvicorn app.main:app` as a real process, as an operator would (`app.testing.running_server`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from app.config import Settings, SettingsError
 from app.main import create_app
-from app.testing import ServerExited, StubModel, serve_in_process, uvicorn_server
+from app.testing import ServerExited, StubModel, running_server, serve_in_process
 from mnist_model import CheckpointError
 
 
@@ -49,7 +49,7 @@ async def test_docs_show_json_multipart_and_raw_body_examples():
 @pytest.mark.slow
 def test_uvicorn_refuses_to_start_without_a_checkpoint_and_says_what_to_do(tmp_path):
     with pytest.raises(ServerExited) as exited:
-        with uvicorn_server(settings={"model_path": str(tmp_path / "absent.safetensors")}, cwd="/"):
+        with running_server(settings={"model_path": str(tmp_path / "absent.safetensors")}, cwd="/"):
             pass
     assert exited.value.returncode != 0
     assert "no checkpoint at" in exited.value.log and "MNIST_SERVE_MODEL_PATH" in exited.value.log
@@ -59,7 +59,7 @@ def test_uvicorn_refuses_to_start_without_a_checkpoint_and_says_what_to_do(tmp_p
 def test_uvicorn_serves_from_any_directory_and_refuses_big_bodies_unread(untrained_checkpoint):
     settings = {"model_path": str(untrained_checkpoint), "device": "cpu", "max_body_bytes": "100000"}
     with (
-        uvicorn_server(settings=settings, cwd="/", ready_timeout_s=60) as server,
+        running_server(settings=settings, cwd="/", ready_timeout_s=60) as server,
         socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection,
     ):
         # Headers only: a server that waited for the 1 GB body would never answer.

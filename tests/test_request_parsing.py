@@ -10,7 +10,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
-from app.request_parsing import looks_like_image
+from app.request_parsing import decode_base64, looks_like_image
 from app.testing import StubModel, serve_in_process
 from tests.helpers import digit_png
 
@@ -148,3 +148,19 @@ def test_sniffing_recognises_image_signatures_only():
     assert not looks_like_image(b"hello")
     assert not looks_like_image(b"")
     assert not looks_like_image(b'{"image": "x"}')
+
+
+def test_base64_in_every_common_spelling_decodes_to_the_same_bytes():
+    data = bytes(range(256)) * 3 + b"\xfb\xff"  # has bytes that differ in the URL-safe alphabet; needs padding
+    standard = base64.b64encode(data).decode()
+    spellings = [
+        standard,
+        standard.rstrip("="),
+        base64.urlsafe_b64encode(data).decode(),
+        base64.urlsafe_b64encode(data).decode().rstrip("="),
+        "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),
+        f"data:image/png;base64,{standard}",
+    ]
+    assert all(decode_base64(text) == data for text in spellings)
+    assert decode_base64("%%% not base64 %%%").status_code == 400
+    assert decode_base64("").status_code == 400

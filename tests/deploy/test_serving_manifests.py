@@ -75,10 +75,11 @@ def test_pods_are_hardened(name, rendered):
     assert image["XDG_CACHE_HOME"].startswith("/tmp/")
 
 
-def test_the_image_runs_uvicorn_as_pid_1_so_that_sigterm_reaches_it():
-    """The drain relies on uvicorn itself getting SIGTERM: an exec-form CMD, no shell or ENTRYPOINT wrapper."""
+def test_the_image_runs_gunicorn_as_pid_1_so_that_sigterm_reaches_it():
+    """The drain relies on gunicorn's master itself getting SIGTERM (it stops its workers gracefully): an
+    exec-form CMD, no shell or ENTRYPOINT wrapper."""
     instructions = [line for stage in image_stages() for line in re.findall(r"^(?:CMD|ENTRYPOINT) .*", stage, re.M)]
-    assert instructions[-1].startswith('CMD ["uvicorn",')
+    assert instructions[-1].startswith('CMD ["gunicorn", "-c", "python:app.gunicorn_conf",')
     assert not any(line.startswith("ENTRYPOINT") for line in instructions)
 
 
