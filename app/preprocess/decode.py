@@ -126,11 +126,11 @@ def exif_orientation(image: Image.Image) -> int:
 
 
 def shrink(image: Image.Image) -> Image.Image:
-    """Bring the image to mode L, F, RGB or RGBA and, by area averaging, to at most WORK_SIDE pixels.
+    """Bring the image to mode L, F, RGB or RGBa and, by area averaging, to at most WORK_SIDE pixels.
 
     Done before any filtering so every later step costs the same whatever was uploaded; area averaging also
-    smooths JPEG noise and paper grain. RGBA is resized with premultiplied alpha, so transparent pixels do not
-    bleed their (meaningless) colour into the strokes.
+    smooths JPEG noise and paper grain. Transparency is kept as premultiplied alpha (RGBa), so transparent
+    pixels do not bleed their (meaningless) colour into the strokes, and compositing later is one addition.
     """
     image = unify_mode(image)
     width, height = image.size
@@ -142,13 +142,16 @@ def shrink(image: Image.Image) -> Image.Image:
 
 
 def unify_mode(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to L (gray), F (16/32-bit gray as float), RGB, or RGBA (any transparency)."""
+    """Convert any Pillow mode to L (gray), F (16/32-bit gray as float), RGB, or RGBa (any transparency, with
+    premultiplied alpha). An image already in one of those modes is returned as it is, not copied."""
     mode = image.mode
     try:
+        if mode in ("L", "RGB", "F", "RGBa") and "transparency" not in image.info:
+            return image
         if mode in ("I", "F") or mode.startswith("I;16"):
             return image.convert("F")  # keeps the full 16-bit range; to_array rescales it
         if "A" in mode or "a" in mode or "transparency" in image.info:
-            return image.convert("RGBA")
+            return (image if mode == "RGBA" else image.convert("RGBA")).convert("RGBa")
         if mode in ("1", "L"):
             return image.convert("L")
         return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX
@@ -164,10 +167,10 @@ def orient(image: Image.Image, orientation: int) -> Image.Image:
 
 
 def to_array(image: Image.Image) -> np.ndarray:
-    """The pixels as float32 in [0, 255]: H×W (gray), H×W×3 (RGB) or H×W×4 (RGBA)."""
-    values = np.asarray(image, dtype=np.float32)
-    if image.mode == "F":  # 16-bit or float data: stretch to the 8-bit range the later constants assume
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        low, high = min(0.0, float(values.min())), float(values.max())
-        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    return values
+    """The pixels in [0, 255]: H×W (L, F), H×W×3 (RGB) or H×W×4 (RGBa); uint8, but float32 for mode F,
+    whose 16-bit or float data is stretched to the 8-bit range the later constants assume."""
+    if image.mode != "F":
+        return np.asarray(image)
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = min(0.0, float(values.min())), float(values.max())
+    return (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)

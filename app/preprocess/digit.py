@@ -5,6 +5,7 @@ Also the pass-through for uploads that already are MNIST-format digits, which sk
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -36,11 +37,10 @@ def already_mnist(image: Image.Image, orientation: int) -> np.ndarray | None:
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
     """The smallest rectangle holding all visible ink (like MNIST's bounding box of nonzero pixels)."""
-    rows = np.flatnonzero((ink > 0.02).any(axis=1))
-    cols = np.flatnonzero((ink > 0.02).any(axis=0))
-    if rows.size == 0:
+    left, top, width, height = cv2.boundingRect((ink > 0.02).view(np.uint8))
+    if width == 0:
         raise ImageError("no digit found: draw or photograph a single digit")
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return ink[top : top + height, left : left + width]
 
 
 def fit_box(patch: np.ndarray) -> np.ndarray:
