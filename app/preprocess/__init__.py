@@ -40,7 +40,7 @@ from app.preprocess.decode import (
     shrink,
     to_array,
 )
-from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box
+from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box, mnist_png
 from app.preprocess.errors import BadItem, ImageError
 from app.preprocess.ink import dark_on_light, divide_background, flatten_alpha
 from app.preprocess.rulings import erase_rulings
@@ -86,6 +86,9 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes |
 
     `notes`, when given, collects what the steps measure on the way (`inspect_upload` turns them into `Cues`).
     """
+    mnist = mnist_png(data)  # an MNIST-format digit as a plain PNG: read in microseconds, nothing to undo
+    if mnist is not None:
+        return mnist
     image = decode_image(data, max_pixels)  # only real image formats, size checked before any pixel is decoded
     orientation = exif_orientation(image)  # read now: the tag belongs to the original file
     mnist = already_mnist(image, orientation)
