@@ -23,6 +23,7 @@ from benchmarks.renders import (
     glyphs,
     nondigit_renders,
     nondigits,
+    pick_digits,
     render,
     render_nondigit,
 )
@@ -215,3 +216,33 @@ def test_letters_never_include_digit_look_alikes() -> None:
         for seed in range(60):
             _, item, _ = nondigits.make_source(category, "test", nondigit_rng(seed, "test", category), None)
             assert item not in EXCLUDED
+
+
+def test_export_writes_preprocessed_renders_with_labels_and_cues(mnist_root: Path, tmp_path: Path) -> None:
+    from app.preprocess import inspect_upload
+    from benchmarks.renders.export import DIGIT_STYLES, export
+    from benchmarks.renders.nondigits import CATEGORIES
+
+    out = tmp_path / "threshold.npz"
+    export("threshold", out, per_style=1, per_category=1, seed=3, data_dir=str(mnist_root), workers=1)
+    saved = np.load(out)
+    kept, refused = len(saved["pixels"]), len(saved["refused_group"])
+    assert kept + refused == len(DIGIT_STYLES) + len(CATEGORIES)
+    assert saved["pixels"].shape == (kept, 28, 28) and saved["pixels"].dtype == np.uint8
+    digits = saved["label"] >= 0
+    assert set(saved["group"][digits]) <= set(DIGIT_STYLES) and set(saved["group"][~digits]) <= set(CATEGORIES)
+    # the pen row is what the service's preprocessing makes of that digit's render, with the digit's label
+    row = int(np.flatnonzero(saved["group"] == "pen")[0])
+    pool = digit_pool("threshold", mnist_root)
+    index = int(pick_digits(len(pool), 1, 3)[0])
+    upload = render("pen", pool.images[index], int(saved["seed"][row]), "threshold")
+    pixels, cues = inspect_upload(upload)
+    np.testing.assert_array_equal(saved["pixels"][row], pixels)
+    assert saved["label"][row] == pool.labels[index] and saved["cue_parts"][row] == cues.parts
+
+
+def test_export_refuses_the_test_split(tmp_path: Path) -> None:
+    from benchmarks.renders.export import export
+
+    with pytest.raises(ValueError, match="test split"):
+        export("test", tmp_path / "x.npz", per_style=1, per_category=1, seed=0, data_dir="data", workers=1)
