@@ -42,10 +42,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.config import DEFAULT_MODEL_PATH
 from app.oip.codec import HEADER_LENGTH
 from app.testing import running_server
-from benchmarks.serve_throughput import REPO, SERVE, UVICORN_QUIET, hey, mnist_test_digits, pinned, server_env
+from benchmarks.serve_throughput import (
+    REPO,
+    SERVE,
+    UVICORN_QUIET,
+    add_server_flags,
+    hey,
+    mnist_test_digits,
+    pinned,
+    server_env,
+)
 from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.oip_throughput")
@@ -209,21 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="C",
         help="concurrent clients, each sending 64 images (default: 4)",
     )
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=DEFAULT_MODEL_PATH,
-        metavar="PATH",
-        help=f"checkpoint to serve (default: {DEFAULT_MODEL_PATH.relative_to(REPO)}, or an untrained one when missing)",
-    )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="MNIST_SERVE_PRECISION of the server (default: auto, the service's default)",
-    )
-    parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for uvicorn (default: 0)")
-    parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
+    add_server_flags(parser, "of the server (default: auto, the service's default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -305,6 +305,25 @@ def report(cells: dict[tuple[str, int, str], Cell], args: argparse.Namespace) ->
     return "\n".join(lines)
 
 
+def add_server_flags(parser: argparse.ArgumentParser, precision_help: str) -> None:
+    """--checkpoint, --precision, --server-cpu and --client-cpu: what every serving benchmark here takes."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=DEFAULT_MODEL_PATH,
+        metavar="PATH",
+        help=f"checkpoint to serve (default: {DEFAULT_MODEL_PATH.relative_to(REPO)}, or an untrained one when missing)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help=f"MNIST_SERVE_PRECISION {precision_help}",
+    )
+    parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for the servers (default: 0)")
+    parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -319,21 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="C",
         help="concurrent clients for the PNG load (default: 1 16 64); the photo load uses the highest",
     )
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=DEFAULT_MODEL_PATH,
-        metavar="PATH",
-        help=f"checkpoint to serve (default: {DEFAULT_MODEL_PATH.relative_to(REPO)}, or an untrained one when missing)",
-    )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="MNIST_SERVE_PRECISION of mnist-serve and the model-alone figure (default: auto); naive is float32",
-    )
-    parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for the servers (default: 0)")
-    parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
+    add_server_flags(parser, "of mnist-serve and the model-alone figure (default: auto); naive is float32")
     parser.add_argument(
         "--realtime",
         action="store_true",
