@@ -15,6 +15,7 @@ import torch
 from app.config import ENV_PREFIX, Settings
 from mnist_model import ModelMetadata, load_checkpoint
 from mnist_model import device as device_rules
+from mnist_model.calibration import apply_temperature
 from mnist_model.hardware import native_bf16
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Predictor:
         # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast convolutions (~2× on CPU).
         self.model = model.to(self.dtype).to(memory_format=torch.channels_last)
         self.name = self.metadata.architecture
+        self.temperature = self.metadata.temperature  # calibration fitted at training time (1.0: none)
         self.version = checkpoint_version(Path(settings.model_path))
         self.path = Path(settings.model_path).resolve()
         self.max_batch_size = settings.max_batch_size
@@ -95,7 +97,8 @@ class Predictor:
             torch.cuda.synchronize(self.device)
 
     def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Stack, copy to the device, run the network; softmax probabilities as float32 on the CPU."""
+        """Stack, copy to the device, run the network; calibrated probabilities, softmax(log_probs / T), as float32
+        on the CPU (T is the checkpoint's temperature)."""
         with torch.inference_mode():
             if self._staging is not None:
                 batch = torch.stack(images, out=self._staging[: len(images)])
@@ -104,7 +107,7 @@ class Predictor:
                 batch = torch.stack(images).to(self.dtype)
             log_probs = self.model(batch.contiguous(memory_format=torch.channels_last))
             # Softmax of log-probabilities in float32 renormalises whatever rounding half precision left.
-            return torch.softmax(log_probs.float(), dim=1).cpu()
+            return apply_temperature(log_probs.float(), self.temperature).cpu()
 
     def describe(self) -> dict[str, object]:
         """Where and how the model runs, for GET /model."""

@@ -39,8 +39,10 @@ class Scores(BaseModel):
     """The classification of one image."""
 
     digit: int = Field(ge=0, le=9, description="the most probable digit")
-    confidence: float = Field(description="the probability of `digit`")
-    probabilities: list[float] = Field(description="probability of each digit 0–9, summing to 1")
+    confidence: float = Field(
+        description="the probability of `digit`, calibrated (temperature scaling fitted on held-out digits)"
+    )
+    probabilities: list[float] = Field(description="calibrated probability of each digit 0–9, summing to 1")
 
     @classmethod
     def from_probabilities(cls, probabilities: list[float], **extra: object) -> Scores:

@@ -46,6 +46,13 @@ class ModelMetadata:
     command: str = ""
     seed: int | None = None
     hyperparameters: dict[str, object] = field(default_factory=dict)
+    temperature: float = 1.0
+    """Calibration: serving answers softmax(log_probs / temperature); 1.0 (uncalibrated) for older checkpoints."""
+    validation: dict[str, object] = field(default_factory=dict)
+    """The held-out training images (count, seed, indices_sha256: `training.data.holdout_indices` rebuilds them)
+    and the model's accuracy and loss on them; empty when nothing was held out."""
+    calibration: dict[str, object] = field(default_factory=dict)
+    """How `temperature` was fitted and the expected calibration error before and after, per split."""
 
     def to_safetensors(self) -> dict[str, str]:
         """Encode every field as a JSON string (safetensors metadata only holds strings)."""
@@ -63,6 +70,9 @@ class ModelMetadata:
             values = {key: json.loads(text) for key, text in raw.items() if key in known}
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from exc
+        temperature = values.get("temperature", 1.0)
+        if not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
+            raise CheckpointError(f"checkpoint temperature must be a positive number, got {temperature!r}")
         return cls(**values)
 
 
