@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from mnist_model import ModelMetadata  # noqa: E402
-from mnist_model.calibration import Reliability  # noqa: E402
 from mnist_model.checkpoint import atomic_write  # noqa: E402
 from training.calibrate import FinalEvaluation  # noqa: E402
 
@@ -92,32 +91,35 @@ def plot_confusion(path: Path, confusion: torch.Tensor) -> None:
 
 def plot_reliability(path: Path, final: FinalEvaluation) -> None:
     """Reliability diagram per split: accuracy against confidence in equal-width bins, before and after the
-    temperature; a calibrated model sits on the diagonal."""
+    temperature (a calibrated model sits on the diagonal), above how many answers fall in each bin (log scale)."""
     splits = [(name, report) for name, report in (("validation", final.validation), ("test", final.test)) if report]
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 4.6), squeeze=False)
-    for ax, (name, report) in zip(axes[0], splits, strict=True):
-        _reliability_panel(ax, report.before, "T = 1", "tab:grey")
-        _reliability_panel(ax, report.after, f"T = {final.temperature:.3f}", "tab:blue")
-        ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
+    fig, axes = plt.subplots(
+        2, len(splits), figsize=(5.2 * len(splits), 6.4), squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    for column, (name, report) in enumerate(splits):
+        curve_ax, count_ax = axes[0][column], axes[1][column]
+        for bins, label, color, offset in (
+            (report.before, "T = 1", "tab:grey", -0.25),
+            (report.after, f"T = {final.temperature:.3f}", "tab:blue", 0.25),
+        ):
+            filled = bins.counts > 0
+            curve_ax.plot(bins.confidence[filled], bins.accuracy[filled], marker="o", color=color, label=label)
+            width = 1 / len(bins.counts)
+            centres = (torch.arange(len(bins.counts)) + 0.5 + offset / 2) * width
+            count_ax.bar(centres, bins.counts, width=width / 2, color=color, log=True)
+        curve_ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
         title = (
             f"{name}: ECE {100 * report.before.expected_calibration_error:.2f} % → "
             f"{100 * report.after.expected_calibration_error:.2f} %"
         )
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy", title=title)
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
+        curve_ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy", title=title)
+        curve_ax.legend(loc="upper left", fontsize=8)
+        count_ax.set(xlim=(0, 1), xlabel="confidence (top probability)", ylabel="images")
+        for ax in (curve_ax, count_ax):
+            ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
-
-
-def _reliability_panel(ax: Any, bins: Reliability, label: str, color: str) -> None:
-    """Accuracy per non-empty bin at its mean confidence, each point labelled with its number of images."""
-    filled = bins.counts > 0
-    confidence, accuracy = bins.confidence[filled].numpy(), bins.accuracy[filled].numpy()
-    ax.plot(confidence, accuracy, marker="o", color=color, label=label)
-    for x, y, count in zip(confidence, accuracy, bins.counts[filled].tolist(), strict=True):
-        ax.annotate(str(count), (x, y), textcoords="offset points", xytext=(3, -9), fontsize=6, color=color)
 
 
 def _validation_text(metadata: ModelMetadata) -> str:
