@@ -103,10 +103,11 @@ def plot_reliability(path: Path, final: FinalEvaluation) -> None:
             (report.after, f"T = {final.temperature:.3f}", "tab:blue", 0.25),
         ):
             filled = bins.counts > 0
-            curve_ax.plot(bins.confidence[filled], bins.accuracy[filled], marker="o", color=color, label=label)
+            confidence, accuracy = bins.confidence[filled].numpy(), bins.accuracy[filled].numpy()
+            curve_ax.plot(confidence, accuracy, marker="o", color=color, label=label)
             width = 1 / len(bins.counts)
-            centres = (torch.arange(len(bins.counts)) + 0.5 + offset / 2) * width
-            count_ax.bar(centres, bins.counts, width=width / 2, color=color, log=True)
+            centres = ((torch.arange(len(bins.counts)) + 0.5 + offset / 2) * width).numpy()
+            count_ax.bar(centres, bins.counts.numpy(), width=width / 2, color=color, log=True)
         curve_ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
         title = (
             f"{name}: ECE {100 * report.before.expected_calibration_error:.2f} % → "
