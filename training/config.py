@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="train on the first N training images only (quick runs and tests); default all 60,000",
+        help="train on the first N training images not held out (quick runs and tests); default all of them",
     )
     add(
         "--val-samples",
