@@ -79,14 +79,14 @@ COPY models/mnist_cnn.safetensors models/mnist_cnn.safetensors
 # Readable by the non-root user whatever the modes in the build context (training writes the checkpoint 0600).
 RUN chmod -R a+rX /srv
 USER mnist
-# Settings: the app's own MNIST_SERVE_* variables (docker run -e, compose environment:). Uvicorn itself reads
-# UVICORN_HOST / UVICORN_PORT (CI binds 127.0.0.1 under host networking) and WEB_CONCURRENCY (worker processes
-# behind one port; give each MNIST_SERVE_NUM_THREADS = cores / workers).
+# Settings: the app's own MNIST_SERVE_* variables (docker run -e, compose environment:). The server (gunicorn
+# with uvicorn workers, app/gunicorn_conf.py) listens on UVICORN_HOST:UVICORN_PORT (CI binds 127.0.0.1 under host
+# networking) and starts one worker process per CPU the container may use (cgroup quota respected; WEB_CONCURRENCY
+# overrides), each with CPUs / workers torch threads; the workers share torch's memory (forked after import).
 ENV UVICORN_HOST=0.0.0.0 \
-    UVICORN_PORT=8000 \
-    WEB_CONCURRENCY=1
+    UVICORN_PORT=8000
 EXPOSE 8000
 # /readyz answers 200 once the model is loaded and warmed up. Python, because the slim image has no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('UVICORN_PORT', '8000'), timeout=4)"]
-CMD ["uvicorn", "app.main:app"]
+CMD ["gunicorn", "-c", "python:app.gunicorn_conf", "app.main:app"]

@@ -11,7 +11,10 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: setup serve test test-gpu train lint lock bench-train bench-serve clean
+.PHONY: help setup serve test test-fast test-gpu train lint lock screenshot bench-train bench-serve clean
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +26,29 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 
 setup: $(VENV)/.installed  ## create .venv and install the project with its dev tools
 
-serve: setup  ## serve the shipped model on http://$(HOST):$(PORT)
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+serve: setup  ## serve the shipped model on http://$(HOST):$(PORT), one worker process per CPU (WEB_CONCURRENCY=N)
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c python:app.gunicorn_conf app.main:app
 
 test: setup  ## run the test suite (GPU tests skip themselves without CUDA)
 	$(BIN)/python -m pytest
 
+test-fast: setup  ## the inner loop: all but the slow (training, subprocesses), e2e and browser tests
+	$(BIN)/python -m pytest -m "not slow and not e2e and not browser"
+
+# Without a GPU every `cuda` test would skip and the target would pass having tested nothing: refuse instead.
+test-gpu: setup  ## run the CUDA-marked tests (needs a CUDA GPU)
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+		'make test-gpu: torch sees no CUDA GPU, so every cuda test would skip')"
+	$(BIN)/python -m pytest -m cuda
+
 train: setup  ## train the shipped model with the default recipe
 	$(BIN)/python -m training.run
 
-lint: setup  ## ruff lint and format check
+# .pre-commit-config.yaml runs these same three commands from $(BIN) (`$(BIN)/pre-commit install` to use it).
+lint: setup  ## ruff lint, ruff format check, mypy type check (settings in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Needs only pip-tools, not `setup`: a pyproject.toml that the old pins no longer satisfy must still be lockable.
 # --unsafe-package keeps the project itself (named by the dev extra) out; --strip-extras keeps the file usable as -c.
@@ -44,11 +58,14 @@ lock: | $(BIN)/python  ## regenerate constraints.txt from pyproject.toml (LOCK_F
 		--unsafe-package mnist-serve --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
 		--output-file $(CONSTRAINTS) pyproject.toml
 
-bench-train: setup
+screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width
+
+bench-train: setup  ## training throughput against the pytorch/examples loop
 	$(BIN)/python -m benchmarks.train_throughput
 
-bench-serve: setup
+bench-serve: setup  ## serving throughput with and without batching (needs hey)
 	$(BIN)/python -m benchmarks.serve_throughput
 
-clean:
-	rm -rf $(VENV) .pytest_cache
+clean:  ## remove .venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -5,13 +5,13 @@ A wrong value stops start-up with `SettingsError`, whose message names the envir
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.cpus import available_cpus
 from app.preprocess import MAX_PIXELS
 from mnist_model.device import DEVICE_CHOICES, parse_device
 
@@ -38,12 +38,26 @@ class Settings(BaseSettings):
         "CPUs), else float32; float16 CUDA only",
     )
     num_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (torch.set_num_threads); unset: torch's default"
+        None,
+        ge=1,
+        description="torch CPU threads (torch.set_num_threads); unset: the CPUs available (cgroup quota and "
+        "affinity respected; `make serve` sets CPUs ÷ worker processes)",
+    )
+    forward_on: Literal["auto", "loop", "thread"] = Field(
+        "auto",
+        description="where forward passes run: loop (the event loop: no thread hand-off, best with a CPU to "
+        "itself), thread (a worker thread: HTTP is served during a pass; GPUs, several CPU threads); auto: loop "
+        "for a CPU model with one torch thread, else thread",
     )
     decode_threads: int = Field(
-        default_factory=lambda: min(4, os.cpu_count() or 1),
+        default_factory=lambda: min(4, available_cpus()),
         ge=1,
-        description="threads that decode and preprocess images",
+        description="threads that decode and preprocess images bigger than MNIST_SERVE_INLINE_DECODE_MAX_PIXELS",
+    )
+    # 28×28: an MNIST-format upload is passed through in well under a thread hop's cost; bigger images run the
+    # photo pipeline (milliseconds) and would stall the event loop.
+    inline_decode_max_pixels: int = Field(
+        28 * 28, ge=0, description="images up to this many pixels are preprocessed on the event loop (0: none)"
     )
     # 32: on CPU the per-image cost is lowest at 16-32 (cache-resident activations); raise it on a GPU.
     max_batch_size: int = Field(32, ge=1, description="most images in one forward pass; 1 turns batching off")
@@ -78,7 +92,7 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (keyword overrides win); pydantic's errors become `SettingsError`.
 
     pydantic names the field (`max_batch_size`); operators set the variable (`MNIST_SERVE_MAX_BATCH_SIZE`), so

@@ -1,7 +1,8 @@
 """Request body size cap, enforced before the body is read into memory.
 
-A declared Content-Length over the cap is answered 413 at once, without reading the body. A chunked body (no
-Content-Length) is counted as it streams in, and the read fails with 413 as soon as the count passes the cap.
+A declared Content-Length over the cap is answered 413 at once, without reading the body, in the error shape of
+the path's protocol (one within the cap is all the server passes on). A chunked body (no Content-Length) is counted
+as it streams in, and the read fails with 413 as soon as the count passes the cap.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import error_key
 
 
 class BodyTooLarge(HTTPException):
@@ -36,8 +39,11 @@ class BodySizeLimit:
             return
 
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _reject(BodyTooLarge(limit), scope, send)
+        if declared is not None:
+            if declared > limit:
+                await _reject(BodyTooLarge(limit), scope, send)
+            else:  # the HTTP server never passes on more than the declared length: nothing to count
+                await self.app(scope, receive, send)
             return
 
         received = 0
@@ -76,7 +82,8 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(exc: HTTPException, scope: Scope, send: Send) -> None:
-    await JSONResponse({"detail": exc.detail}, status_code=exc.status_code)(scope, _no_receive, send)
+    body = {error_key(scope): exc.detail}  # {"error": ...} for Open Inference Protocol paths
+    await JSONResponse(body, status_code=exc.status_code)(scope, _no_receive, send)
 
 
 async def _no_receive() -> Message:

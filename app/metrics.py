@@ -49,10 +49,21 @@ class Metrics:
         )
         self.queue_wait_seconds = Histogram(
             "mnist_serve_queue_wait_seconds",
-            "Time an image waited in the queue before its forward pass",
+            "Time a request's images waited in the queue before a forward pass (one per request and pass)",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency (label lookups cached: this runs on every request)."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.request_seconds.labels(route, method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> Response:
         """The Prometheus text exposition of this registry."""
@@ -83,6 +94,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - start)
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - start)

@@ -1,6 +1,6 @@
-"""The model step: a checkpoint on its device, turning a batch of preprocessed images into probabilities.
+"""The model step: a checkpoint on its device, turning a batch of MNIST-format images into probabilities.
 
-Only the batcher's worker thread calls `predict`, so nothing here needs a lock.
+Only the batcher calls `predict`, one batch at a time, so nothing here needs a lock.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from app.config import ENV_PREFIX, Settings
-from mnist_model import ModelMetadata, load_checkpoint
+from app.cpus import available_cpus
+from mnist_model import ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
 from mnist_model.calibration import apply_temperature
 from mnist_model.hardware import native_bf16
@@ -33,8 +35,10 @@ class Model(Protocol):
     def warm_up(self) -> None:
         """Run the first forward passes so that the first request does not pay for lazy initialisation."""
 
-    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Probabilities (N×10 float32 on CPU, rows summing to 1) for N preprocessed 1×28×28 images."""
+    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        """Probabilities (N×10 float32 on CPU, rows summing to 1) for MNIST-format images (uint8 N×28×28,
+        white ink on black), normalised by the model with its checkpoint's mean/std. The batcher passes a
+        fresh array for each batch: the model may keep or change it."""
 
     def describe(self) -> dict[str, object]:
         """Device, precision and threads, for GET /model."""
@@ -67,8 +71,8 @@ class Predictor:
 
     def __init__(self, settings: Settings) -> None:
         self.device = resolve_device(settings.device)
-        if self.device.type == "cpu" and settings.num_threads:
-            torch.set_num_threads(settings.num_threads)
+        if self.device.type == "cpu":  # torch's own default counts the host's cores, not a container's quota
+            torch.set_num_threads(settings.num_threads or available_cpus())
         self.dtype = resolve_dtype(settings.precision, self.device)
         if self.device.type == "cpu" and self.dtype == torch.float16:  # no fast float16 kernels on CPU
             log.warning("MNIST_SERVE_PRECISION=float16 is CUDA-only; CPU runs float32 (try bfloat16)")
@@ -81,30 +85,29 @@ class Predictor:
         self.version = checkpoint_version(Path(settings.model_path))
         self.path = Path(settings.model_path).resolve()
         self.max_batch_size = settings.max_batch_size
-        # One pinned staging buffer reused by every batch: page-locked memory makes the GPU copy async.
+        # One pinned staging buffer reused by every batch: page-locked memory makes the GPU copy async. The
+        # pixels travel as uint8 (a quarter of float32's bytes) and are normalised on the device.
         self._staging = (
-            torch.empty((settings.max_batch_size, 1, 28, 28), dtype=torch.float32).pin_memory()
+            torch.empty((settings.max_batch_size, 28, 28), dtype=torch.uint8).pin_memory()
             if self.device.type == "cuda"
             else None
         )
 
     def warm_up(self) -> None:
         """Forward a batch of one and a full batch, so CUDA context, cuDNN plans and caches exist."""
-        blank = torch.zeros((1, 28, 28))
         for size in sorted({1, self.max_batch_size}):
-            self.predict([blank] * size)
+            self.predict(np.zeros((size, 28, 28), np.uint8))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Stack, copy to the device, run the network; calibrated probabilities, softmax(log_probs / T), as float32
-        on the CPU (T is the checkpoint's temperature)."""
+    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        """Copy to the device, normalise with the checkpoint's mean/std, run the network; calibrated probabilities,
+        softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU."""
         with torch.inference_mode():
+            batch = torch.from_numpy(pixels)
             if self._staging is not None:
-                batch = torch.stack(images, out=self._staging[: len(images)])
-                batch = batch.to(self.device, dtype=self.dtype, non_blocking=True)
-            else:
-                batch = torch.stack(images).to(self.dtype)
+                batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
+            batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
             log_probs = self.model(batch.contiguous(memory_format=torch.channels_last))
             # Softmax of log-probabilities in float32 renormalises whatever rounding half precision left.
             return apply_temperature(log_probs.float(), self.temperature).cpu()

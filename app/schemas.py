@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Self
 
-EXAMPLE_PROBABILITIES = [0.0001, 0.0002, 0.0003, 0.0002, 0.0001, 0.0001, 0.0, 0.998, 0.0002, 0.0008]
-EXAMPLE_MODEL = {"name": "pytorch-examples-mnist-cnn", "version": "3f9c2a1b7d4e"}
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
+
+EXAMPLE_PROBABILITIES: list[JsonValue] = [0.0001, 0.0002, 0.0003, 0.0002, 0.0001, 0.0001, 0.0, 0.998, 0.0002, 0.0008]
+EXAMPLE_MODEL: JsonDict = {"name": "pytorch-examples-mnist-cnn", "version": "3f9c2a1b7d4e"}
 # The first MNIST test digit (a 7) as a 28×28 PNG, so that /docs' "Try it out" gives a meaningful answer.
 EXAMPLE_BASE64 = (
     "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAwUlEQVR42mNgGDaAEUKFpD77sfTFHeyS9xQYGBg+X4UKPuk6w8DAwMDAAuGm6l/"
     "TMnSweCzLwPDntSTDozPIOhkYGBgYBA3PmDIw/Lh1XShnGi5nBP+9KIRLTuzl/2AokwlDMlv0/U1cGq1//rPD6fHWf7tZcclxnv1hhVNj3b9tOOW8f3"
     "+wxCUnfPffMlxyzKf/3VbGJan2758vLjn5B/+KGXF78Z8JLjnbT+iSSGFrw8Nw9wuKJAsy56LzO+ITGABpETyQcCy90wAAAABJRU5ErkJggg=="
 )
+# What the model saw for the example upload: that 7 is already an MNIST-format digit, so it is used as it is.
+EXAMPLE_INPUT_IMAGE = "data:image/png;base64," + EXAMPLE_BASE64
+InputImage = Annotated[
+    str | None,
+    Field(
+        description=(
+            "only with `?include_input=true`: the 28×28 grayscale image the model classified, after preprocessing "
+            "(white ink on black, centred as in MNIST), as a `data:image/png;base64,` URL; absent otherwise"
+        )
+    ),
+]
 
 
 class ImageJSON(BaseModel):
@@ -45,16 +59,23 @@ class Scores(BaseModel):
     probabilities: list[float] = Field(description="calibrated probability of each digit 0–9, summing to 1")
 
     @classmethod
-    def from_probabilities(cls, probabilities: list[float], **extra: object) -> Scores:
+    def from_probabilities(cls, probabilities: list[float], **extra: object) -> Self:
         """The argmax and its probability, next to the full distribution."""
-        digit = max(range(len(probabilities)), key=probabilities.__getitem__)
-        return cls(digit=digit, confidence=probabilities[digit], probabilities=probabilities, **extra)
+        return cls(**scores(probabilities), **extra)
+
+
+def scores(probabilities: list[float]) -> dict[str, object]:
+    """A `Scores` body as a plain dict (the hot routes encode it without building the model): the argmax and
+    its probability, next to the full distribution."""
+    digit = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return {"digit": digit, "confidence": probabilities[digit], "probabilities": probabilities}
 
 
 class Prediction(Scores):
     """Answer of /predict."""
 
     model: ModelRef
+    input_image: InputImage = None
     model_config = ConfigDict(
         protected_namespaces=(),
         json_schema_extra={
@@ -64,6 +85,7 @@ class Prediction(Scores):
                     "confidence": 0.998,
                     "probabilities": EXAMPLE_PROBABILITIES,
                     "model": EXAMPLE_MODEL,
+                    "input_image": EXAMPLE_INPUT_IMAGE,
                 }
             ]
         },
@@ -74,6 +96,7 @@ class BatchItem(Scores):
     """One classified image of a batch; `index` is its position in the request."""
 
     index: int
+    input_image: InputImage = None
 
 
 class BatchItemError(BaseModel):

@@ -1,11 +1,15 @@
 """The running parts of one app (settings, model, batcher, decode threads) and the one way to classify with them.
 
 Every protocol is a thin translator over `Service`: `classify_images` takes encoded image files (preprocessed
-like /predict), `classify_pixels` takes MNIST-format uint8 arrays (only normalised). Both reserve queue room
-first, submit what could be preprocessed to the batcher, wait at most MNIST_SERVE_REQUEST_TIMEOUT_S, and
-answer one `Classification` or `BadItem` per image, in order. What fails the request as a whole is raised as a
-typed `app.errors.ServiceError` (`QueueFull`, `ModelUnavailable`, `ModelTimeout`, `NotReady`), which each
-protocol renders in its own shape.
+like /predict), `classify_pixels` takes MNIST-format uint8 arrays (only normalised, by the model). Both reserve
+queue room first, submit what could be preprocessed to the batcher as one submission, wait at most
+MNIST_SERVE_REQUEST_TIMEOUT_S, and answer one `Classification` or `BadItem` per image, in order. What fails the
+request as a whole is raised as a typed `app.errors.ServiceError` (`QueueFull`, `ModelUnavailable`,
+`ModelTimeout`, `NotReady`), which each protocol renders in its own shape.
+
+Where the work runs: small images (MNIST_SERVE_INLINE_DECODE_MAX_PIXELS, 28×28 by default: the MNIST-format
+pass-through costs less than a thread hop) are preprocessed right on the event loop, bigger ones on the decode
+threads; the forward pass runs where `MNIST_SERVE_FORWARD_ON` says (see `app.batcher`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-import torch
 from fastapi import Depends
 from starlette.requests import Request
 
@@ -27,7 +30,7 @@ from app.config import Settings
 from app.errors import ModelTimeout, ModelUnavailable, NotReady
 from app.metrics import Metrics
 from app.predictor import Model
-from app.preprocess import BadItem, ImageError, to_mnist_pixels, to_model_input
+from app.preprocess import BadItem, ImageError, to_mnist_pixels
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +55,6 @@ Result = Classification | BadItem
 """One image's outcome: classified, or refused with its own status and message."""
 
 
-@dataclass(frozen=True, eq=False)
-class _Prepared:
-    """An image ready for the model: its normalised 1×28×28 tensor and the uint8 pixels it came from."""
-
-    tensor: torch.Tensor
-    pixels: np.ndarray
-
-
 @dataclass
 class Service:
     """What the routes use. `start` loads the model (raising on a bad checkpoint) and starts the worker."""
@@ -79,6 +74,7 @@ class Service:
             max_batch_wait_ms=settings.max_batch_wait_ms,
             max_queue_size=settings.max_queue_size,
             metrics=metrics,
+            on_loop=forward_on_loop(settings, model),
         )
         batcher.start()
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="mnist-decode")
@@ -99,7 +95,7 @@ class Service:
     async def classify_images(self, blobs: Sequence[bytes | BadItem]) -> list[Result]:
         """Encoded image files → one result per item, in order; items already refused stay as they are.
 
-        Each image is decoded and preprocessed on the decode threads (PIL must not stall the event loop); one
+        Each image is decoded and preprocessed (small ones on the event loop, others on the decode threads); one
         that cannot be becomes a `BadItem` in its place. Raises `QueueFull`, `ModelUnavailable`, `ModelTimeout`.
         """
         with self.batcher.reserve(sum(isinstance(blob, bytes) for blob in blobs)) as reservation:
@@ -114,59 +110,86 @@ class Service:
         """
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != MNIST_SHAPE:
             raise ValueError(f"expected uint8 pixels of shape N×28×28, got {pixels.dtype} {tuple(pixels.shape)}")
-        own = np.array(pixels, order="C")  # the caller's buffer may change (or be read-only, which torch warns about)
-        metadata = self.model.metadata
-        tensors = to_model_input(own, mean=metadata.mean, std=metadata.std).unbind(0)
+        own = np.array(pixels, order="C")  # the caller's buffer may change after we return
         own.flags.writeable = False
-        prepared: list[_Prepared | BadItem] = [
-            _Prepared(tensor, image) for tensor, image in zip(tensors, own, strict=True)
-        ]
-        with self.batcher.reserve(len(prepared)) as reservation:
-            return await self._classify(reservation, prepared)
+        with self.batcher.reserve(len(own)) as reservation:
+            return await self._classify(reservation, list(own))
 
-    async def _classify(self, reservation: Reservation, prepared: list[_Prepared | BadItem]) -> list[Result]:
-        """Queue the prepared images on `reservation` and wait (bounded) for their rows; bad items keep their place."""
-        good = [item.tensor for item in prepared if isinstance(item, _Prepared)]
+    async def _classify(self, reservation: Reservation, prepared: list[np.ndarray | BadItem]) -> list[Result]:
+        """Queue the prepared images on `reservation` as one submission and wait (bounded) for their rows; bad
+        items keep their place."""
+        good = [item for item in prepared if not isinstance(item, BadItem)]
         if not good:  # nothing for the model: the per-image errors are the whole answer
             return [item for item in prepared if isinstance(item, BadItem)]
-        futures = reservation.submit(good)
+        future = reservation.submit(good[0][None] if len(good) == 1 else np.stack(good))
+        # A timer that fails the future itself (cheaper than asyncio.timeout's task cancellation); a future
+        # that is done before its images reached the model makes the batcher skip them.
         timeout_s = self.settings.request_timeout_s
+        timer = asyncio.get_running_loop().call_later(timeout_s, _time_out, future, timeout_s)
         try:
-            rows = await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
-        except TimeoutError:
-            raise ModelTimeout(
-                f"no answer from the model within {timeout_s:g} s (MNIST_SERVE_REQUEST_TIMEOUT_S): "
-                "the server is overloaded, retry later"
-            ) from None
+            rows = await future
         finally:
-            for future in futures:
-                future.cancel()  # no-op when answered; otherwise the worker skips the image
+            timer.cancel()
+            future.cancel()  # no-op when answered; when this request is cancelled, its images are skipped
         answers = iter(rows)
-        return [item if isinstance(item, BadItem) else Classification(next(answers), item.pixels) for item in prepared]
+        return [item if isinstance(item, BadItem) else Classification(next(answers), item) for item in prepared]
 
-    async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[_Prepared | BadItem]:
-        """Preprocess the image bytes on the decode threads, concurrently; refused items keep their place."""
-        loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(self.decode_pool, self._prepare_image, blob)
-            for blob in blobs
-            if isinstance(blob, bytes)
-        ]
-        done = iter(await asyncio.gather(*jobs))
-        return [next(done) if isinstance(blob, bytes) else blob for blob in blobs]
+    async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[np.ndarray | BadItem]:
+        """Preprocess the image bytes, small ones inline, the rest concurrently on the decode threads; refused
+        items keep their place."""
+        prepared = [self._prepare_inline(blob) if isinstance(blob, bytes) else blob for blob in blobs]
+        big = [(index, item) for index, item in enumerate(prepared) if isinstance(item, bytes)]
+        if big:
+            loop = asyncio.get_running_loop()
+            limit = self.settings.max_image_pixels
+            jobs = [loop.run_in_executor(self.decode_pool, self._prepare_image, data, limit) for _, data in big]
+            for (index, _), item in zip(big, await asyncio.gather(*jobs), strict=True):
+                prepared[index] = item
+        return prepared  # type: ignore[return-value]  # every bytes item was replaced
 
-    def _prepare_image(self, data: bytes) -> _Prepared | BadItem:
-        metadata = self.model.metadata
+    def _prepare_inline(self, data: bytes) -> np.ndarray | BadItem | bytes:
+        """Preprocess `data` on the event loop if it has at most MNIST_SERVE_INLINE_DECODE_MAX_PIXELS pixels;
+        else give it back for the decode threads (the pixel count is read from the header, nothing decoded)."""
+        inline, limit = self.settings.inline_decode_max_pixels, self.settings.max_image_pixels
+        if inline >= limit:
+            return self._prepare_image(data, limit)
+        if inline == 0:
+            return data
+        result = self._prepare_image(data, inline)
+        if isinstance(result, BadItem) and result.status_code == 413:
+            return data  # too big for the loop, maybe not for the service
+        return result
+
+    @staticmethod
+    def _prepare_image(data: bytes, max_pixels: int) -> np.ndarray | BadItem:
         try:
-            pixels = to_mnist_pixels(data, max_pixels=self.settings.max_image_pixels)
-            tensor = to_model_input(pixels, mean=metadata.mean, std=metadata.std)
+            pixels = to_mnist_pixels(data, max_pixels=max_pixels)
         except ImageError as exc:
             return BadItem.from_error(exc)
         except Exception:  # a decoder bug must not turn one user's bad file into a 500 for the request
             log.exception("preprocess raised something other than ImageError; treating the image as undecodable")
             return BadItem(400, "the image could not be decoded")
         pixels.flags.writeable = False
-        return _Prepared(tensor, pixels)
+        return pixels
+
+
+def _time_out(future: asyncio.Future[list[Probabilities]], timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(
+            ModelTimeout(
+                f"no answer from the model within {timeout_s:g} s (MNIST_SERVE_REQUEST_TIMEOUT_S): "
+                "the server is overloaded, retry later"
+            )
+        )
+
+
+def forward_on_loop(settings: Settings, model: Model) -> bool:
+    """MNIST_SERVE_FORWARD_ON: `auto` runs forward passes on the event loop for a CPU model with one torch
+    thread (the process has a core to itself: a hand-off to a worker thread only costs), else on a worker."""
+    if settings.forward_on != "auto":
+        return settings.forward_on == "loop"
+    runtime = model.describe()
+    return runtime.get("device") == "cpu" and runtime.get("num_threads") == 1
 
 
 async def get_service(request: Request) -> Service:

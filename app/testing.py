@@ -1,22 +1,32 @@
-"""Helpers to run the app in-process: an HTTP client with the lifespan run, and a model without a network.
+"""Helpers to run the app for tests and benchmarks: in-process, as a real server process, or without a network.
 
-`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests) and the
-benchmark's decode-only ceiling (everything a request does except the forward pass). `serve_in_process` needs
-the `dev` extra (httpx).
+`StubModel` serves the test suite (gated forward passes for queue-full, timeout and readiness tests).
+`serve_in_process` calls the app in-process; `running_server` starts uvicorn, or gunicorn with uvicorn workers as
+`make serve` does, and waits for /readyz. Both need the `dev` extra (httpx). They live in `app` rather than
+`tests` so that the benchmarks can import them too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
 
+import numpy as np
 import torch
 from fastapi import FastAPI
 
+from app.config import ENV_PREFIX
 from mnist_model import ModelMetadata
 
 if TYPE_CHECKING:
@@ -25,6 +35,9 @@ if TYPE_CHECKING:
 
 class StubModel:
     """A `Model` that answers uniform probabilities without a network; `gate` (when given) blocks each pass.
+
+    It has no device, so MNIST_SERVE_FORWARD_ON=auto runs it on a worker thread: a gated pass never blocks
+    the event loop.
 
     It records the size of every batch it saw; `entered` is set when a forward pass starts (before the gate).
     `warm_up_gate` blocks the warm-up; `fail_warm_up` / `fail_predict` make those raise.
@@ -56,15 +69,15 @@ class StubModel:
         if self.fail_warm_up:
             raise RuntimeError("stub warm-up failure")
 
-    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Uniform probabilities for each image, after the gate opens."""
-        self.batch_sizes.append(len(images))
+    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        """Uniform probabilities for each image (uint8 N×28×28), after the gate opens."""
+        self.batch_sizes.append(len(pixels))
         self.entered.set()
         if self.gate is not None:
             self.gate.wait()
         if self.fail_predict:
             raise RuntimeError("stub forward failure")
-        return torch.full((len(images), 10), 0.1)
+        return torch.full((len(pixels), 10), 0.1)
 
     def describe(self) -> dict[str, object]:
         """No device: the stub never runs a network."""
@@ -90,3 +103,100 @@ async def serve_in_process(
                     raise TimeoutError(f"the app was not ready within {ready_timeout_s} s")
                 await asyncio.sleep(0.01)
             yield client
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (the OS picks it), for a server started next."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerExited(RuntimeError):
+    """The server process ended before it was ready; `log` is what it printed (stdout and stderr)."""
+
+    def __init__(self, returncode: int, log: str) -> None:
+        super().__init__(f"the server exited with status {returncode} before it was ready:\n{log[-3000:]}")
+        self.returncode = returncode
+        self.log = log
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A server process that answered GET /readyz with 200 (for gunicorn, `process` is the master)."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+Server = Literal["uvicorn", "gunicorn"]
+GUNICORN_CONFIG = "python:app.gunicorn_conf"
+"""gunicorn's settings for this app (`make serve`, the image): workers and threads sized from the CPUs."""
+
+
+@contextmanager
+def running_server(
+    target: str = "app.main:app",
+    *,
+    server: Server = "uvicorn",
+    settings: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    server_args: Sequence[str] = (),
+    command_prefix: Sequence[str] = (),
+    cwd: str | Path | None = None,
+    ready_timeout_s: float = 90.0,
+) -> Iterator[RunningServer]:
+    """Serve `target` on a free loopback port; yield once /readyz is 200; stop it (SIGTERM, then SIGKILL) after.
+
+    `server`: `python -m uvicorn target`, or `python -m gunicorn -c python:app.gunicorn_conf target` (uvicorn
+    workers, WEB_CONCURRENCY of them, forked after one import: what `make serve` and the image run).
+    `settings` are MNIST_SERVE_* values by field name (`{"device": "cpu"}` sets MNIST_SERVE_DEVICE), on top of
+    this process's environment and `env`. `server_args` go after the target (`--factory`, `--log-level`, ...);
+    `command_prefix` goes before the interpreter (e.g. `taskset -c 0`; it must exec the command, so that the
+    process stopped at the end is the server). Raises `ServerExited` when the process ends before it is ready,
+    `TimeoutError` when it is not ready within `ready_timeout_s`. Its output goes to a temporary file (a pipe
+    nobody reads would block a chatty server) that the errors quote.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    variables = {f"{ENV_PREFIX}{name.upper()}": value for name, value in (settings or {}).items()}
+    environment = {**os.environ, **(env or {}), **variables}
+    if server == "gunicorn":
+        launch = ["gunicorn", "-c", GUNICORN_CONFIG, target, *server_args, "--bind", f"127.0.0.1:{port}"]
+    else:
+        launch = ["uvicorn", target, *server_args, "--host", "127.0.0.1", "--port", str(port)]
+    command = [*command_prefix, sys.executable, "-m", *launch]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while not _is_ready(url):
+                if process.poll() is not None:
+                    raise ServerExited(process.returncode, _read(log))
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} was not ready within {ready_timeout_s} s:\n{_read(log)[-3000:]}")
+                time.sleep(0.2)
+            yield RunningServer(url, port, process)
+        finally:
+            process.terminate()  # gunicorn's master stops its workers gracefully (graceful_timeout)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _is_ready(url: str) -> bool:
+    import httpx  # a dev dependency: imported here so that the service itself never needs it
+
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _read(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")

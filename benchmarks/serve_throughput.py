@@ -1,98 +1,99 @@
-"""Serving req/s and latency: dynamic batching vs MAX_BATCH_SIZE=1 vs a decode-only ceiling, in one run.
+"""Serving req/s and latency against two baselines, in one run: the ratios of issue 9.
 
-    python -m benchmarks.serve_throughput                     # about 2 minutes
-    python -m benchmarks.serve_throughput --duration 3 --rounds 5 --concurrency 1 16 64
-    python -m benchmarks.serve_throughput --precision bfloat16   # CPUs with AVX512-BF16 or AMX
+    python -m benchmarks.serve_throughput                     # about 4 minutes
+    python -m benchmarks.serve_throughput --rounds 5 --duration 3 --concurrency 1 64
 
-Each configuration is a real `uvicorn app.main:app` process pinned to core 0 (`taskset -c 0`, one torch
-thread, one decode thread); `hey` drives single-image POST /predict load from core 1 (`taskset -c 1`).
-All three servers run side by side (idle ones cost nothing) and each load step visits them in interleaved
-rounds, so that a shared machine's noise hits every configuration alike; figures are medians over rounds.
-Configurations:
+Every server is a real `uvicorn` process pinned to one core (`taskset -c 0`; one torch thread, one decode
+thread); `hey` drives it from another core (`taskset -c 1`). All servers run side by side (idle ones cost
+nothing) and each load step visits them in interleaved rounds, so that a shared machine's noise hits every
+configuration alike. Figures are medians over rounds; ratios are taken within each round (the two servers
+measured back to back) and reported as the median with the spread (min–max) over rounds. On a machine shared
+with other jobs, `--realtime` keeps them from preempting the measured processes (root only).
 
-- batching: the defaults (MAX_BATCH_SIZE=32, MAX_BATCH_WAIT_MS=20);
-- no batching: MNIST_SERVE_MAX_BATCH_SIZE=1, one forward pass per image;
-- decode-only: the same app and request path (HTTP, parsing, preprocessing, batcher) with a stub model that
-  skips the forward pass (`decode_only_app` below): the ceiling that the model's cost is measured against.
+Servers:
+- mnist-serve: `app.main:app` with its defaults (batching; forward passes on the event loop, one torch thread);
+- no batching: the same with MNIST_SERVE_MAX_BATCH_SIZE=1;
+- bare: `benchmarks/bare_app.py`, FastAPI that only decodes the PNG and answers a constant (the HTTP ceiling);
+- naive: `benchmarks/naive_app.py`, FastAPI with the seed `Net` forward pass inline in the route, batch 1.
 
-Loads: a 28×28 MNIST test digit as PNG at each concurrency, and a realistic upload (a 1024×768 JPEG photo of
-that digit on paper, generated here) at the highest concurrency. The server's mean formed batch size comes
-from its own /metrics. Prints a markdown table and the batching / no-batching ratio per load.
+Loads: a 28×28 MNIST test digit as PNG to POST /predict at each concurrency (all servers); a 1024×768 JPEG photo
+of it at the highest concurrency (mnist-serve, no batching); 64 MNIST test digits as base64 PNGs in one JSON
+POST /predict/batch (mnist-serve), compared with the model alone: `Predictor.predict` on full batches
+(MNIST_SERVE_MAX_BATCH_SIZE) on the same core, measured in every round.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import gzip
 import io
+import json
 import logging
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 import torch
-from fastapi import FastAPI
 from PIL import Image, ImageFilter
 
 from app.config import DEFAULT_MODEL_PATH
-from app.main import create_app
-from app.testing import StubModel
+from app.testing import running_server
 from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.serve_throughput")
 REPO = Path(__file__).resolve().parents[1]
-PNG = "28×28 PNG"
-PHOTO = "1024×768 JPEG photo"
-CONFIGS = {
-    "batching": {},
-    "no batching": {"MNIST_SERVE_MAX_BATCH_SIZE": "1"},
-    "decode-only": {},
+SERVE, SINGLE, BARE, NAIVE = "mnist-serve", "no batching", "bare", "naive"
+SERVERS = {
+    SERVE: ("app.main:app", {}),
+    SINGLE: ("app.main:app", {"MNIST_SERVE_MAX_BATCH_SIZE": "1"}),
+    BARE: ("benchmarks.bare_app:app", {}),
+    NAIVE: ("benchmarks.naive_app:app", {}),
 }
-
-
-def decode_only_app() -> FastAPI:
-    """The real app with a model that skips the forward pass (`uvicorn --factory` target for the ceiling)."""
-    return create_app(model_factory=lambda settings: StubModel())
+PNG, PHOTO, BATCH = "28×28 PNG", "1024×768 JPEG photo", "64 PNGs per /predict/batch"
+BATCH_IMAGES = 64
+BATCH_CONCURRENCY = 4
+MODEL_ONLY = "model alone"
 
 
 @dataclass
-class Step:
-    """One load step's result, from hey's report and the server's /metrics."""
+class Cell:
+    """One (load, concurrency, server): hey's report per round, and the server's mean batch size."""
 
-    config: str
-    load: str
-    concurrency: int
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    non_200: int
-    mean_batch: float | None
+    rounds: list[dict[str, float]] = field(default_factory=list)
+    images: float = 0.0
+    passes: float = 0.0
+
+    def median(self, key: str) -> float:
+        return statistics.median(result[key] for result in self.rounds)
 
 
-def mnist_digit() -> np.ndarray:
-    """The first MNIST test digit (a 7) as 28×28 uint8, or a drawn stand-in when MNIST is not here."""
-    from training.data import DataError, default_data_dir, load_split
-
-    for root in (default_data_dir(), REPO / "data", REPO.parent / "shared/data/mnist"):
-        try:
-            return load_split(root, train=False, download=False).images[0].numpy()
-        except (DataError, RuntimeError, OSError):
-            continue
-    log.warning("MNIST not found; using a drawn 7")
+def mnist_test_digits(count: int) -> np.ndarray:
+    """The first MNIST test digits (uint8 N×28×28) from the raw .gz file, or drawn 7s when MNIST is not here."""
+    roots: list[str | Path | None] = [os.environ.get("MNIST_RAW_DIR"), os.environ.get("MNIST_DATA_DIR"), REPO / "data"]
+    roots += [REPO.parent / "shared/data/mnist", REPO.parents[1] / "shared/data/mnist"]  # beside a clone, a worktree
+    for root in [Path(root) for root in roots if root]:
+        for folder in (root, root / "MNIST/raw"):
+            path = folder / "t10k-images-idx3-ubyte.gz"
+            if path.is_file():  # IDX: 16-byte header, then the pixels row by row
+                return np.frombuffer(gzip.open(path).read(), np.uint8, offset=16).reshape(-1, 28, 28)[:count]
+    log.warning("MNIST not found (set MNIST_RAW_DIR); using drawn 7s")
     digit = np.zeros((28, 28), np.uint8)
     digit[6:9, 7:21] = 255
     for row in range(9, 23):
         digit[row, 20 - (row - 9) // 2 : 23 - (row - 9) // 2] = 255
-    return digit
+    return np.stack([digit] * count)
 
 
 def encode(image: Image.Image, image_format: str, **options: object) -> bytes:
@@ -116,110 +117,63 @@ def photo_of(digit: np.ndarray, seed: int = 0) -> bytes:
     return encode(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG", quality=85)
 
 
-def free_port() -> int:
-    for port in range(8100, 8200):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port in 8100-8199")
+def batch_body(digits: np.ndarray) -> bytes:
+    """JSON for /predict/batch: the first BATCH_IMAGES digits that preprocessing passes through unchanged
+    (98.9 % of MNIST is in MNIST format already; the rest run the photo pipeline, milliseconds each)."""
+    from app.preprocess import to_mnist_pixels
+
+    pngs = [encode(Image.fromarray(digit), "PNG") for digit in digits]
+    kept = [png for png, digit in zip(pngs, digits, strict=True) if np.array_equal(to_mnist_pixels(png), digit)]
+    return json.dumps({"images": [base64.b64encode(png).decode() for png in kept[:BATCH_IMAGES]]}).encode()
 
 
-class Server:
-    """A uvicorn process pinned to one core, started and stopped (by its PID) by this benchmark."""
-
-    def __init__(self, config: str, checkpoint: Path, cpu: str, precision: str) -> None:
-        self.port = free_port()
-        target = (
-            ["benchmarks.serve_throughput:decode_only_app", "--factory"]
-            if config == "decode-only"
-            else ["app.main:app"]
-        )
-        env = (
-            os.environ
-            | CONFIGS[config]
-            | {
-                "MNIST_SERVE_MODEL_PATH": str(checkpoint),
-                "MNIST_SERVE_DEVICE": "cpu",
-                "MNIST_SERVE_PRECISION": precision,
-                "MNIST_SERVE_NUM_THREADS": "1",
-                "MNIST_SERVE_DECODE_THREADS": "1",
-                "MNIST_SERVE_LOG_LEVEL": "WARNING",
-                "OMP_NUM_THREADS": "1",
-            }
-        )
-        command = [
-            "taskset",
-            "-c",
-            cpu,
-            sys.executable,
-            "-m",
-            "uvicorn",
-            *target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(command, cwd=REPO, env=env)
-        deadline = time.monotonic() + 90
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the {config} server did not become ready")
-            time.sleep(0.2)
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def batch_totals(self) -> tuple[float, float]:
-        """(images, forward passes) so far, from the server's own metrics."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        total = re.search(r"^mnist_serve_batch_size_sum (\S+)$", text, re.M)
-        count = re.search(r"^mnist_serve_batch_size_count (\S+)$", text, re.M)
-        return (float(total[1]) if total else 0.0, float(count[1]) if count else 0.0)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def pinned(cpu: str, realtime: bool) -> list[str]:
+    """The command prefix that pins to `cpu` (and, with `realtime`, runs under SCHED_FIFO: see --realtime)."""
+    return ["taskset", "-c", cpu] + (["chrt", "--fifo", "10"] if realtime else [])
 
 
-def hey(url: str, body: Path, content_type: str, concurrency: int, seconds: float, cpu: str) -> dict[str, float]:
-    """Run hey for `seconds` and parse req/s, p50, p99 and the count of non-200 answers."""
-    command = [
-        "taskset",
-        "-c",
-        cpu,
-        "hey",
-        "-z",
-        f"{seconds}s",
-        "-c",
-        str(concurrency),
-        "-m",
-        "POST",
-        "-T",
-        content_type,
-        "-D",
-        str(body),
-        f"{url}/predict",
-    ]
+UVICORN_QUIET = ["--no-access-log", "--log-level", "warning"]
+
+
+def server_env(name: str, checkpoint: Path, precision: str) -> dict[str, str]:
+    return SERVERS[name][1] | {
+        "MNIST_SERVE_MODEL_PATH": str(checkpoint),
+        "MNIST_SERVE_DEVICE": "cpu",
+        "MNIST_SERVE_PRECISION": precision,
+        "MNIST_SERVE_NUM_THREADS": "1",
+        "MNIST_SERVE_DECODE_THREADS": "1",
+        "MNIST_SERVE_LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(images, forward passes) so far, from a server's own metrics (0, 0 for the baselines)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    found = [re.search(rf"^mnist_serve_batch_size_{kind} (\S+)$", text, re.M) for kind in ("sum", "count")]
+    return tuple(float(match[1]) if match else 0.0 for match in found)  # type: ignore[return-value]
+
+
+def hey(
+    url: str,
+    body: Path,
+    content_type: str,
+    concurrency: int,
+    seconds: float,
+    prefix: Sequence[str],
+    *,
+    headers: Sequence[str] = (),
+) -> dict[str, float]:
+    """Run hey (after `prefix`, e.g. `pinned(...)`) for `seconds`, POSTing `body` to `url` with extra `headers`
+    ("Name: value"), and parse req/s, p50, p99 and the count of non-200 answers."""
+    command = [*prefix, "hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST"]
+    command += ["-T", content_type, "-D", str(body), *(option for header in headers for option in ("-H", header)), url]
     report = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
 
     def number(pattern: str) -> float:
         found = re.search(pattern, report)
-        if not found:
-            raise RuntimeError(f"cannot find {pattern!r} in hey's report:\n{report}")
-        return float(found[1])
+        # NaN: nothing answered within the time (or, for p99, fewer than 100 answers: hey prints none)
+        return float(found[1]) if found else float("nan")
 
     statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", report)}
     return {
@@ -230,119 +184,140 @@ def hey(url: str, body: Path, content_type: str, concurrency: int, seconds: floa
     }
 
 
-def warm_up(url: str, body: Path, cpu: str) -> None:
-    """One second of load, not reported: first requests pay for lazy imports and allocations."""
-    hey(url, body, "image/png", concurrency=16, seconds=1, cpu=cpu)
+def model_only(checkpoint: Path, precision: str, batch: int, seconds: float, prefix: list[str]) -> float:
+    """Images/s of `Predictor.predict` alone on full batches of `batch`, in a process pinned like the servers."""
+    code = (
+        "import sys, time, numpy as np\n"
+        "from app.config import Settings\nfrom app.predictor import Predictor\n"
+        f"p = Predictor(Settings(model_path={str(checkpoint)!r}, device='cpu', precision={precision!r}, "
+        f"num_threads=1, max_batch_size={batch}))\np.warm_up()\n"
+        f"pixels = np.random.default_rng(0).integers(0, 256, ({batch}, 28, 28), dtype=np.uint8)\n"
+        "for _ in range(20): p.predict(pixels.copy())\n"
+        f"n, start = 0, time.perf_counter()\nwhile time.perf_counter() - start < {seconds}:\n"
+        "    p.predict(pixels.copy()); n += 1\n"
+        f"print(n * {batch} / (time.perf_counter() - start))\n"
+    )
+    command = [*prefix, sys.executable, "-c", code]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return float(subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout)
 
 
-def run(args: argparse.Namespace) -> list[Step]:
-    """Start the three servers, then for each load run `rounds` rounds that visit every server in turn.
-
-    Interleaving rounds (rather than one server after another) spreads the noise of a shared machine over all
-    configurations alike; each figure is the median over rounds.
-    """
-    workdir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    servers: dict[str, Server] = {}
-    try:
-        checkpoint = args.checkpoint
-        if not checkpoint.is_file():
-            log.warning("%s is missing; timing an untrained checkpoint (same network, same cost)", checkpoint)
-            checkpoint = workdir / "untrained.safetensors"
-            save_checkpoint(checkpoint, Net(), ModelMetadata(command="serve_throughput benchmark"))
-        digit = mnist_digit()
-        loads = {PNG: (workdir / "digit.png", "image/png"), PHOTO: (workdir / "photo.jpg", "image/jpeg")}
-        loads[PNG][0].write_bytes(encode(Image.fromarray(digit), "PNG"))
-        loads[PHOTO][0].write_bytes(photo_of(digit))
-        for config in CONFIGS:
-            log.info("starting the %s server", config)
-            servers[config] = Server(config, checkpoint, args.server_cpu, args.precision)
-            answer = httpx.post(
-                f"{servers[config].url}/predict",
-                content=loads[PHOTO][0].read_bytes(),
-                headers={"Content-Type": "image/jpeg"},
-                timeout=30,
-            )
-            if answer.status_code != 200:
-                raise RuntimeError(f"the photo is refused: {answer.status_code} {answer.text}")
-            warm_up(servers[config].url, loads[PNG][0], args.client_cpu)
-        plan = [(PNG, c) for c in args.concurrency] + [(PHOTO, max(args.concurrency))]
-        steps = []
-        for load, concurrency in plan:
-            rounds: dict[str, list[dict[str, float]]] = {config: [] for config in CONFIGS}
-            totals = {config: [0.0, 0.0] for config in CONFIGS}
+def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], Cell]:
+    """Start the servers, then for each load step run `rounds` rounds that visit every server in turn."""
+    checkpoint = args.checkpoint
+    if not checkpoint.is_file():
+        log.warning("%s is missing; timing an untrained checkpoint (same network, same cost)", checkpoint)
+        checkpoint = workdir / "untrained.safetensors"
+        save_checkpoint(checkpoint, Net(), ModelMetadata(command="serve_throughput benchmark"))
+    digits = mnist_test_digits(200)
+    bodies = {
+        PNG: (workdir / "digit.png", "image/png", "/predict"),
+        PHOTO: (workdir / "photo.jpg", "image/jpeg", "/predict"),
+        BATCH: (workdir / "batch.json", "application/json", "/predict/batch"),
+    }
+    bodies[PNG][0].write_bytes(encode(Image.fromarray(digits[0]), "PNG"))
+    bodies[PHOTO][0].write_bytes(photo_of(digits[0]))
+    bodies[BATCH][0].write_bytes(batch_body(digits))
+    plan = [(PNG, c, list(SERVERS)) for c in args.concurrency]
+    plan += [(PHOTO, max(args.concurrency), [SERVE, SINGLE]), (BATCH, BATCH_CONCURRENCY, [SERVE, MODEL_ONLY])]
+    cells: dict[tuple[str, int, str], Cell] = {}
+    server, client = pinned(args.server_cpu, args.realtime), pinned(args.client_cpu, args.realtime)
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for name, (target, _) in SERVERS.items():
+            log.info("starting %s", name)
+            env = server_env(name, checkpoint, args.precision)
+            started = running_server(target, env=env, server_args=UVICORN_QUIET, command_prefix=server, cwd=REPO)
+            urls[name] = stack.enter_context(started).url
+            hey(f"{urls[name]}/predict", bodies[PNG][0], "image/png", 16, 1, client)  # warm-up
+        for load, concurrency, names in plan:
+            body, content_type, path = bodies[load]
             for round_index in range(args.rounds):
-                order = list(CONFIGS)[round_index % len(CONFIGS) :] + list(CONFIGS)[: round_index % len(CONFIGS)]
-                for config in order:
-                    server = servers[config]
-                    images, passes = server.batch_totals()
-                    rounds[config].append(hey(server.url, *loads[load], concurrency, args.duration, args.client_cpu))
-                    images_after, passes_after = server.batch_totals()
-                    totals[config][0] += images_after - images
-                    totals[config][1] += passes_after - passes
-            for config in CONFIGS:
-                results = rounds[config]
-                images, passes = totals[config]
-                steps.append(
-                    Step(
-                        config,
-                        load,
-                        concurrency,
-                        statistics.median(r["rps"] for r in results),
-                        statistics.median(r["p50"] for r in results),
-                        statistics.median(r["p99"] for r in results),
-                        int(sum(r["non_200"] for r in results)),
-                        images / passes if passes else None,
-                    )
+                for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+                    cell = cells.setdefault((load, concurrency, name), Cell())
+                    if name == MODEL_ONLY:
+                        images_per_s = model_only(checkpoint, args.precision, 32, args.duration, server)
+                        cell.rounds.append({"rps": images_per_s / BATCH_IMAGES, "p50": 0.0, "p99": 0.0, "non_200": 0})
+                        continue
+                    before = batch_totals(urls[name])
+                    url = f"{urls[name]}{path}"
+                    cell.rounds.append(hey(url, body, content_type, concurrency, args.duration, client))
+                    after = batch_totals(urls[name])
+                    cell.images += after[0] - before[0]
+                    cell.passes += after[1] - before[1]
+                rates = ", ".join(
+                    f"{name} {cells[(load, concurrency, name)].rounds[-1]['rps']:.0f}/s" for name in names
                 )
-                log.info("%s", steps[-1])
-        return steps
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+                log.info("%s c=%d round %d: %s", load, concurrency, round_index + 1, rates)
+    return cells
 
 
-def table(steps: list[Step]) -> str:
-    """Markdown: one row per (load, concurrency), columns per configuration, then batching / no-batching."""
-    keys = list(dict.fromkeys((step.load, step.concurrency) for step in steps))
-    by = {(step.config, step.load, step.concurrency): step for step in steps}
-    header = ["load", "c"]
-    for config in CONFIGS:
-        header += [f"{config} req/s", "p50 ms", "p99 ms"]
-    header += ["mean batch", "batching / no batching (req/s)", "non-200"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for load, concurrency in keys:
-        row = [load, str(concurrency)]
-        for config in CONFIGS:
-            step = by[(config, load, concurrency)]
-            row += [f"{step.requests_per_s:.0f}", f"{step.p50_ms:.1f}", f"{step.p99_ms:.1f}"]
-        batched, single = by[("batching", load, concurrency)], by[("no batching", load, concurrency)]
-        mean = f"{batched.mean_batch:.1f}" if batched.mean_batch else "-"
-        errors = sum(by[(config, load, concurrency)].non_200 for config in CONFIGS)
-        row += [mean, f"{batched.requests_per_s / single.requests_per_s:.2f}×", str(errors)]
-        lines.append("| " + " | ".join(row) + " |")
+def ratio(
+    cells: dict[tuple[str, int, str], Cell],
+    load: str,
+    concurrency: int,
+    numerator: str,
+    denominator: str,
+    key: str = "rps",
+) -> str:
+    """Median and spread over rounds of the per-round ratio numerator ÷ denominator."""
+    top, bottom = cells[(load, concurrency, numerator)].rounds, cells[(load, concurrency, denominator)].rounds
+    ratios = [a[key] / b[key] for a, b in zip(top, bottom, strict=True) if b[key] > 0 and a[key] >= 0]  # not NaN
+    if not ratios:
+        return "n/a (nothing answered in time)"
+    return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def report(cells: dict[tuple[str, int, str], Cell], args: argparse.Namespace) -> str:
+    lines = [
+        "| load | c | server | req/s | p50 ms | p99 ms | mean batch | non-200 |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for (load, concurrency, name), cell in cells.items():
+        if name == MODEL_ONLY:
+            rate = f"{cell.median('rps'):.0f} ({cell.median('rps') * BATCH_IMAGES:.0f} images/s)"
+            lines.append(f"| {load} | – | {name} (batches of 32) | {rate} | | | 32 | |")
+            continue
+        mean_batch = f"{cell.images / cell.passes:.1f}" if cell.passes else "–"
+        rate = f"{cell.median('rps'):.0f}"
+        if load == BATCH:
+            rate += f" ({cell.median('rps') * BATCH_IMAGES:.0f} images/s)"
+        errors = int(sum(result["non_200"] for result in cell.rounds))
+        lines.append(
+            f"| {load} | {concurrency} | {name} | {rate} | {cell.median('p50'):.1f} | {cell.median('p99'):.1f} "
+            f"| {mean_batch} | {errors} |"
+        )
+    high, low = max(args.concurrency), min(args.concurrency)
+    naive_p50 = cells[(PNG, low, NAIVE)].median("p50")
+    lines += [
+        "",
+        f"Ratios, per round, median (min–max) of {args.rounds} rounds:",
+        f"- c={high} req/s, mnist-serve ÷ bare: {ratio(cells, PNG, high, SERVE, BARE)} (target ≥ 0.60)",
+        f"- c={low} req/s, mnist-serve ÷ naive: {ratio(cells, PNG, low, SERVE, NAIVE)} (target ≥ 1.0); "
+        f"p50 {cells[(PNG, low, SERVE)].median('p50'):.2f} ms vs {naive_p50:.2f} ms (target: no higher)",
+        f"- /predict/batch images/s ÷ model alone: {ratio(cells, BATCH, BATCH_CONCURRENCY, SERVE, MODEL_ONLY)} "
+        "(target ≥ 0.80)",
+    ]
+    for concurrency in args.concurrency:
+        lines.append(
+            f"- c={concurrency} req/s, batching ÷ no batching: {ratio(cells, PNG, concurrency, SERVE, SINGLE)}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--duration",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help="seconds per round of a load step (default: 2)",
+        "--duration", type=float, default=2.0, metavar="S", help="seconds per cell and round (default: 2)"
     )
-    parser.add_argument(
-        "--rounds", type=int, default=3, metavar="N", help="interleaved rounds per load step (default: 3)"
-    )
+    parser.add_argument("--rounds", type=int, default=3, metavar="N", help="interleaved rounds per load (default: 3)")
     parser.add_argument(
         "--concurrency",
         type=int,
         nargs="+",
         default=[1, 16, 64],
         metavar="C",
-        help="concurrent clients per step (default: 1 16 64)",
+        help="concurrent clients for the PNG load (default: 1 16 64); the photo load uses the highest",
     )
     parser.add_argument(
         "--checkpoint",
@@ -355,26 +330,29 @@ def main(argv: list[str] | None = None) -> None:
         "--precision",
         default="auto",
         choices=["auto", "float32", "bfloat16"],
-        help="MNIST_SERVE_PRECISION of the servers (default: auto, the service's default)",
+        help="MNIST_SERVE_PRECISION of mnist-serve and the model-alone figure (default: auto); naive is float32",
     )
-    parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for uvicorn (default: 0)")
+    parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for the servers (default: 0)")
     parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run servers, hey and the model-alone figure under SCHED_FIFO (chrt; root): on a machine shared with "
+        "other jobs they are then not preempted by them (others keep the kernel's 5%% real-time reserve)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if shutil.which("hey") is None or shutil.which("taskset") is None:
-        parser.error("needs `hey` and `taskset` on PATH (Debian: apt-get install hey util-linux)")
+    if any(shutil.which(tool) is None for tool in ("hey", "taskset", "chrt")):
+        parser.error("needs `hey`, `taskset` and `chrt` on PATH (Debian: apt-get install hey util-linux)")
     start = time.monotonic()
-    steps = run(args)
-    log.info(
-        "done in %.0f s on %d CPUs, torch %s",
-        time.monotonic() - start,
-        os.cpu_count() or 0,
-        torch.__version__,
-    )
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as workdir:
+        cells = run(args, Path(workdir))
+    log.info("done in %.0f s on %d CPUs, torch %s", time.monotonic() - start, os.cpu_count() or 0, torch.__version__)
     sys.stdout.write(
-        f"uvicorn on CPU {args.server_cpu}, hey on CPU {args.client_cpu}, precision {args.precision}, "
-        f"median of {args.rounds} interleaved rounds × {args.duration:g} s per cell\n\n{table(steps)}\n"
+        f"servers on CPU {args.server_cpu}, hey on CPU {args.client_cpu}, precision {args.precision}"
+        f"{', SCHED_FIFO' if args.realtime else ''}, "
+        f"median of {args.rounds} interleaved rounds × {args.duration:g} s per cell\n\n{report(cells, args)}\n"
     )
 
 

@@ -1,13 +1,15 @@
-"""Accuracy of preprocessing + model on realistic renders of MNIST test digits, one row per upload style.
+"""Accuracy of preprocessing + model on realistic renders of held-out digits, one row per upload style.
 
     python -m benchmarks.style_accuracy --checkpoint models/mnist_cnn.safetensors --per-style 1000 \
-        --data-dir data
+        --data-dir data [--split test] [--styles pen pencil]
 
-Renders `--per-style` test digits in each style of `benchmarks.renders` (seeded, so reruns see the same
-images), runs `app.preprocess.preprocess` and the model on them, and prints accuracy and preprocessing time
-per image. For the raw `mnist` style it also prints how often the prediction equals the model's on the
-untouched test digit. `--timing` adds the cost of preprocessing realistic 1024×768 photo JPEGs (the common
-phone-upload case).
+Renders `--per-style` digits of the split (`test`: MNIST test digits, the default; `train`/`threshold`: the
+disjoint parts of the MNIST training set, see `benchmarks.renders`) in each style of `benchmarks.renders`
+(seeded, so reruns see the same images), runs `app.preprocess.to_mnist_pixels` and the model on them at the
+service's precision, and prints accuracy, the median and 95th-percentile preprocessing time per upload, and the
+uploads' sizes. Tune on `threshold`, report `test`. For the raw `mnist` style it also prints how often the
+prediction equals the model's on the untouched digit. `--timing` adds the cost of preprocessing realistic
+1024×768 photo JPEGs (the common phone-upload case).
 """
 
 # ruff: noqa: T201  (a benchmark's printed table is its output)
@@ -25,9 +27,7 @@ from PIL import Image
 from app.config import Settings
 from app.predictor import Predictor
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
-from benchmarks.renders import STYLES, render, render_photo
-from mnist_model import normalize
-from training.data import load_split
+from benchmarks.renders import SPLITS, STYLES, DigitPool, DigitRender, digit_pool, digit_renders, render_photo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1000,
         metavar="N",
-        help="test digits rendered per style (default: 1000)",
+        help="digits rendered per style (default: 1000)",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=SPLITS,
+        help="whose digits and random streams: tune on threshold, report test (default: test)",
     )
     parser.add_argument(
         "--styles",
@@ -88,88 +94,71 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def render_seed(seed: int, style: str, index: int) -> int:
-    """A distinct, reproducible render seed per (run seed, style, test digit)."""
-    return (seed * 1_000_003 + list(STYLES).index(style) * 100_000 + index) % 2**32
-
-
-def predict(model: Predictor, batch: list[torch.Tensor]) -> np.ndarray:
-    """Predicted digits for a list of 1×28×28 normalised tensors, computed exactly as the service does."""
+def predict(model: Predictor, batch: list[np.ndarray]) -> np.ndarray:
+    """Predicted digits for MNIST-format 28×28 uint8 images, computed exactly as the service does (the model
+    normalises them)."""
     if not batch:
         return np.zeros(0, np.int64)
-    return model.predict(batch).argmax(dim=1).numpy()
+    return model.predict(np.stack(batch)).argmax(dim=1).numpy()
 
 
 def measure_style(
-    style: str,
-    model: Predictor,
-    mean: float,
-    std: float,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    indices: np.ndarray,
-    seed: int,
-    dump: Path | None,
+    style: str, model: Predictor, pool: DigitPool, count: int, seed: int, dump: Path | None
 ) -> dict[str, float]:
-    """Render, preprocess and classify the chosen test digits in one style; rejects count as errors."""
-    tensors, kept, times, rejected = [], [], [], 0
-    for index in indices:
-        data = render(style, images[index].numpy(), render_seed(seed, style, int(index)))
+    """Render, preprocess and classify `count` digits of the pool in one style; rejects count as errors."""
+    renders = list(digit_renders(style, pool.split, count, seed, pool=pool))
+    images, kept, times, rejected = [], [], [], 0
+    for item in renders:
         start = time.perf_counter()
         try:
-            tensors.append(preprocess(data, mean=mean, std=std))
-            kept.append(int(index))
+            images.append(to_mnist_pixels(item.data))
+            kept.append(item)
         except ImageError:
             rejected += 1
         times.append(time.perf_counter() - start)
-    predicted = np.concatenate([predict(model, tensors[i : i + 512]) for i in range(0, len(tensors), 512)] or [[]])
-    truth = labels[kept].numpy()
+    predicted = np.concatenate(
+        [predict(model, images[i : i + 512]) for i in range(0, len(images), 512)] or [np.zeros(0, np.int64)]
+    )
+    truth = np.array([item.label for item in kept], np.int64)
     correct = int((predicted == truth).sum())
+    sides = [max(Image.open(io.BytesIO(item.data)).size) for item in renders]
     row = {
-        "n": len(indices),
-        "accuracy": correct / len(indices),
-        "errors": len(indices) - correct,
+        "n": len(renders),
+        "accuracy": correct / max(len(renders), 1),
+        "errors": len(renders) - correct,
         "rejected": rejected,
-        "ms": 1000 * float(np.mean(times)),
+        "median_ms": 1000 * float(np.median(times)),
         "p95_ms": 1000 * float(np.percentile(times, 95)),
+        "side_min": min(sides),
+        "side_max": max(sides),
+        "kilobytes": float(np.median([len(item.data) for item in renders])) / 1e3,
     }
     if style == "mnist":
-        direct = predict(model, [normalize(images[i], mean, std).unsqueeze(0) for i in kept])
+        direct = predict(model, list(pool.images[[item.pool_index for item in kept]]))
         row["agreement"] = float((direct == predicted).mean()) if len(kept) else 0.0
     if dump is not None:
-        dump_errors(dump / style, style, images, labels, kept, predicted, seed)
+        dump_errors(dump / style, kept, predicted)
     return row
 
 
-def dump_errors(
-    folder: Path,
-    style: str,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    kept: list[int],
-    predicted: np.ndarray,
-    seed: int,
-) -> None:
-    """Write each misread render and the 28×28 the model saw, named by index, truth and prediction."""
-
+def dump_errors(folder: Path, kept: list[DigitRender], predicted: np.ndarray) -> None:
+    """Write each misread render and the 28×28 the model saw, named by pool index, truth and prediction."""
     folder.mkdir(parents=True, exist_ok=True)
-    for index, guess in zip(kept, predicted, strict=True):
-        truth = int(labels[index])
-        if guess == truth:
+    for item, guess in zip(kept, predicted, strict=True):
+        if guess == item.label:
             continue
-        data = render(style, images[index].numpy(), render_seed(seed, style, index))
-        stem = folder / f"{index:05d}_true{truth}_pred{int(guess)}"
-        stem.with_suffix(".bin").write_bytes(data)
-        Image.fromarray(to_mnist_pixels(data)).resize((112, 112), Image.Resampling.NEAREST).save(
+        stem = folder / f"{item.pool_index:05d}_true{item.label}_pred{int(guess)}"
+        stem.with_suffix(".bin").write_bytes(item.data)
+        Image.fromarray(to_mnist_pixels(item.data)).resize((112, 112), Image.Resampling.NEAREST).save(
             stem.with_suffix(".28.png")
         )
 
 
-def time_photos(count: int, images: torch.Tensor, mean: float, std: float) -> dict[str, float]:
+def time_photos(count: int, images: np.ndarray, mean: float, std: float) -> dict[str, float]:
     """Per 1024×768 photo JPEG: median and mean ms to preprocess, the median ms of merely decoding it at full
     size (what a naive pipeline pays before any filtering), and the mean file size in kB."""
     rng = np.random.default_rng(12345)
-    files = [render_photo(images[i].numpy(), rng, size=(1024, 768)) for i in range(count)]
+    files = [render_photo(images[i], rng, size=(1024, 768)) for i in range(count)]
     for data in files[:3]:  # warm caches and lazy imports
         preprocess(data, mean=mean, std=std)
     times, decodes = [], []
@@ -201,34 +190,27 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
     metadata = model.metadata
-    test = load_split(args.data_dir, train=False)
-    indices = np.random.default_rng(args.seed).choice(len(test), size=min(args.per_style, len(test)), replace=False)
+    pool = digit_pool(args.split, args.data_dir)
     print(
         f"checkpoint {args.checkpoint} (MNIST test accuracy {metadata.test_accuracy}), "
         f"served in {model.describe()['precision']} like MNIST_SERVE_PRECISION={args.precision}, "
-        f"{len(indices)} test digits per style, seed {args.seed}"
+        f"{min(args.per_style, len(pool))} {args.split} digits per style, seed {args.seed}"
     )
-    print(f"{'style':<8} {'n':>5} {'accuracy':>9} {'errors':>6} {'rejected':>8} {'ms/img':>7} {'p95 ms':>7}  notes")
+    print(
+        f"{'style':<8} {'n':>5} {'accuracy':>9} {'errors':>6} {'rejected':>8} {'median ms':>9} {'p95 ms':>7} "
+        f"{'longer side px':>14} {'median kB':>9}  notes"
+    )
     for style in args.styles:
-        row = measure_style(
-            style,
-            model,
-            metadata.mean,
-            metadata.std,
-            test.images,
-            test.labels,
-            indices,
-            args.seed,
-            args.dump_errors,
-        )
+        row = measure_style(style, model, pool, args.per_style, args.seed, args.dump_errors)
         note = f"agrees with the raw 28×28 prediction on {row['agreement']:.2%}" if "agreement" in row else ""
+        sides = f"{row['side_min']}–{row['side_max']}"
         print(
             f"{style:<8} {row['n']:>5} {row['accuracy']:>9.2%} {row['errors']:>6} {row['rejected']:>8} "
-            f"{row['ms']:>7.2f} {row['p95_ms']:>7.2f}  {note}",
+            f"{row['median_ms']:>9.2f} {row['p95_ms']:>7.2f} {sides:>14} {row['kilobytes']:>9.1f}  {note}",
             flush=True,
         )
     if args.timing:
-        timing = time_photos(args.timing, test.images, metadata.mean, metadata.std)
+        timing = time_photos(args.timing, pool.images, metadata.mean, metadata.std)
         print(
             f"1024×768 photo JPEG ({timing['kilobytes']:.0f} kB on average), {args.timing} images: "
             f"preprocessing median {timing['median']:.2f} ms, mean {timing['mean']:.2f} ms; "

@@ -38,8 +38,8 @@ def tutorial_loop(data_dir: Path, images: int, device: torch.device) -> Callable
     """Return a function that trains the tutorial way on `images` images and returns images/s."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     dataset = Subset(datasets.MNIST(str(data_dir), train=True, download=True, transform=transform), range(images))
-    extra = {"num_workers": 1, "pin_memory": True, "shuffle": True} if device.type == "cuda" else {}
-    loader = DataLoader(dataset, batch_size=64, **extra)
+    cuda = device.type == "cuda"  # the tutorial's CUDA-only loader options (it does not shuffle on the CPU)
+    loader = DataLoader(dataset, batch_size=64, num_workers=1 if cuda else 0, pin_memory=cuda, shuffle=cuda)
     model = Net().to(device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
 

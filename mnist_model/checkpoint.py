@@ -76,8 +76,8 @@ class ModelMetadata:
         return cls(**values)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`.
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` (its return value is ignored) on a temporary file next to `path`, then rename it over `path`.
 
     A rename within one directory is atomic, so a reader (or a crash at any moment) sees either the old file or the
     complete new one, never a half-written file.

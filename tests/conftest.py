@@ -1,32 +1,27 @@
-"""Shared fixtures: the real MNIST files (linked from ../shared, never copied into the repo) and small checkpoints."""
+"""Shared fixtures (helpers are in tests/helpers.py): the real MNIST files, linked from ../shared and never copied
+into the repo, and small checkpoints; CUDA-marked tests skip themselves without a GPU."""
 
 from __future__ import annotations
 
-import io
-import os
-import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_CHECKPOINT = REPO / "models" / "mnist_cnn.safetensors"
-RAW_NAMES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
+from app.testing import running_server
+from tests.helpers import REPO, SHIPPED_CHECKPOINT, shared_mnist_raw
+from training.data import RAW_FILES
 
 
-def shared_mnist_raw() -> Path | None:
-    """The canonical MNIST .gz files: $MNIST_RAW_DIR, else ../shared/data/mnist/MNIST/raw next to the repo."""
-    candidates = [os.environ.get("MNIST_RAW_DIR"), REPO.parent / "shared/data/mnist/MNIST/raw", REPO / "data/MNIST/raw"]
-    for candidate in candidates:
-        if candidate and all((Path(candidate) / name).is_file() for name in RAW_NAMES):
-            return Path(candidate)
-    return None
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip every test marked `cuda` when torch sees no CUDA GPU: the mark alone makes a test GPU-only."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +33,7 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mnist")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in RAW_NAMES:
+    for name in RAW_FILES:
         (raw / name).symlink_to(source / name)
     return root
 
@@ -66,22 +61,9 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
     return path
 
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-def digit_png() -> bytes:
-    """A hand-drawn-looking 7 (black stroke on white, 64×64 PNG): a valid upload for plumbing tests."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", (64, 64), 255)
-    ImageDraw.Draw(image).line([(16, 16), (48, 16), (24, 56)], 0, 5)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (the OS picks it), for tests that start a real server."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """The real service as `make serve` runs it (gunicorn with one uvicorn worker, as in a pod; shipped model,
+    default settings) shared by the tests that need one; yields its base URL."""
+    with running_server(server="gunicorn", env={"WEB_CONCURRENCY": "1"}, cwd=REPO) as server:
+        yield server.url

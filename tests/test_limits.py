@@ -7,7 +7,7 @@ import pytest
 from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
-from tests.conftest import digit_png
+from tests.helpers import digit_png
 
 LIMIT = 10_000
 CHUNK = 4096

@@ -1,9 +1,11 @@
 """training.loop: evaluation counts exactly, training lowers the loss, batches are prepared as the model expects."""
 
+import math
+
 import pytest
 import torch
 
-from mnist_model import MNIST_MEAN, MNIST_STD, Net, normalize
+from mnist_model import MNIST_MEAN, MNIST_STD, Net
 from training.augment import Augmentation
 from training.data import Split
 from training.distributed import Runtime
@@ -15,6 +17,7 @@ from training.loop import (
     stats_from_log_probs,
     train_epoch,
     training_loss,
+    uniform_cross_entropy,
 )
 
 CPU = Runtime(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
@@ -46,9 +49,10 @@ def test_prepare_batch_normalises_and_adds_the_channel():
     images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
     batch = prepare_batch(images, MNIST_MEAN, MNIST_STD)
     assert batch.shape == (5, 1, 28, 28)
-    assert torch.allclose(batch[:, 0], normalize(images))
+    assert torch.allclose(batch[:, 0], (images.float() / 255 - MNIST_MEAN) / MNIST_STD)  # written out, not reused
 
 
+@pytest.mark.slow  # trains a network for three epochs
 def test_train_epoch_lowers_the_loss_on_a_learnable_task():
     torch.manual_seed(0)
     images = torch.zeros(256, 28, 28, dtype=torch.uint8)
@@ -84,6 +88,49 @@ def test_label_smoothing_loss_matches_its_definition():
     uniform = -log_probs.mean()  # cross-entropy to the uniform distribution, averaged over rows
     torch.testing.assert_close(training_loss(log_probs, labels), nll)
     torch.testing.assert_close(training_loss(log_probs, labels, 0.1), 0.9 * nll + 0.1 * uniform)
+
+
+def test_uniform_cross_entropy_is_smallest_for_the_uniform_answer():
+    uniform = torch.full((3, 10), math.log(0.1))
+    torch.testing.assert_close(uniform_cross_entropy(uniform), torch.tensor(math.log(10)))
+    confident = torch.log_softmax(torch.tensor([[9.0] + [0.0] * 9] * 3), dim=1)
+    assert uniform_cross_entropy(confident) > uniform_cross_entropy(uniform) + 2  # ≈ 9 · 0.9 nats more
+
+
+def test_outlier_exposure_makes_the_network_unsure_on_non_digits_only():
+    torch.manual_seed(0)
+    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
+    labels = torch.randint(0, 2, (256,))
+    images[labels == 1, 10:18, 10:18] = 255  # class 1 has a bright square, class 0 is blank
+    outliers = torch.zeros(64, 28, 28, dtype=torch.uint8)
+    outliers[:, 4:24, 13:15] = 255  # a thin bar: neither class
+
+    def trained(outlier_weight: float) -> torch.nn.Module:
+        torch.manual_seed(1)
+        model = Net()
+        setup = TrainSetup(
+            model=model,
+            optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
+            scheduler=None,
+            data=Split(images, labels),
+            runtime=CPU,
+            batch_size=32,
+            progress=False,
+            outliers=outliers,
+            outlier_weight=outlier_weight,
+            outlier_batch=16,
+        )
+        for _ in range(3):
+            train_epoch(setup, torch.randperm(256), generator=None)
+        return model.eval()
+
+    def top_probability(model: torch.nn.Module, batch: torch.Tensor) -> float:
+        with torch.inference_mode():
+            return float(model(prepare_batch(batch, MNIST_MEAN, MNIST_STD)).exp().max(dim=1).values.mean())
+
+    plain, exposed = trained(0.0), trained(1.0)
+    assert top_probability(exposed, outliers) < 0.5 < top_probability(plain, outliers)
+    assert top_probability(exposed, images[:64]) > 0.9  # still sure of the real classes
 
 
 def test_moving_average_is_updated_every_step_and_is_what_gets_evaluated():

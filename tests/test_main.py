@@ -1,27 +1,18 @@
 """App factory and start-up: bad settings or checkpoints stop it with a clear message; /docs has examples.
 
-The `slow` tests start `uvicorn app.main:app` as a real process, as an operator would.
+The `slow` tests start `uvicorn app.main:app` as a real process, as an operator would (`app.testing.running_server`).
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from app.config import Settings, SettingsError
 from app.main import create_app
-from app.testing import StubModel, serve_in_process
+from app.testing import ServerExited, StubModel, running_server, serve_in_process
 from mnist_model import CheckpointError
-from tests.conftest import free_port
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 async def test_settings_are_read_at_start_up_not_at_import(monkeypatch):
@@ -55,45 +46,28 @@ async def test_docs_show_json_multipart_and_raw_body_examples():
     assert spec["components"]["schemas"]["Prediction"]["examples"][0]["digit"] == 7
 
 
-def uvicorn(port: int, **env: str) -> subprocess.Popen[str]:
-    environment = os.environ | {f"MNIST_SERVE_{key.upper()}": value for key, value in env.items()}
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(command, cwd="/", env=environment, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.slow
 def test_uvicorn_refuses_to_start_without_a_checkpoint_and_says_what_to_do(tmp_path):
-    server = uvicorn(free_port(), model_path=str(tmp_path / "absent.safetensors"))
-    _, log = server.communicate(timeout=60)
-    assert server.returncode != 0
-    assert "no checkpoint at" in log and "MNIST_SERVE_MODEL_PATH" in log
+    with pytest.raises(ServerExited) as exited:
+        with running_server(settings={"model_path": str(tmp_path / "absent.safetensors")}, cwd="/"):
+            pass
+    assert exited.value.returncode != 0
+    assert "no checkpoint at" in exited.value.log and "MNIST_SERVE_MODEL_PATH" in exited.value.log
 
 
 @pytest.mark.slow
 def test_uvicorn_serves_from_any_directory_and_refuses_big_bodies_unread(untrained_checkpoint):
-    port = free_port()
-    server = uvicorn(port, model_path=str(untrained_checkpoint), device="cpu", max_body_bytes="100000")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 60 s"
-            time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            # Headers only: a server that waited for the 1 GB body would never answer.
-            connection.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
-            )
-            answer = ""
-            while not answer.endswith("}") and (piece := connection.recv(65536).decode()):
-                answer += piece
-        assert answer.startswith("HTTP/1.1 413"), answer
-        assert "MNIST_SERVE_MAX_BODY_BYTES" in answer
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    settings = {"model_path": str(untrained_checkpoint), "device": "cpu", "max_body_bytes": "100000"}
+    with (
+        running_server(settings=settings, cwd="/", ready_timeout_s=60) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection,
+    ):
+        # Headers only: a server that waited for the 1 GB body would never answer.
+        connection.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
+        )
+        answer = ""
+        while not answer.endswith("}") and (piece := connection.recv(65536).decode()):
+            answer += piece
+    assert answer.startswith("HTTP/1.1 413"), answer
+    assert "MNIST_SERVE_MAX_BODY_BYTES" in answer

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
-from tests.conftest import digit_png
+from tests.helpers import digit_png
 
 
 async def scrape(client) -> dict[tuple[str, tuple], float]:

@@ -1,5 +1,6 @@
 """mnist_model.network: the architecture is exactly the pytorch/examples Net."""
 
+import pytest
 import torch
 
 from mnist_model import Net
@@ -34,3 +35,35 @@ def test_dropout_is_active_in_train_mode_only():
     assert not torch.equal(model(x), model(x))
     model.eval()
     assert torch.equal(model(x), model(x))
+
+
+def tutorial_forward(model: Net, x: torch.Tensor) -> torch.Tensor:
+    """pytorch/examples mnist/main.py's Net.forward, verbatim, on our module's layers."""
+    F = torch.nn.functional
+    x = F.relu(model.conv1(x))
+    x = F.relu(model.conv2(x))
+    x = F.max_pool2d(x, 2)
+    x = model.dropout1(x)
+    x = torch.flatten(x, 1)
+    x = F.relu(model.fc1(x))
+    x = model.dropout2(x)
+    x = model.fc2(x)
+    return F.log_softmax(x, dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_forward_equals_the_tutorials_bit_for_bit_values_and_gradients(dtype):
+    torch.manual_seed(0)
+    model = Net().to(dtype)
+    x = torch.randn(16, 1, 28, 28, dtype=dtype)
+    with torch.inference_mode():
+        model.eval()
+        assert torch.equal(model(x), tutorial_forward(model, x))
+    model.train()
+    grads = []
+    for forward in (model, lambda inputs: tutorial_forward(model, inputs)):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks
+        forward(x).sum().backward()
+        grads.append([parameter.grad.clone() for parameter in model.parameters()])
+    assert all(torch.equal(ours, theirs) for ours, theirs in zip(*grads, strict=True))

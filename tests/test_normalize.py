@@ -5,9 +5,10 @@ import torch
 from mnist_model import MNIST_MEAN, MNIST_STD, normalize
 
 
-def test_uint8_and_float_inputs_agree():
-    pixels = torch.tensor([0, 128, 255], dtype=torch.uint8)
-    assert torch.allclose(normalize(pixels), normalize(pixels.float() / 255))
+def test_uint8_and_float_inputs_give_the_same_values():
+    expected = torch.tensor([(v / 255 - MNIST_MEAN) / MNIST_STD for v in (0, 128, 255)])
+    assert torch.allclose(normalize(torch.tensor([0, 128, 255], dtype=torch.uint8)), expected)
+    assert torch.allclose(normalize(torch.tensor([0.0, 128 / 255, 1.0])), expected)
 
 
 def test_background_and_ink_values():

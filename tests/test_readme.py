@@ -5,15 +5,11 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from app.config import Settings
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO
 from training.run import parse_args
 
 README = (REPO / "README.md").read_text()
@@ -54,54 +50,69 @@ def test_settings_table_lists_every_variable_with_its_default():
 
 
 def test_files_the_readme_names_exist():
-    named = set(re.findall(r"(examples/[\w.]+|docker-compose[\w.]*\.yml|models/[\w.]+)", README))
+    # not after a "/": /v2/models/mnist is an endpoint, not a file
+    named = set(re.findall(r"(?<![\w/])(examples/[\w.]+|docker-compose[\w.]*\.yml|models/[\w.]+)", README))
     for path in named - {"models/mnist_cnn.state.pt"}:  # the resume state is written by training, not shipped
         assert (REPO / path).is_file(), path
 
 
+LAYOUT_PACKAGES = ("app", "training", "mnist_model", "benchmarks")
+
+
+def layout_paths() -> set[str]:
+    """The path that starts each line of the README's layout block (`app/main.py`, `app/routes/`, ...)."""
+    section = README.split("## Project layout", 1)[1]
+    block = re.search(r"```\n(.*?)```", section, re.S).group(1)
+    return {line.split()[0] for line in block.splitlines() if line.strip()}
+
+
+def test_layout_lists_every_module():
+    listed = layout_paths()
+    missing = []
+    for package in LAYOUT_PACKAGES:
+        for module in sorted((REPO / package).rglob("*.py")):
+            path = module.relative_to(REPO).as_posix()
+            folder = f"{module.parent.relative_to(REPO).as_posix()}/"  # names a package's __init__.py too
+            if path not in listed and not (module.name == "__init__.py" and folder in listed):
+                missing.append(path)
+    assert not missing, f"add one line each to the README's Project layout: {missing}"
+
+
+def test_layout_lists_only_what_exists():
+    named = [path for path in layout_paths() if path.startswith((*LAYOUT_PACKAGES, "tests", ".ci"))]
+    assert len(named) > 40
+    assert [path for path in named if not (REPO / path).exists()] == []
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(live_server: str) -> str:
     """The real service (`uvicorn app.main:app`) with the shipped model, on a free loopback port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+    return live_server
+
+
+def run_curl(command: str, server: str) -> dict:
+    """A README curl line against the test server; its JSON answer."""
+    result = subprocess.run(
+        ["bash", "-c", command.replace("http://localhost:8000", server)],
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("server did not become ready in 90 s")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    return json.loads(result.stdout)
+
+
+def python_example(marker: str) -> str:
+    """The README's Python block that mentions `marker`."""
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", README, re.S) if marker in block]
+    return snippet
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_curl_examples_answer_the_right_digits(server):
-    answers = []
-    for command in commands("curl "):
-        result = subprocess.run(
-            ["bash", "-c", command.replace("http://localhost:8000", server)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        answers.append(json.loads(result.stdout))
+    answers = [run_curl(command, server) for command in commands("curl ") if "/v2/" not in command]
     assert [answer.get("digit") for answer in answers[:3]] == [7, 2, 1]  # seven.png, photo.jpg, canvas.png
     batch = answers[3]["predictions"]
     assert [item.get("digit") for item in batch] == [7, 2, None]
@@ -109,9 +120,24 @@ def test_curl_examples_answer_the_right_digits(server):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_open_inference_protocol_curl_examples_answer(server):
+    metadata, answer = [run_curl(command, server) for command in commands("curl ") if "/v2/" in command]
+    assert metadata["name"] == "mnist" and [t["name"] for t in metadata["inputs"]] == ["pixels", "images"]
+    assert answer["model_version"] == metadata["versions"][0]
+    assert {output["name"]: output["data"] for output in answer["outputs"]}["digit"] == [7]  # seven.png
+
+
+@pytest.mark.slow
 def test_python_example_runs(server, capsys, monkeypatch):
-    snippet = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     monkeypatch.chdir(REPO)
-    exec(snippet.replace("http://localhost:8000", server), {})  # our own README, not user input
+    exec(python_example("httpx").replace("http://localhost:8000", server), {})  # our own README, not user input
     digit, confidence = capsys.readouterr().out.split()
     assert digit == "7" and float(confidence) > 0.99
+
+
+@pytest.mark.slow
+def test_tritonclient_example_runs(server, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    exec(python_example("tritonclient").replace("localhost:8000", server.removeprefix("http://")), {})
+    assert capsys.readouterr().out.splitlines() == ["[7]", "[2 1]"]  # seven.png; photo.jpg and canvas.png

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import base64
-import io
 import struct
 import zlib
 
 import pytest
-from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
-from app.request_parsing import looks_like_image
+from app.request_parsing import decode_base64, looks_like_image
 from app.testing import StubModel, serve_in_process
-
-
-def digit_png(size: int = 64) -> bytes:
-    image = Image.new("L", (size, size), 255)
-    ImageDraw.Draw(image).line([(size // 4, size // 4), (3 * size // 4, size // 4), (size // 3, 7 * size // 8)], 0, 5)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.helpers import digit_png
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -157,3 +148,19 @@ def test_sniffing_recognises_image_signatures_only():
     assert not looks_like_image(b"hello")
     assert not looks_like_image(b"")
     assert not looks_like_image(b'{"image": "x"}')
+
+
+def test_base64_in_every_common_spelling_decodes_to_the_same_bytes():
+    data = bytes(range(256)) * 3 + b"\xfb\xff"  # has bytes that differ in the URL-safe alphabet; needs padding
+    standard = base64.b64encode(data).decode()
+    spellings = [
+        standard,
+        standard.rstrip("="),
+        base64.urlsafe_b64encode(data).decode(),
+        base64.urlsafe_b64encode(data).decode().rstrip("="),
+        "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),
+        f"data:image/png;base64,{standard}",
+    ]
+    assert all(decode_base64(text) == data for text in spellings)
+    assert decode_base64("%%% not base64 %%%").status_code == 400
+    assert decode_base64("").status_code == 400

@@ -8,7 +8,7 @@ import threading
 from app.config import Settings
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
-from tests.conftest import digit_png
+from tests.helpers import digit_png
 
 
 async def test_readyz_is_503_until_the_warm_up_ran_while_healthz_is_200():

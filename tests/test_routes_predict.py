@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
+from app.schemas import BatchPrediction, Prediction
 from app.testing import StubModel, serve_in_process
 
 FORMS = ("multipart", "raw", "json")
@@ -51,9 +52,10 @@ def check_prediction(body: dict) -> None:
     assert body["probabilities"][body["digit"]] == body["confidence"]
 
 
-@pytest.fixture
-def settings(untrained_checkpoint: Path) -> Settings:
-    return Settings(model_path=untrained_checkpoint, device="cpu", decode_threads=2)
+@pytest.fixture(params=["thread", "loop"])
+def settings(untrained_checkpoint: Path, request) -> Settings:
+    """The real model, its forward passes on a worker thread, then (second run) on the event loop."""
+    return Settings(model_path=untrained_checkpoint, device="cpu", decode_threads=2, forward_on=request.param)
 
 
 @pytest.fixture
@@ -66,10 +68,22 @@ async def client(settings):
 async def test_predict_answers_each_body_form(client, form):
     response = await post_image(client, drawing(1), form)
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
     body = response.json()
     check_prediction(body)
     assert body["model"]["name"] == "pytorch-examples-mnist-cnn"
     assert len(body["model"]["version"]) == 12
+    # exactly what /docs promises (`input_image` only when asked for)
+    assert Prediction.model_validate(body).model_dump(mode="json", exclude_none=True) == body
+
+
+async def test_batch_answers_have_the_documented_shape(client):
+    response = await client.post("/predict/batch", json={"images": [b64(drawing(1)), "%%%"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert BatchPrediction.model_validate(body).model_dump(mode="json", exclude_none=True) == body
+    assert set(body["predictions"][0]) == {"index", "digit", "confidence", "probabilities"}
+    assert set(body["predictions"][1]) == {"index", "status_code", "error"}
 
 
 async def test_the_three_forms_give_the_same_answer(client):

@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from mnist_model import load_checkpoint
 from mnist_model.checkpoint import read_metadata
-from tests.conftest import REPO, requires_cuda
-from tests.test_checkpoint import TutorialNet
+from tests.helpers import REPO, TutorialNet
 from training.config import launch_command
 from training.data import holdout_indices, indices_sha256, load_split
 from training.distributed import Runtime
@@ -100,6 +100,29 @@ def test_same_seed_same_weights_and_resume_matches_uninterrupted(mnist_root, tmp
     straight_metadata, resumed_metadata = read_metadata(straight), read_metadata(resumed)
     assert resumed_metadata.temperature == straight_metadata.temperature
     assert resumed_metadata.command == straight_metadata.command.replace("straight", "resumed")  # no --resume
+
+
+def test_rendered_digits_join_training_and_non_digits_are_exposed_repeatably(mnist_root, tmp_path):
+    rng = np.random.default_rng(0)
+    rendered = tmp_path / "renders.npz"
+    labels = np.array([1, 7, -1, 4, -1, -1] * 10)
+    np.savez(rendered, pixels=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), label=labels)
+    args = ("--epochs", "2", "--rendered", str(rendered), "--outlier-batch", "8")
+    straight, resumed = tmp_path / "straight" / "m.safetensors", tmp_path / "resumed" / "m.safetensors"
+    assert main(run_args(mnist_root, straight, *args)) == 0
+    assert main(run_args(mnist_root, resumed, *args, "--stop-after", "1")) == 0
+    assert main(run_args(mnist_root, resumed, *args, "--resume")) == 0
+    reference = weights(straight)
+    assert all(torch.equal(reference[name], tensor) for name, tensor in weights(resumed).items())
+
+    recipe = read_metadata(straight).hyperparameters
+    assert recipe["train_samples"] == 256 + 30  # MNIST images plus the rendered digits
+    assert recipe["rendered"]["digits"] == 30 and recipe["rendered"]["outliers"] == 30
+    assert recipe["outlier_weight"] == 0.5 and recipe["outlier_batch"] == 8
+    plain = tmp_path / "plain" / "m.safetensors"
+    assert main(run_args(mnist_root, plain, "--epochs", "1")) == 0
+    assert read_metadata(plain).hyperparameters["outlier_weight"] == 0.0  # nothing to expose without --rendered
+    assert read_metadata(plain).hyperparameters["rendered"] is None
 
 
 def test_without_held_out_images_nothing_is_calibrated(mnist_root, tmp_path):
@@ -245,7 +268,7 @@ def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
     TutorialNet().load_state_dict(weights(output))
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_cuda_run_uses_amp_and_writes_a_checkpoint(mnist_root, tmp_path):
     output = tmp_path / "gpu" / "m.safetensors"
     args = run_args(mnist_root, output, "--epochs", "1", samples=2000)

@@ -21,24 +21,24 @@ from app.preprocess import BadItem
 from app.service import Classification, Service
 from app.testing import StubModel
 from mnist_model import ModelMetadata
-from tests.conftest import digit_png
+from tests.helpers import digit_png
 
 MEAN, STD = 0.5, 0.25
 
 
 class RecordingModel(StubModel):
-    """Keeps every image tensor it was given; answers each with [its mean pixel, 0, …]."""
+    """Keeps every image it was given (uint8 28×28); answers each with [its mean pixel, 0, …]."""
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         self.metadata = ModelMetadata(command="stub", mean=MEAN, std=STD)
-        self.seen: list[torch.Tensor] = []
+        self.seen: list[np.ndarray] = []
 
-    def predict(self, images: list[torch.Tensor]) -> torch.Tensor:
-        super().predict(images)
-        self.seen.extend(images)
-        rows = torch.zeros((len(images), 10))
-        rows[:, 0] = torch.stack([image.mean() for image in images])
+    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        super().predict(pixels)
+        self.seen.extend(pixels.copy())
+        rows = torch.zeros((len(pixels), 10))
+        rows[:, 0] = torch.from_numpy(pixels.reshape(len(pixels), -1).mean(axis=1))
         return rows
 
 
@@ -94,8 +94,8 @@ async def test_classify_images_answers_in_order_with_bad_items_in_place(make_ser
     assert np.array_equal(results[3].pixels, mnist_digit())  # an MNIST-format upload reaches the model unchanged
     assert results[0].pixels.shape == (28, 28) and results[0].pixels.dtype == np.uint8
     assert not results[0].pixels.flags.writeable
-    expected_mean = (mnist_digit() / 255.0 - MEAN) / STD
-    assert results[3].probabilities[0] == pytest.approx(expected_mean.mean(), abs=1e-5)
+    assert results[3].probabilities[0] == pytest.approx(mnist_digit().mean(), abs=1e-4)
+    assert results[0].probabilities[0] == pytest.approx(results[0].pixels.mean(), abs=1e-4)  # rows stay in order
     assert queue_room_free(service)
 
 
@@ -107,15 +107,15 @@ async def test_classify_images_with_only_bad_items_never_asks_the_model(make_ser
     assert model.batch_sizes == []
 
 
-async def test_classify_pixels_only_normalises_and_keeps_its_own_copy(make_service):
+async def test_classify_pixels_reach_the_model_unchanged_and_keep_their_own_copy(make_service):
     model = RecordingModel()
     service = make_service(model)
     pixels = np.stack([mnist_digit(), np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)])
     results = await service.classify_pixels(pixels)
     assert len(results) == 3 and all(isinstance(result, Classification) for result in results)
+    assert model.batch_sizes == [3]  # one submission, one forward pass
     for seen, original in zip(model.seen, pixels, strict=True):
-        assert seen.shape == (1, 28, 28) and seen.dtype == torch.float32
-        assert torch.allclose(seen[0], torch.from_numpy((original / 255.0 - MEAN) / STD).float())
+        assert seen.dtype == np.uint8 and np.array_equal(seen, original)  # the model normalises (test_predictor)
     pixels[0] = 7  # the caller reuses its buffer
     assert np.array_equal(results[0].pixels, mnist_digit())
     assert not results[0].pixels.flags.writeable
@@ -126,7 +126,7 @@ async def test_pixels_and_their_png_reach_the_model_identically(make_service):
     service = make_service(model)
     await service.classify_pixels(mnist_digit()[None])
     await service.classify_images([png(mnist_digit())])
-    assert torch.equal(model.seen[0], model.seen[1])
+    assert np.array_equal(model.seen[0], model.seen[1])
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ async def test_queue_room_is_given_back_when_preprocessing_raises(make_service, 
 
 
 async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_decoding(make_service, monkeypatch):
-    service = make_service()
+    service = make_service(inline_decode_max_pixels=0)  # every image on the decode threads
     decoding, release = threading.Event(), threading.Event()
     real = service_module.to_mnist_pixels
 
@@ -224,3 +224,48 @@ async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_deco
         await request
     assert queue_room_free(service)
     release.set()
+
+
+async def test_small_images_are_preprocessed_on_the_loop_and_big_ones_on_the_decode_threads(make_service, monkeypatch):
+    service = make_service(inline_decode_max_pixels=28 * 28, max_image_pixels=100_000)
+    calls: list[tuple[str, int]] = []
+    real = service_module.to_mnist_pixels
+
+    def recording(data: bytes, max_pixels: int) -> np.ndarray:
+        calls.append((threading.current_thread().name, max_pixels))
+        return real(data, max_pixels=max_pixels)
+
+    monkeypatch.setattr(service_module, "to_mnist_pixels", recording)
+    small, big = png(mnist_digit()), digit_png()  # 28×28 and 64×64
+    results = await service.classify_images([small, big])
+    assert all(isinstance(result, Classification) for result in results)
+    loop_thread = threading.current_thread().name
+    assert calls[0] == (loop_thread, 28 * 28)  # the small one, done inline
+    assert calls[1] == (loop_thread, 28 * 28)  # the big one: only its header is read before it is handed over
+    assert calls[2][0].startswith("mnist-decode") and calls[2][1] == 100_000
+    assert len(calls) == 3
+
+
+async def test_an_image_over_the_service_limit_is_413_wherever_it_is_decoded(make_service):
+    service = make_service(inline_decode_max_pixels=28 * 28, max_image_pixels=1000)
+    [result] = await service.classify_images([digit_png()])  # 4096 pixels
+    assert isinstance(result, BadItem) and result.status_code == 413 and "1000" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("forward_on", "runtime", "on_loop"),
+    [
+        ("auto", {"device": "cpu", "num_threads": 1}, True),
+        ("auto", {"device": "cpu", "num_threads": 4}, False),
+        ("auto", {"device": "cuda:0", "num_threads": 1}, False),
+        ("auto", {"device": "none", "num_threads": 1}, False),
+        ("loop", {"device": "cuda:0", "num_threads": 8}, True),
+        ("thread", {"device": "cpu", "num_threads": 1}, False),
+    ],
+)
+def test_forward_passes_run_on_the_loop_only_for_a_one_thread_cpu_model_unless_told(forward_on, runtime, on_loop):
+    class Model(StubModel):
+        def describe(self) -> dict[str, object]:
+            return runtime
+
+    assert service_module.forward_on_loop(Settings(forward_on=forward_on), Model()) is on_loop

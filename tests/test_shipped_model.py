@@ -5,7 +5,7 @@ import torch
 
 from mnist_model import load_checkpoint
 from mnist_model.calibration import apply_temperature, expected_calibration_error
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training.data import holdout_indices, indices_sha256, load_split
 from training.distributed import Runtime
 from training.loop import evaluate, predict_log_probs

@@ -61,9 +61,12 @@ def evaluate_and_calibrate(
     batch_size: int,
 ) -> FinalEvaluation:
     """Fit T on `validation` (when given), then report both splits before and after applying it."""
-    options = {"device": device, "mean": mean, "std": std, "batch_size": batch_size}
-    val_log_probs = predict_log_probs(network, validation, **options) if validation is not None else None
-    temperature = fit_temperature(val_log_probs, validation.labels) if validation is not None else 1.0
+
+    def log_probs_of(split: Split) -> torch.Tensor:
+        return predict_log_probs(network, split, device=device, mean=mean, std=std, batch_size=batch_size)
+
+    held_out = (log_probs_of(validation), validation.labels) if validation is not None else None
+    temperature = fit_temperature(*held_out) if held_out is not None else 1.0
 
     def report(log_probs: torch.Tensor, labels: torch.Tensor) -> SplitReport:
         return SplitReport(
@@ -74,8 +77,8 @@ def evaluate_and_calibrate(
 
     result = FinalEvaluation(
         temperature=temperature,
-        test=report(predict_log_probs(network, test, **options), test.labels),
-        validation=report(val_log_probs, validation.labels) if validation is not None else None,
+        test=report(log_probs_of(test), test.labels),
+        validation=report(*held_out) if held_out is not None else None,
     )
     for name, split in (("validation", result.validation), ("test", result.test)):
         if split is not None:

@@ -40,6 +40,8 @@ RUN_SHAPING = (
     "val_seed",
     "max_train_samples",
     "no_augment",
+    "outlier_weight",
+    "outlier_batch",
     *AUGMENT_FLAGS,
 )
 """Flags that shape the schedule, the data, the loss or the randomness: a resumed run must keep them, and the
@@ -117,6 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seed choosing the held-out images; independent of --seed, so runs are compared on the same images",
     )
+    add(
+        "--rendered",
+        type=Path,
+        default=None,
+        metavar="NPZ",
+        help="uploads rendered and preprocessed as the service does (`python -m benchmarks.renders.export --split "
+        "train`): their digits join the training images, their non-digits feed --outlier-weight",
+    )
+    add(
+        "--outlier-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="weight of outlier exposure: the cross-entropy to the uniform distribution on --rendered's non-digits, "
+        "added to the loss (needs --rendered; 0 = off)",
+    )
+    add("--outlier-batch", type=int, default=32, metavar="N", help="non-digits per step for --outlier-weight")
     add("--no-augment", action="store_true", help="train on the images as they are (no flag below applies)")
     aug = parser.add_argument_group("augmentation (whole batches on the training device)")
     defaults = Augmentation()
@@ -178,13 +197,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and sanity-check flags; a bad value exits with status 2 and says which flag."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "test_batch_size", "max_train_samples", "num_threads", "stop_after"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "test_batch_size",
+        "max_train_samples",
+        "num_threads",
+        "stop_after",
+        "outlier_batch",
+    ):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         parser.error(f"--lr must be a positive number, got {args.lr}")
-    for name in ("weight_decay", "val_samples", "rotate", "scale", "shift", "elastic_alpha"):
+    for name in ("weight_decay", "val_samples", "rotate", "scale", "shift", "elastic_alpha", "outlier_weight"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in ("label_smoothing", "ema_decay", "elastic_p", "stroke_p", "stroke_strength"):
@@ -196,6 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--scale must be below 1 (a scale of 1 - F must stay positive), got {args.scale}")
     if args.elastic_sigma <= 0:
         parser.error(f"--elastic-sigma must be positive, got {args.elastic_sigma}")
+    if args.rendered is None:
+        args.outlier_weight = 0.0  # nothing to expose the network to: record the run as what it is
     if args.output.suffix != ".safetensors":
         parser.error(f"--output must end in .safetensors, got {args.output}")
     try:

@@ -43,7 +43,7 @@ class EvalStats:
         return (self.confusion.diagonal() / totals).tolist()
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
     """Mixed precision when `dtype` is set (bf16/fp16), else a no-op."""
     if dtype is None:
         return contextlib.nullcontext()
@@ -72,6 +72,13 @@ def training_loss(log_probs: torch.Tensor, labels: torch.Tensor, label_smoothing
     return F.cross_entropy(log_probs.float(), labels, label_smoothing=label_smoothing)
 
 
+def uniform_cross_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Outlier exposure (Hendrycks et al. 2019, "Deep Anomaly Detection with Outlier Exposure"): the cross-entropy
+    between the uniform distribution over the ten classes and the network's answer, -mean_k log p_k, averaged over
+    the batch. It is smallest (log 10) when a non-digit gets probability 1/10 for every digit."""
+    return -log_probs.float().mean(dim=1).mean()
+
+
 @dataclass(frozen=True)
 class TrainSetup:
     """What every epoch of a run shares, built once: `train_epoch` gets it plus what changes per epoch."""
@@ -90,6 +97,9 @@ class TrainSetup:
     augmentation: Augmentation | None = None  # used when train_epoch gets a generator
     label_smoothing: float = 0.0
     ema: torch.optim.swa_utils.AveragedModel | None = None  # updated after every optimiser step
+    outliers: torch.Tensor | None = None  # non-digits (N×28×28 uint8) for outlier exposure
+    outlier_weight: float = 0.0  # weight of `uniform_cross_entropy` on them in the loss
+    outlier_batch: int = 32  # non-digits drawn (with replacement) for each step
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -116,14 +126,29 @@ def train_epoch(
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     start = time.perf_counter()
     batches = indices.split(setup.batch_size)
-    for batch_indices in tqdm(batches, desc=description, disable=not (setup.progress and runtime.is_main), leave=False):
+    exposed = setup.outliers is not None and setup.outlier_weight > 0
+    # Drawn from the global generator, which run_epochs seeds per (seed, epoch, rank): resumable like the rest.
+    outlier_draws = (
+        torch.randint(len(setup.outliers), (len(batches), setup.outlier_batch))
+        if exposed and setup.outliers is not None
+        else None
+    )
+    for step, batch_indices in enumerate(
+        tqdm(batches, desc=description, disable=not (setup.progress and runtime.is_main), leave=False)
+    ):
         batch_indices = batch_indices.to(images.device)
         x = prepare_batch(
             images[batch_indices].to(device, non_blocking=True), setup.mean, setup.std, generator, setup.augmentation
         )
         y = labels[batch_indices].to(device, non_blocking=True)
+        if outlier_draws is not None and setup.outliers is not None:
+            outliers = setup.outliers[outlier_draws[step].to(setup.outliers.device)].to(device, non_blocking=True)
+            x = torch.cat([x, prepare_batch(outliers, setup.mean, setup.std, generator, setup.augmentation)])
         with autocast(device, setup.amp_dtype):
-            loss = training_loss(model(x), y, setup.label_smoothing)
+            log_probs = model(x)
+            loss = training_loss(log_probs[: len(y)], y, setup.label_smoothing)
+            if outlier_draws is not None:
+                loss = loss + setup.outlier_weight * uniform_cross_entropy(log_probs[len(y) :])
         optimizer.zero_grad(set_to_none=True)
         if setup.grad_scaler is not None:
             setup.grad_scaler.scale(loss).backward()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -129,7 +129,9 @@ def _validation_text(metadata: ModelMetadata) -> str:
     if not held.get("count"):
         return "No training images were held out for validation (`--val-samples 0`)."
     total = held.get("total", 60000)
-    score = f" The model scores {100 * float(held['accuracy']):.2f} % on them." if "accuracy" in held else ""
+    score = (
+        f" The model scores {100 * float(cast(float, held['accuracy'])):.2f} % on them." if "accuracy" in held else ""
+    )
     return (
         f"Validation: {held['count']:,} of the {total:,} training images were held out, never trained on "
         f"(`training.data.holdout_indices({total}, {held['count']}, seed={held.get('seed')})`; SHA-256 of the "

@@ -20,12 +20,12 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from mnist_model import ModelMetadata, Net, save_checkpoint
 from mnist_model.device import DeviceError
@@ -35,6 +35,7 @@ from training.calibrate import FinalEvaluation, evaluate_and_calibrate
 from training.config import RUN_SHAPING, augmentation, launch_command, parse_args, run_config
 from training.data import DataError, Split, holdout_indices, indices_sha256, load_split, split_validation
 from training.loop import EvalStats, TrainSetup, evaluate, train_epoch
+from training.rendered import load_rendered
 from training.state import StateError, check_compatible, load_state, save_state, state_path_for
 
 log = logging.getLogger("training")
@@ -75,6 +76,8 @@ class Datasets:
     test: Split
     checksums: dict[str, str]
     holdout: dict[str, object]
+    outliers: torch.Tensor | None = None  # the non-digits of --rendered, for outlier exposure
+    rendered: dict[str, object] | None = None  # what --rendered was (path, checksum, counts)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Training:
 
     network: Net  # what is trained and restored (under torchrun `setup.model` is its DDP wrapper)
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: DistributedSampler  # this rank's shuffled share of the training images, reshuffled per epoch
+    sampler: DistributedSampler[int]  # this rank's shuffled share of the training images, reshuffled per epoch
     setup: TrainSetup
     test_batch_size: int
 
@@ -117,7 +120,7 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     log.info("config: %s", {**vars(args), **details, "threads": torch.get_num_threads()})
 
     data = load_data(args, runtime)
-    training = build_training(args, runtime, data.train, amp_dtype)
+    training = build_training(args, runtime, data, amp_dtype)
     progress = resume(args, training) if args.resume else Progress()
     run_epochs(args, training, data, progress)
     if progress.epochs_done < args.epochs:
@@ -162,8 +165,21 @@ def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Dataset
     train_split, validation = split_validation(train_split, held_out)
     if args.max_train_samples:
         train_split = Split(train_split.images[: args.max_train_samples], train_split.labels[: args.max_train_samples])
+    rendered = load_rendered(args.rendered) if args.rendered is not None else None
+    if rendered is not None:
+        train_split = Split(
+            torch.cat([train_split.images, rendered.digits.images]),
+            torch.cat([train_split.labels, rendered.digits.labels]),
+        )
+        log.info(
+            "--rendered: %d rendered digits join the training images; %d non-digits for outlier exposure",
+            len(rendered.digits),
+            len(rendered.outliers),
+        )
     device = runtime.device if runtime.device.type == "cuda" else torch.device("cpu")
     return Datasets(
+        outliers=rendered.outliers.to(device) if rendered is not None else None,
+        rendered=rendered.describe(args.rendered) if rendered is not None and args.rendered is not None else None,
         train=Split(train_split.images.to(device), train_split.labels.to(device)),
         validation=Split(validation.images.to(device), validation.labels.to(device)) if args.val_samples else None,
         test=Split(test_split.images.to(device), test_split.labels.to(device)),
@@ -173,11 +189,11 @@ def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Dataset
 
 
 def build_training(
-    args: argparse.Namespace, runtime: distributed.Runtime, train_split: Split, amp_dtype: torch.dtype | None
+    args: argparse.Namespace, runtime: distributed.Runtime, data: Datasets, amp_dtype: torch.dtype | None
 ) -> Training:
     """The network (seeded: same initial weights on every rank), its DDP wrapper under torchrun, its moving average
     (--ema-decay), the sampler that shards the training images, AdamW and the one-cycle schedule over the run."""
-    device = runtime.device
+    device, train_split = runtime.device, data.train
     torch.manual_seed(args.seed)  # DDP also broadcasts rank 0's weights; the seed makes runs repeatable
     network = Net().to(device)
     model = (
@@ -185,8 +201,8 @@ def build_training(
         if runtime.distributed
         else network
     )
-    sampler = DistributedSampler(
-        range(len(train_split)),
+    sampler: DistributedSampler[int] = DistributedSampler(
+        cast("Dataset[int]", range(len(train_split))),  # it reads only len(): it yields indices, not images
         num_replicas=runtime.world_size,
         rank=runtime.rank,
         shuffle=True,
@@ -209,6 +225,9 @@ def build_training(
         augmentation=augmentation(args),
         label_smoothing=args.label_smoothing,
         ema=AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay)) if args.ema_decay else None,
+        outliers=data.outliers,
+        outlier_weight=args.outlier_weight,
+        outlier_batch=args.outlier_batch,
     )
     return Training(network, scheduler, sampler, setup, args.test_batch_size)
 
@@ -323,7 +342,7 @@ def write_outputs(
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=launch_command(argv, runtime.distributed, runtime.world_size),
         seed=args.seed,
-        hyperparameters=hyperparameters(args, training),
+        hyperparameters=hyperparameters(args, training, data),
         temperature=final.temperature,
         validation=validation,
         calibration=final.calibration_metadata(),
@@ -333,7 +352,7 @@ def write_outputs(
     log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * test.accuracy)
 
 
-def hyperparameters(args: argparse.Namespace, training: Training) -> dict[str, object]:
+def hyperparameters(args: argparse.Namespace, training: Training, data: Datasets) -> dict[str, object]:
     """The recipe recorded in the checkpoint: the run-shaping flags as parsed, plus what was decided at run time."""
     config = run_config(args)
     setup = training.setup
@@ -349,6 +368,7 @@ def hyperparameters(args: argparse.Namespace, training: Training) -> dict[str, o
         "amp": str(setup.amp_dtype),
         "device": setup.runtime.device.type,
         "train_samples": len(setup.data),
+        "rendered": data.rendered,
         "saved_weights": "exponential moving average" if setup.ema is not None else "last step",
     }
 
@@ -376,7 +396,9 @@ def pick_amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if choice == "bf16" or native_bf16(device) else None
 
 
-def write_reports(checkpoint: Path, metadata: ModelMetadata, history: list[dict], final: FinalEvaluation) -> None:
+def write_reports(
+    checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], final: FinalEvaluation
+) -> None:
     """History (JSON), curves, confusion matrix and reliability diagram (PNG) and the model card, next to the
     checkpoint."""
     paths = reports.report_paths(checkpoint)

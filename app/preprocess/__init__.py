@@ -1,6 +1,7 @@
 """Turn what users upload (phone photos, scans, canvas drawings) into MNIST-like input, as pure functions.
 
     to_mnist_pixels(data) -> uint8 28×28, white ink on black: the digit as the model will see it
+    inspect_upload(data) -> (the same pixels, Cues): plus cheap measurements of how digit-like the ink is
     preprocess(data, mean=..., std=...) -> float32 tensor 1×28×28: the same, normalised for the model
 
 `to_mnist_pixels` below lists the steps in order; each lives in the module of its concern:
@@ -9,10 +10,14 @@
   EXIF orientation, and the small working copy (longer side at most `WORK_SIDE`, made as early as possible:
   JPEGs are decoded at 1/2–1/8 scale directly, so a 1024×768 photo costs a few milliseconds, not tens).
 - `ink`: transparency flattened, one polarity (dark on light), uneven light and shadows divided out.
-- `strokes`: paper texture and JPEG noise thresholded away, only the digit's strokes kept, marker strokes
-  thinned (`morphology` has the filters both use).
+- `rulings`: the printed lines of squared and lined paper found and erased.
+- `strokes`: paper texture and JPEG noise thresholded away, only the digit's strokes kept, their width brought
+  to MNIST's (fine pen lines thickened, marker strokes thinned).
 - `digit`: MNIST's own geometry (crop, fit 20×20, centre of mass in 28×28) and the pass-through for uploads
   that already are MNIST-format digits.
+- `cues`: what the steps saw of the ink (separate parts, what was dropped, shape, stroke width, holes,
+  polarity), for deciding elsewhere whether the upload is one digit at all.
+- `morphology` and `quantiles`: the filters (OpenCV's) and the fast percentiles the steps share.
 
 Every failure is an `ImageError` (`errors`) whose message can be shown to the user. An image with no ink in it
 (a blank canvas or sheet) is also an `ImageError` (400, "no digit found"): any prediction for it would be
@@ -24,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from app.preprocess.cues import CueNotes, Cues
 from app.preprocess.decode import (
     ACCEPTED_FORMATS,
     MAX_PIXELS,
@@ -34,17 +40,20 @@ from app.preprocess.decode import (
     shrink,
     to_array,
 )
-from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box
+from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box, mnist_png
 from app.preprocess.errors import BadItem, ImageError
 from app.preprocess.ink import dark_on_light, divide_background, flatten_alpha
-from app.preprocess.strokes import keep_digit, thin_strokes, threshold_noise
+from app.preprocess.rulings import erase_rulings
+from app.preprocess.strokes import fit_stroke_width, keep_digit, threshold_noise
 from mnist_model import normalize
 
 __all__ = [
     "ACCEPTED_FORMATS",
     "MAX_PIXELS",
     "BadItem",
+    "Cues",
     "ImageError",
+    "inspect_upload",
     "looks_like_image",
     "preprocess",
     "to_mnist_pixels",
@@ -65,8 +74,21 @@ def to_model_input(pixels: np.ndarray, *, mean: float, std: float) -> torch.Tens
     return normalize(torch.from_numpy(pixels), mean, std).unsqueeze(-3)
 
 
-def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Bytes of an image file → 28×28 uint8, white ink on black, as an MNIST digit. Raises `ImageError`."""
+def inspect_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, Cues]:
+    """`to_mnist_pixels` and the `Cues` its steps saw on the way (how digit-like the ink is). Raises `ImageError`."""
+    notes = CueNotes()
+    pixels = to_mnist_pixels(data, max_pixels, notes)
+    return pixels, notes.cues(pixels)
+
+
+def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes | None = None) -> np.ndarray:
+    """Bytes of an image file → 28×28 uint8, white ink on black, as an MNIST digit. Raises `ImageError`.
+
+    `notes`, when given, collects what the steps measure on the way (`inspect_upload` turns them into `Cues`).
+    """
+    mnist = mnist_png(data)  # an MNIST-format digit as a plain PNG: read in microseconds, nothing to undo
+    if mnist is not None:
+        return mnist
     image = decode_image(data, max_pixels)  # only real image formats, size checked before any pixel is decoded
     orientation = exif_orientation(image)  # read now: the tag belongs to the original file
     mnist = already_mnist(image, orientation)
@@ -75,9 +97,10 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     image = shrink(image)  # every later step then costs the same, whatever the upload's size
     image = orient(image, orientation)  # a phone photo taken sideways is read upright
     values = flatten_alpha(to_array(image))  # a canvas export's strokes sit on transparent black
-    gray = dark_on_light(values)  # one polarity from here on, whatever the user drew with
+    gray = dark_on_light(values, notes)  # one polarity from here on, whatever the user drew with
+    gray = erase_rulings(gray)  # the printed lines of squared or lined paper crossing the digit go
     ink = divide_background(gray)  # uneven light and shadows divided out, strokes equally dark everywhere
     ink = threshold_noise(ink)  # paper texture and JPEG noise become exactly 0
-    ink = keep_digit(ink)  # specks, smudges and shadow edges away from the digit go
-    patch = crop_to_ink(thin_strokes(crop_to_ink(ink)))  # marker strokes back to pen width, as MNIST's
+    ink = keep_digit(ink, notes)  # specks, smudges and shadow edges away from the digit go
+    patch = crop_to_ink(fit_stroke_width(crop_to_ink(ink), notes))  # pen lines thickened, marker strokes thinned
     return centre_by_mass(fit_box(patch))  # MNIST's own normalisation: 20×20 box, centre of mass at (14, 14)

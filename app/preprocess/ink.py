@@ -7,11 +7,16 @@ so that a stroke in a shadow and one in full light look the same to the stroke s
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
-from PIL import Image
 
-from app.preprocess.morphology import grow, running_extreme
+from app.preprocess.morphology import grow, max_filter, min_filter, reconstruct_by_erosion
+from app.preprocess.quantiles import median, percentile, percentiles
+
+if TYPE_CHECKING:
+    from app.preprocess.cues import CueNotes
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 """RGB → luminance weights (ITU-R BT.601)."""
@@ -24,7 +29,11 @@ BACKGROUND_WINDOW = 0.3
 FLAT_PAPER = 0.08
 """Paper this much darker than the typical bright paper is shaded (ink, at least twice as dark, is not)..."""
 FLAT_SHADED = 0.05
-"""...and an image with less than this share of shaded paper has no shadows to mistake for ink."""
+"""...and an image with less than this share of shaded paper has no shadows to mistake for ink..."""
+CORNER = 1 / 12
+"""...unless a corner (a square this fraction of the shorter side) is mostly darker than half the paper: the
+desk past a photographed page's corner (on the threshold renders: 81 % of tilted phone shots, 0–4 % of canvas,
+sheet, marker, pen, pencil, grid and chalk images; a stroke running off an edge rarely fills a corner)."""
 ENCLOSED_GAIN = 2.0
 """A pixel counts as enclosed ink when filling raises it by half its darkness below the paper..."""
 ENCLOSED_ABS = 25.0
@@ -38,64 +47,74 @@ EDGE_RUN = 0.15
 
 
 def flatten_alpha(values: np.ndarray) -> np.ndarray:
-    """Composite an RGBA image onto an opaque backdrop chosen so that the strokes stay visible.
+    """Composite a premultiplied-alpha (RGBa) image onto an opaque backdrop chosen so the strokes stay visible.
 
     A canvas export is strokes of one colour on fully transparent (usually black, 0,0,0,0) pixels: dropping
     alpha would make everything black. Such strokes go on the backdrop that contrasts with them (white for
     dark strokes, black for light ones), however much of the canvas they cover. Opaque content of many
     shades (a photo with transparent margins) has its own background, so its typical colour fills the
-    transparent part.
+    transparent part. The shades are judged on at most ~4096 of the opaque pixels, evenly spread.
+
+    `values` is uint8 H×W×4 with premultiplied colour (`decode.shrink` makes it), so compositing is one
+    addition: colour × alpha + backdrop × (1 − alpha), and exact in uint8 for a white or black backdrop
+    (premultiplied colour never exceeds alpha). Anything without an alpha channel is returned as it is.
     """
     if values.ndim != 3 or values.shape[2] != 4:
         return values
-    colour, alpha = values[:, :, :3], values[:, :, 3] / 255.0
-    if alpha.min() >= 1.0:
-        return colour
-    opaque = colour[alpha > 0.5]
-    if opaque.size == 0:
-        return np.full_like(colour, 255.0)  # (nearly) fully transparent: blank, reported as no digit later
-    shades = opaque[:: max(1, len(opaque) // 4096)] @ LUMA
-    darkest, median, lightest = np.percentile(shades, (10, 50, 90))
-    if lightest - darkest < STROKE_SHADES:
-        backdrop = np.float32(255.0 if median < 128.0 else 0.0)
-    else:
-        backdrop = np.median(opaque, axis=0).astype(np.float32)
-    alpha = alpha[:, :, None]
-    return colour * alpha + backdrop * (1.0 - alpha)
+    premultiplied, alpha = values[:, :, :3], values[:, :, 3]
+    if alpha.min() == 255:
+        return premultiplied
+    opaque_at = np.flatnonzero(alpha > 127)
+    if opaque_at.size == 0:
+        return np.full(premultiplied.shape, 255, np.uint8)  # (nearly) fully transparent: blank, no digit later
+    opaque = values.reshape(-1, 4)[opaque_at[:: max(1, opaque_at.size // 4096)]].astype(np.float32)
+    colour = opaque[:, :3] * (255.0 / opaque[:, 3:])  # un-premultiplied
+    darkest, typical, lightest = percentiles(colour @ LUMA, (10, 50, 90))
+    if lightest - darkest >= STROKE_SHADES:
+        backdrop = np.median(colour, axis=0).astype(np.float32)
+        return premultiplied + backdrop * (1.0 - alpha[:, :, None] * np.float32(1 / 255))
+    if typical < 128.0:  # dark strokes: on white
+        return premultiplied + (255 - alpha)[:, :, None]
+    return premultiplied  # light strokes: on black, which premultiplied colour already is
 
 
-def dark_on_light(values: np.ndarray) -> np.ndarray:
-    """Gray image (float32, 0–255) with dark ink on a light background, inverting light-on-dark images.
+def dark_on_light(values: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
+    """Gray image (0–255, the dtype of `values`: uint8 or float32) with dark ink on a light background,
+    inverting light-on-dark images (`notes`, when given, records whether it did).
 
     The background is what the border mostly shows; ink is on the far side of the brightness range from it.
     For colour, the darkest channel (on light paper) or the brightest (on dark) is used: a yellow or red
     marker is dark in the blue or green channel though light in luminance.
     """
-    if values.ndim == 2:
-        return values if light_background(values) else 255.0 - values
-    red, green, blue = values[:, :, 0], values[:, :, 1], values[:, :, 2]  # chained ufuncs: 20× min(axis=2)
-    if light_background(values @ LUMA):
-        return np.minimum(np.minimum(red, green), blue)
-    return 255.0 - np.maximum(np.maximum(red, green), blue)
+    light = light_background(values)
+    if notes is not None:
+        notes.inverted = not light
+    if values.ndim == 3:
+        red, green, blue = values[:, :, 0], values[:, :, 1], values[:, :, 2]  # chained ufuncs: 20× min(axis=2)
+        if light:
+            return np.minimum(np.minimum(red, green), blue)
+        return 255 - np.maximum(np.maximum(red, green), blue)
+    return values if light else 255 - values
 
 
-def light_background(luma: np.ndarray) -> bool:
-    """True unless the border is both dark in absolute terms and nearer the image's dark extreme than its
-    bright one.
+def light_background(values: np.ndarray) -> bool:
+    """True unless the background is both dark in absolute terms and nearer the image's dark extreme than its
+    bright one. `values`: gray H×W or colour H×W×3 (judged by luminance).
 
-    Photos of paper often have darker, shadowed borders and digits too small to move the percentiles, so a
-    plain "which extreme is the border nearer" test misfires on them; a dark background (a chalkboard, a
-    dark-mode canvas, MNIST itself) is at most half as bright as its ink.
+    The background is judged twice, as what the border mostly shows and as what the whole image mostly shows,
+    and is light if either looks light: a page photographed on a dark desk has a dark border but is mostly
+    light, and a thick digit can cover much of a canvas but not most of its border. Photos of paper often have
+    darker, shadowed borders and digits too small to move the percentiles, so a plain "which extreme is it
+    nearer" test misfires on them; a dark background (a chalkboard, a dark-mode canvas, MNIST itself) is at
+    most half as bright as its ink.
     """
+    luma = values if values.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(values), cv2.COLOR_RGB2GRAY)
     height, width = luma.shape
     ring = max(1, min(height, width) // 20)
-    border = np.concatenate(
-        [luma[:ring].ravel(), luma[-ring:].ravel(), luma[:, :ring].ravel(), luma[:, -ring:].ravel()]
-    )
+    border = np.concatenate([luma[:ring], luma[-ring:], luma[:, :ring], luma[:, -ring:]], axis=None)
     step = max(1, int(math.sqrt(luma.size / 8192)))  # a subsample is plenty for percentiles
-    dark, bright = np.percentile(luma[::step, ::step], (0.5, 99.5))
-    middle = float(np.median(border))
-    return middle - dark >= bright - middle or middle > 0.5 * bright
+    dark, typical, bright = percentiles(luma[::step, ::step], (0.5, 50, 99.5))
+    return any(middle - dark >= bright - middle or middle > 0.5 * bright for middle in (median(border), typical))
 
 
 def divide_background(gray: np.ndarray) -> np.ndarray:
@@ -107,38 +126,42 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     shadow and in full light. A closing also fills narrow corners of shadows, but those, unlike strokes,
     connect to the border through pixels no lighter than themselves, so filling does not raise them: ink
     strength is kept in proportion to how much of a pixel's darkness filling explains (ENCLOSED_*).
+    Even paper (a canvas, a scan) skips all that: its brightness is one number. `gray`: uint8 or float32;
+    the result is float32.
     """
     height, width = gray.shape
+    sample = gray[::2, ::2]  # finer than the small copy, whose blur would make the rims of strokes look shaded
+    bright = percentile(sample, 90)
+    rims = grow(sample <= 0.5 * bright, 3)  # the soft edges of ink are not shade
+    shaded = np.count_nonzero((sample < (1 - FLAT_PAPER) * bright) & ~rims) / sample.size
+    if shaded < FLAT_SHADED and not dark_corner(sample, 0.5 * bright):  # even paper: no shadow or desk
+        return np.clip(1.0 - gray * np.float32(1 / max(bright, 1.0)), 0.0, 1.0)
+    gray = gray.astype(np.float32, copy=False)
     factor = max(1.0, max(height, width) / BACKGROUND_SIDE)
-    small = Image.fromarray(gray, mode="F")
+    values = gray
     if factor > 1:
         size = (max(1, round(width / factor)), max(1, round(height / factor)))
-        small = small.resize(size, Image.Resampling.BOX)
-    values = np.asarray(small, dtype=np.float32)
+        values = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     window = 2 * int(BACKGROUND_WINDOW * max(values.shape) / 2) + 1
-    closed = running_extreme(running_extreme(values, window, np.maximum), window, np.minimum)
-    sample = gray[::2, ::2]  # finer than `values`, whose blur would make the rims of strokes look shaded
-    bright = float(np.percentile(sample, 90))
-    rims = grow(grow(grow(sample <= 0.5 * bright)))  # the soft edges of ink are not shade
-    shaded = np.count_nonzero((sample < (1 - FLAT_PAPER) * bright) & ~rims) / sample.size
-    if shaded < FLAT_SHADED:  # even paper (a canvas, a scan; ink is darker): no shadow to mistake for ink
-        paper, enclosed = np.full_like(values, bright), np.ones_like(values)
-    else:
-        filled = fill_basins(values, closed)
-        paper = np.maximum(closed, filled)  # filling also restores paper under strokes too wide for closing
-        raised = filled - values
-        # ×ENCLOSED_GAIN: a stroke running from light into shadow, only partly a basin where lit, counts fully
-        enclosed = np.maximum(
-            ENCLOSED_GAIN * raised / np.maximum(paper - values, ENCLOSED_DEPTH), raised / ENCLOSED_ABS
-        )
-        enclosed = running_extreme(np.clip(enclosed, 0.0, 1.0), 3, np.maximum)  # antialiased stroke rims too
+    closed = min_filter(max_filter(values, window), window)
+    filled = fill_basins(values, closed)
+    paper = np.maximum(closed, filled)  # filling also restores paper under strokes too wide for closing
+    raised = filled - values
+    # ×ENCLOSED_GAIN: a stroke running from light into shadow, only partly a basin where lit, counts fully
+    enclosed = np.maximum(ENCLOSED_GAIN * raised / np.maximum(paper - values, ENCLOSED_DEPTH), raised / ENCLOSED_ABS)
+    enclosed = max_filter(np.clip(enclosed, 0.0, 1.0), 3)  # antialiased stroke rims too
     if factor > 1:
-        paper, enclosed = (
-            np.asarray(Image.fromarray(a, mode="F").resize((width, height), Image.Resampling.BILINEAR))
-            for a in (paper, enclosed)
-        )
-    paper = np.maximum(paper, gray)  # ink is never brighter than its paper (the upsampled estimate may dip)
-    return np.clip(1.0 - gray / np.maximum(paper, 1.0), 0.0, 1.0) * enclosed
+        paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+        enclosed = cv2.resize(enclosed, (width, height), interpolation=cv2.INTER_LINEAR)
+    paper = np.maximum(np.maximum(paper, gray), 1.0)  # ink is never brighter than its paper (the upsampled
+    return (1.0 - gray / paper) * enclosed  # estimate may dip), so this is in [0, 1] without clipping
+
+
+def dark_corner(gray: np.ndarray, dark: float) -> bool:
+    """Whether a corner of `gray` (a square CORNER of its shorter side) is mostly (> half) darker than `dark`."""
+    side = max(2, round(CORNER * min(gray.shape)))
+    corners = (gray[:side, :side], gray[:side, -side:], gray[-side:, :side], gray[-side:, -side:])
+    return any(2 * np.count_nonzero(corner <= dark) > corner.size for corner in corners)
 
 
 def fill_basins(values: np.ndarray, rim: np.ndarray) -> np.ndarray:
@@ -157,27 +180,22 @@ def fill_basins(values: np.ndarray, rim: np.ndarray) -> np.ndarray:
         np.minimum(np.maximum.accumulate(seeded, axis=0), np.maximum.accumulate(seeded[::-1], axis=0)[::-1]),
         np.minimum(np.maximum.accumulate(seeded, axis=1), np.maximum.accumulate(seeded[:, ::-1], axis=1)[:, ::-1]),
     )
-    vertical, both = np.empty_like(marker), np.empty_like(marker)
-    for iteration in range(sum(values.shape)):  # the erosion front advances one pixel per pass
-        previous = marker.copy() if iteration % 4 == 3 else None
-        vertical[:] = marker  # 3×3 minimum filter, separable, in place
-        np.minimum(vertical[1:], marker[:-1], out=vertical[1:])
-        np.minimum(vertical[:-1], marker[1:], out=vertical[:-1])
-        both[:] = vertical
-        np.minimum(both[:, 1:], vertical[:, :-1], out=both[:, 1:])
-        np.minimum(both[:, :-1], vertical[:, 1:], out=both[:, :-1])
-        np.maximum(both, values, out=marker)
-        if previous is not None and np.array_equal(previous, marker):
-            break
-    return marker
+    return reconstruct_by_erosion(marker, values)
 
 
 def _seed_edge(edge: np.ndarray, rim: np.ndarray) -> np.ndarray:
-    """One border line of the fill marker: its own values, but short runs of ink (strokes) get the rim."""
-    inky = np.concatenate(([False], edge < (1.0 - EDGE_INK) * rim, [False]))
+    """One border line of the fill marker: its own values, but short runs of ink (strokes) get the rim.
+
+    A run reaching a corner is never a stroke: a stroke runs off one edge, while darkness in a corner is the desk
+    past a photographed page's corner, or a shadow.
+    """
+    dark = edge < (1.0 - EDGE_INK) * rim
+    if not dark.any():  # the usual case: paper all along the side
+        return edge
+    inky = np.concatenate(([False], dark, [False]))
     changes = np.flatnonzero(inky[1:] != inky[:-1]).reshape(-1, 2)  # [start, end) of each dark run
     seed = edge.copy()
     for start, end in changes:
-        if end - start <= EDGE_RUN * edge.size:
+        if end - start <= EDGE_RUN * edge.size and start > 0 and end < edge.size:
             seed[start:end] = rim[start:end]
     return seed

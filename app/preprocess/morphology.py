@@ -1,44 +1,63 @@
-"""Morphology shared by the ink and stroke steps: a running max/min filter and a boolean 3×3 dilation."""
+"""Morphology shared by the ink and stroke steps: max/min filters, boolean dilation, grey reconstruction.
+
+All are OpenCV's: its filters are vectorised C++, 5–50× faster than the same filters written with numpy on the
+small working copies used here. Windows are clipped at the image edges (a pixel outside never wins a max or a
+min), which is OpenCV's default border for dilation and erosion.
+"""
 
 from __future__ import annotations
 
+import functools
+
+import cv2
 import numpy as np
 
-
-def running_extreme(values: np.ndarray, window: int, extreme: np.ufunc) -> np.ndarray:
-    """2-D max or min filter (`extreme` = np.maximum / np.minimum) over a square window, clipped at the edges.
-
-    Separable, and van Herk/Gil-Werman per axis: prefix and suffix extremes within blocks of `window`, so
-    the cost does not grow with the window.
-    """
-    for axis in (0, 1):
-        values = _running_extreme_1d(values, window, extreme, axis)
-    return values
+cv2.setNumThreads(1)  # images here are small: thread hand-offs cost more than they save, and requests run in parallel
 
 
-def _running_extreme_1d(values: np.ndarray, window: int, extreme: np.ufunc, axis: int) -> np.ndarray:
-    moved = np.moveaxis(values, axis, -1)
-    length = moved.shape[-1]
-    if window <= 1 or length == 1:
+@functools.cache
+def square(window: int) -> np.ndarray:
+    """A window×window structuring element (cached: the same few sizes recur on every request)."""
+    return np.ones((window, window), np.uint8)
+
+
+@functools.cache
+def _disk(window: int) -> np.ndarray:
+    """The disk inscribed in a window×window square, as a structuring element (cached)."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (window, window))
+
+
+def max_filter(values: np.ndarray, window: int, disk: bool = False) -> np.ndarray:
+    """2-D maximum over a square window (or the disk inscribed in it: grey dilation), clipped at the edges;
+    float32 in, float32 out."""
+    if window <= 1:
         return values
-    half = window // 2
-    padded_length = -(-(length + 2 * half) // window) * window
-    fill = -np.inf if extreme is np.maximum else np.inf
-    padded = np.full(moved.shape[:-1] + (padded_length,), fill, np.float32)
-    padded[..., half : half + length] = moved
-    blocks = padded.reshape(moved.shape[:-1] + (-1, window))
-    prefix = extreme.accumulate(blocks, axis=-1).reshape(padded.shape)
-    suffix = extreme.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
-    out = extreme(suffix[..., :length], prefix[..., window - 1 : window - 1 + length])
-    return np.moveaxis(out, -1, axis)
+    return cv2.dilate(values, _disk(window) if disk else square(window))
 
 
-def grow(cells: np.ndarray) -> np.ndarray:
-    """Boolean 3×3 dilation (separable: four shifted ORs)."""
-    tall = cells.copy()
-    tall[1:] |= cells[:-1]
-    tall[:-1] |= cells[1:]
-    out = tall.copy()
-    out[:, 1:] |= tall[:, :-1]
-    out[:, :-1] |= tall[:, 1:]
-    return out
+def min_filter(values: np.ndarray, window: int) -> np.ndarray:
+    """2-D minimum over a square window (grey erosion), clipped at the edges; float32 in, float32 out."""
+    if window <= 1:
+        return values
+    return cv2.erode(values, square(window))
+
+
+def grow(cells: np.ndarray, steps: int = 1) -> np.ndarray:
+    """Boolean dilation by a 3×3 square, `steps` times (a (2·steps+1)² square, in one pass)."""
+    return cv2.dilate(cells.view(np.uint8), square(2 * steps + 1)).view(bool)
+
+
+def reconstruct_by_erosion(marker: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Grey reconstruction by erosion of `marker` (≥ `floor` everywhere) above `floor`: 3×3 erosions, each
+    clipped below at `floor`, until nothing changes. Both float32; returns a new array.
+
+    The front advances one pixel per pass, so a pass is checked for change only every fourth time.
+    """
+    kernel = square(3)
+    marker = np.maximum(marker, floor)
+    for iteration in range(sum(marker.shape)):
+        previous = marker if iteration % 4 == 3 else None
+        marker = cv2.max(cv2.erode(marker, kernel), floor)
+        if previous is not None and np.array_equal(previous, marker):
+            break
+    return marker

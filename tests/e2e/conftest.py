@@ -10,24 +10,15 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import Digit
+
 E2E_URL_ENV = "MNIST_SERVE_E2E_URL"
 DIGITS_PER_TEST = 20
 """The first 20 MNIST test images: every class appears, and a trained model gets all of them right."""
-
-
-@dataclass(frozen=True)
-class Digit:
-    """One MNIST test image, with its label and its bytes in the formats a client would send."""
-
-    index: int
-    label: int
-    png: bytes
-    jpeg: bytes
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from tests.e2e.conftest import Digit
+import pytest
+
+from tests.helpers import Digit
 
 
-def _wrong(digits: list[Digit], predicted: list[int]) -> list[str]:
-    """Readable list of the digits the server got wrong (empty when all are right)."""
-    return [
+def _assert_all_right(digits: list[Digit], predicted: list[int]) -> None:
+    """Fail with a readable list of the digits the server got wrong."""
+    wrong = [
         f"test image {d.index}: label {d.label}, predicted {p}"
         for d, p in zip(digits, predicted, strict=True)
         if d.label != p
     ]
+    assert not wrong, "\n".join(wrong)
 
 
 def _check_prediction(body: dict) -> int:
@@ -24,6 +27,14 @@ def _check_prediction(body: dict) -> int:
     assert abs(sum(body["probabilities"]) - 1.0) < 1e-3
     assert body["confidence"] == max(body["probabilities"])
     return body["digit"]
+
+
+# The request forms a client can choose for POST /predict: the httpx keyword arguments that send one digit.
+PREDICT_FORMS: dict[str, Callable[[Digit], dict[str, Any]]] = {
+    "png-multipart": lambda d: {"files": {"file": (f"{d.index}.png", d.png, "image/png")}},
+    "jpeg-raw-body": lambda d: {"content": d.jpeg, "headers": {"Content-Type": "image/jpeg"}},
+    "png-json-base64": lambda d: {"json": {"image": base64.b64encode(d.png).decode()}},
+}
 
 
 def test_healthz_and_readyz_answer_200(client) -> None:
@@ -42,34 +53,14 @@ def test_model_describes_the_shipped_checkpoint(client) -> None:
     assert body["metadata"]["epochs"] >= 1, "the image serves an untrained checkpoint"
 
 
-def test_predict_png_multipart_reads_real_digits(client, digits: list[Digit]) -> None:
+@pytest.mark.parametrize("form", PREDICT_FORMS)
+def test_predict_reads_real_digits(client, digits: list[Digit], form: str) -> None:
     predicted = []
     for digit in digits:
-        response = client.post("/predict", files={"file": (f"{digit.index}.png", digit.png, "image/png")})
+        response = client.post("/predict", **PREDICT_FORMS[form](digit))
         assert response.status_code == 200, response.text
         predicted.append(_check_prediction(response.json()))
-    wrong = _wrong(digits, predicted)
-    assert not wrong, "\n".join(wrong)
-
-
-def test_predict_jpeg_raw_body_reads_real_digits(client, digits: list[Digit]) -> None:
-    predicted = []
-    for digit in digits:
-        response = client.post("/predict", content=digit.jpeg, headers={"Content-Type": "image/jpeg"})
-        assert response.status_code == 200, response.text
-        predicted.append(_check_prediction(response.json()))
-    wrong = _wrong(digits, predicted)
-    assert not wrong, "\n".join(wrong)
-
-
-def test_predict_json_base64_reads_real_digits(client, digits: list[Digit]) -> None:
-    predicted = []
-    for digit in digits:
-        response = client.post("/predict", json={"image": base64.b64encode(digit.png).decode()})
-        assert response.status_code == 200, response.text
-        predicted.append(_check_prediction(response.json()))
-    wrong = _wrong(digits, predicted)
-    assert not wrong, "\n".join(wrong)
+    _assert_all_right(digits, predicted)
 
 
 def test_predict_batch_multipart_answers_in_request_order(client, digits: list[Digit]) -> None:
@@ -78,8 +69,7 @@ def test_predict_batch_multipart_answers_in_request_order(client, digits: list[D
     assert response.status_code == 200, response.text
     items = response.json()["predictions"]
     assert [item["index"] for item in items] == list(range(len(digits)))
-    wrong = _wrong(digits, [_check_prediction(item) for item in items])
-    assert not wrong, "\n".join(wrong)
+    _assert_all_right(digits, [_check_prediction(item) for item in items])
 
 
 def test_predict_batch_json_keeps_a_bad_item_to_itself(client, digits: list[Digit]) -> None:
@@ -90,8 +80,7 @@ def test_predict_batch_json_keeps_a_bad_item_to_itself(client, digits: list[Digi
     items = response.json()["predictions"]
     assert 400 <= items[2]["status_code"] < 500 and items[2]["error"]
     good = [item for i, item in enumerate(items) if i != 2]
-    wrong = _wrong(digits[:4], [_check_prediction(item) for item in good])
-    assert not wrong, "\n".join(wrong)
+    _assert_all_right(digits[:4], [_check_prediction(item) for item in good])
 
 
 def test_predict_non_image_is_a_json_4xx(client) -> None:

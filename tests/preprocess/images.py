@@ -50,7 +50,49 @@ def similarity(a: np.ndarray, b: np.ndarray, shift: int = 0) -> float:
     )
 
 
+def silhouette(pixels: np.ndarray | Image.Image, size: int = 20) -> np.ndarray:
+    """The ink's bounding box (pixels above 25) stretched to size×size: its shape, whatever its position and scale."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels, dtype=np.uint8))
+    box = image.point(lambda value: 255 if value > 25 else 0).getbbox()
+    return np.asarray(image.crop(box).resize((size, size), Image.Resampling.BOX), dtype=np.float64)
+
+
 def error_of(data: bytes, **kwargs: object) -> ImageError:
     with pytest.raises(ImageError) as caught:
         to_mnist_pixels(data, **kwargs)
     return caught.value
+
+
+def ruled(
+    ink: Image.Image,
+    size: tuple[int, int] = (600, 450),
+    at: tuple[int, int] = (200, 120),
+    spacing: int = 40,
+    squared: bool = True,
+    tilt: float = 0.0,
+) -> Image.Image:
+    """`ink` (white on black) written in dark blue on squared (or lined) paper: light blue 2-px rulings every
+    `spacing` px, the page turned by `tilt` degrees under the camera."""
+    lines = Image.new("L", (2 * size[0], 2 * size[1]), 0)  # room to turn without bare corners
+    draw = ImageDraw.Draw(lines)
+    for y in range(0, lines.height, spacing):
+        draw.line([(0, y), (lines.width, y)], fill=255, width=2)
+    for x in range(0, lines.width, spacing) if squared else ():
+        draw.line([(x, 0), (x, lines.height)], fill=255, width=2)
+    lines = lines.rotate(tilt, resample=Image.Resampling.BILINEAR)
+    left, top = (lines.width - size[0]) // 2, (lines.height - size[1]) // 2
+    lines = lines.crop((left, top, left + size[0], top + size[1]))
+    page = Image.composite(Image.new("RGB", size, (120, 170, 230)), Image.new("RGB", size, (240, 240, 235)), lines)
+    coverage = Image.new("L", size, 0)
+    coverage.paste(ink, at)
+    return Image.composite(Image.new("RGB", size, (20, 30, 110)), page, coverage)
+
+
+def pen_line(size: int = 800, width: int = 1) -> Image.Image:
+    """The glyph's 7 drawn with a `width`-px pen at `size` px (white on black): MNIST draws it ~2 px of 20."""
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    s = size / 28
+    draw.line([(8 * s, 6 * s), (20 * s, 6 * s), (12 * s, 22 * s)], fill=255, width=width, joint="curve")
+    draw.line([(10 * s, 14 * s), (19 * s, 14 * s)], fill=255, width=width)
+    return image

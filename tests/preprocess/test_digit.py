@@ -9,14 +9,23 @@ import pytest
 from PIL import Image
 
 from app.preprocess import to_mnist_pixels
-from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
+from tests.preprocess.images import encode, error_of, glyph, on_paper, silhouette, similarity
 
 
-def test_to_mnist_pixels_is_white_ink_on_black_fitted_in_20px(reference: np.ndarray) -> None:
+def test_reference_is_the_drawn_seven_fitted_in_20px_and_centred_by_mass(reference: np.ndarray) -> None:
+    """The other tests compare encodings against `reference`: here it is checked against the drawing itself."""
     assert reference.shape == (28, 28) and reference.dtype == np.uint8
     assert reference.max() == 255 and reference[0].max() == 0 and reference[:, 0].max() == 0
     rows, cols = np.nonzero(reference)
     assert max(np.ptp(rows), np.ptp(cols)) + 1 == 20
+    ys, xs = np.mgrid[0:28, 0:28]
+    mass = reference.astype(np.float64)
+    assert ((mass * ys).sum() / mass.sum(), (mass * xs).sum() / mass.sum()) == pytest.approx((14.0, 14.0), abs=0.75)
+    drawn = glyph()  # the same 7, scaled by Pillow alone: the shapes agree, and not with a mirrored 7
+    shape = silhouette(reference).ravel()
+    assert np.corrcoef(shape, silhouette(drawn).ravel())[0, 1] > 0.9
+    mirrored = drawn.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert np.corrcoef(shape, silhouette(mirrored).ravel())[0, 1] < 0.7
 
 
 def test_digit_off_centre_on_big_sheet_is_centred_by_mass() -> None:

@@ -50,3 +50,11 @@ def test_canvas_stroke_from_edge_to_edge_is_read() -> None:
     canvas = Image.merge("RGBA", (*Image.new("RGB", alpha.size, (20, 40, 30)).split(), alpha))
     rows, cols = np.nonzero(to_mnist_pixels(encode(canvas, "PNG")) > 64)
     assert np.ptp(rows) + 1 == 20 and np.ptp(cols) + 1 <= 8
+
+
+def test_page_on_a_dark_desk_is_not_inverted_and_the_desk_is_not_ink(reference: np.ndarray) -> None:
+    page = on_paper(glyph(200), size=(400, 300), at=(100, 50), ink_rgb=(30, 30, 40))
+    desk = Image.new("RGB", (520, 400), (60, 40, 25))  # wood: a dark border all around the page
+    desk.paste(page, (70, 40))
+    pixels = to_mnist_pixels(encode(desk, "JPEG", quality=85))
+    assert similarity(pixels, reference) > 0.9  # the 7, not the page's outline or the desk

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from app.preprocess import to_mnist_pixels
-from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
+from app.preprocess import inspect_upload, to_mnist_pixels
+from app.preprocess.strokes import stroke_width
+from tests.preprocess.images import encode, error_of, glyph, on_paper, pen_line, similarity
 
 
 def test_thick_marker_strokes_are_thinned_to_mnist_width(reference: np.ndarray) -> None:
@@ -30,3 +31,13 @@ def test_thick_marker_strokes_are_thinned_to_mnist_width(reference: np.ndarray) 
 def test_images_without_ink_are_no_digit_400(image: Image.Image) -> None:
     error = error_of(encode(image, "PNG"))
     assert error.status_code == 400 and "no digit" in str(error)
+
+
+@pytest.mark.parametrize("size", [600, 1000])
+def test_one_pixel_pen_line_gets_an_mnist_stroke_width(size: int, reference: np.ndarray) -> None:
+    page = on_paper(pen_line(size, width=1), size=(size + 200, size), at=(100, 0), ink_rgb=(30, 40, 150))
+    pixels, cues = inspect_upload(encode(page, "PNG"))
+    assert cues.stroke_width < 0.6  # what was drawn: a hair line at the 20-px scale
+    width = stroke_width(pixels / 255.0)
+    assert width is not None and 1.5 < width < 2.2  # what the model sees: MNIST's median is 1.84 on this measure
+    assert similarity(pixels, reference) > 0.75  # unthickened: 0.65–0.67, every pixel below 62 of 255

@@ -1,0 +1,122 @@
+"""Printed rulings (squared and lined paper) crossing the digit, found as long straight thin lines and erased.
+
+On the gray working copy (dark ink on light paper), before the paper's light is divided out: thin dark features
+(a black-hat) that run straight across nearly the whole image, near-horizontal (a photographed page is tilted a
+few degrees), at least two of them parallel, make the page ruled; then the near-vertical lines of squared paper
+and a lined page's margin count too. A digit's strokes never span the image, and a lone full-length stroke (a
+"1" filling a canvas) has no parallel partner. Rulings are lifted to the paper by a closing across them, only
+within a few pixels of them and never by more than the rulings' own darkness, so ink crossing them survives
+(a thin stroke running exactly along a ruling is lost with it). On the threshold split's grid renders this
+took the shipped model from 87.7 % to 95.0 %.
+
+Uploads without rulings pay only the first test (a black-hat and two small binary filters on a quarter of the
+columns, ~0.08 ms).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from app.preprocess.quantiles import percentile
+
+CONTRAST = 0.04
+"""A thin dark feature is at least this much darker than the paper (fraction of its brightness)."""
+THIN = 5
+"""Black-hat window (px of the working copy): rulings are at most ~3 px wide there."""
+SQUEEZE = 4
+"""Rulings are first looked for on every SQUEEZE-th column only: they cross them all, strokes shrink, and the
+test costs a quarter (a ruling tilted 8° drifts half a pixel from one kept column to the next)."""
+RUN = 4
+"""A ruling leaves runs at least this long (kept columns; 16 px of the working copy) along its direction."""
+SPAN = 0.9
+"""Runs must cover this share of the image's width for rulings to be looked for."""
+MAX_TILT = math.radians(8)
+"""Rulings lie within this angle of horizontal (photographed pages: ±6°, scans: ±1.5°)."""
+VOTES = 0.5
+"""A candidate line gathers thin dark pixels along at least this share of the image's width."""
+PEAKS = 64
+"""Strongest candidate lines considered (OpenCV returns them by votes)."""
+MIN_LINES = 2
+"""Parallel horizontal lines needed before the page counts as ruled."""
+ALONG = 0.6
+"""In the page's frame, a row (column) that is thin dark line over at least this share of its length is a
+ruling (squared paper's columns, a lined page's margin); the digit crossing it is the rest."""
+BAND = 2
+"""Pixels either side of a ruling's row (column) that erasing may change."""
+DEPTH = 90
+"""Erasing lifts a pixel by at most this percentile of how dark the rulings are: ink darker than the print
+crossing them keeps the rest."""
+
+
+def erase_rulings(gray: np.ndarray) -> np.ndarray:
+    """`gray` (uint8 or float32, dark on light) with printed ruling lines replaced by the paper around them;
+    `gray` itself when it has none.
+
+    Near-horizontal rulings are looked for first (cheaply, on every SQUEEZE-th column); a page without them has
+    none (squared paper has both families). With them, the page's tilt is known: in its frame, the rows and
+    columns that are mostly thin dark line are the rulings. Back in the image's own frame (resampling it twice
+    would smear the lines), a closing across each family lifts its lines to the paper, within BAND px of them;
+    where both families cross, a square closing lifts the crossing.
+    """
+    level = CONTRAST * percentile(gray[::4, ::4], 90)
+    angle = _ruled_tilt(gray, level)
+    if angle is None:
+        return gray
+    height, width = gray.shape
+    pixels = _as_uint8(gray)
+    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    turned = cv2.warpAffine(pixels, rotation, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    bands = _band(turned, level, rows=True) | (_band(turned, level, rows=False) << 1)  # bit 0 rows, bit 1 columns
+    back = cv2.invertAffineTransform(rotation)
+    bands = cv2.warpAffine(bands, back, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    lift = np.zeros_like(pixels)
+    for bits, kernel in ((1, (THIN, 1)), (2, (1, THIN)), (3, (THIN, THIN))):  # rows, columns, crossings
+        where = bands == bits
+        if where.any():
+            hat = cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, np.ones(kernel, np.uint8))
+            lines = hat[where]
+            lines = lines[lines > level]
+            if lines.size:  # no deeper than the rulings themselves: darker ink crossing them stays ink
+                np.copyto(lift, np.minimum(hat, np.uint8(percentile(lines, DEPTH))), where=where)
+    return gray + lift.astype(np.float32)
+
+
+def _as_uint8(gray: np.ndarray) -> np.ndarray:
+    return gray if gray.dtype == np.uint8 else np.clip(gray, 0, 255).astype(np.uint8)
+
+
+def _ruled_tilt(gray: np.ndarray, level: float) -> float | None:
+    """Degrees to rotate by (counter-clockwise) so near-horizontal rulings lie along rows; None unless at least
+    MIN_LINES distinct parallel lines run across the image."""
+    squeezed = np.ascontiguousarray(_as_uint8(gray)[:, ::SQUEEZE])  # every SQUEEZE-th column: rulings cross all
+    hat = cv2.morphologyEx(squeezed, cv2.MORPH_BLACKHAT, np.ones((THIN, 1), np.uint8))
+    thin = cv2.threshold(hat, level, 1, cv2.THRESH_BINARY)[1]
+    runs = cv2.erode(cv2.dilate(thin, np.ones((3, 1), np.uint8)), np.ones((1, RUN), np.uint8))  # smear: tilt
+    if np.count_nonzero(runs.any(axis=0)) < SPAN * runs.shape[1]:
+        return None
+    steep = math.atan(SQUEEZE * math.tan(MAX_TILT))  # tilts look SQUEEZE× steeper on the squeezed copy
+    peaks = cv2.HoughLines(
+        runs, 1, math.pi / 360, int(VOTES * runs.shape[1]), min_theta=math.pi / 2 - steep, max_theta=math.pi / 2 + steep
+    )
+    if peaks is None:
+        return None
+    rhos, thetas = peaks[:PEAKS, 0, 0], peaks[:PEAKS, 0, 1]
+    tilt = float(np.sort(thetas)[len(thetas) // 2]) - math.pi / 2  # the median line's
+    positions = np.sort(np.abs(rhos[np.abs(thetas - math.pi / 2 - tilt) < math.radians(4)]))
+    if 1 + np.count_nonzero(np.diff(positions) > 2 * BAND) < MIN_LINES:
+        return None
+    return math.degrees(math.atan(math.tan(tilt) / SQUEEZE))
+
+
+def _band(turned: np.ndarray, level: float, rows: bool) -> np.ndarray:
+    """uint8 0/1 over the page-aligned `turned`: within BAND px of a row (or column) that is thin dark line
+    over at least ALONG of its length."""
+    hat = cv2.morphologyEx(turned, cv2.MORPH_BLACKHAT, np.ones((THIN, 1) if rows else (1, THIN), np.uint8))
+    thin = cv2.threshold(hat, level, 1, cv2.THRESH_BINARY)[1]
+    length = thin.shape[1 if rows else 0]
+    on = (np.count_nonzero(thin, axis=1 if rows else 0) >= ALONG * length).astype(np.uint8)
+    band = cv2.dilate(on.reshape(-1, 1), np.ones((2 * BAND + 1, 1), np.uint8)).ravel()
+    return np.broadcast_to(band[:, None] if rows else band[None, :], turned.shape).copy()

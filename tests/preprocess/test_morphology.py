@@ -1,0 +1,51 @@
+"""app.preprocess.morphology: OpenCV's filters behave as the clipped-window filters the steps were written for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from app.preprocess.morphology import grow, max_filter, min_filter, reconstruct_by_erosion
+
+
+def clipped(values: np.ndarray, window: int, reduce: str) -> np.ndarray:
+    """Brute force: the max or min over each window×window neighbourhood, pixels outside the image ignored."""
+    fill = -np.inf if reduce == "max" else np.inf
+    padded = np.pad(values.astype(np.float64), window // 2, constant_values=fill)
+    windows = sliding_window_view(padded, (window, window))
+    return windows.max(axis=(2, 3)) if reduce == "max" else windows.min(axis=(2, 3))
+
+
+@pytest.mark.parametrize("window", [1, 3, 7, 19])
+def test_max_and_min_filters_are_clipped_at_the_edges(window: int) -> None:
+    values = np.random.default_rng(window).random((23, 31), dtype=np.float32)
+    assert np.array_equal(max_filter(values, window), clipped(values, window, "max"))
+    assert np.array_equal(min_filter(values, window), clipped(values, window, "min"))
+
+
+def test_disk_dilation_widens_a_diagonal_line_as_much_as_a_straight_one() -> None:
+    straight, diagonal = np.zeros((41, 41), np.float32), np.zeros((41, 41), np.float32)
+    straight[20, 5:36] = 1.0
+    diagonal[np.arange(5, 36), np.arange(5, 36)] = 1.0
+    grown = [max_filter(line, 7, disk=True) for line in (straight, diagonal)]
+    across = [int(grown[0][:, 20].sum()), int(np.fliplr(grown[1]).diagonal().sum())]  # perpendicular cuts
+    assert across[0] == 7 and abs(across[1] * np.sqrt(2) - 7) <= 1.5  # a square would make it 7√2 ≈ 9.9
+
+
+def test_grow_is_a_3x3_dilation_repeated() -> None:
+    cells = np.zeros((9, 9), bool)
+    cells[4, 4] = True
+    assert np.count_nonzero(grow(cells)) == 9 and np.count_nonzero(grow(cells, 2)) == 25
+    assert grow(cells).dtype == bool
+
+
+def test_reconstruction_fills_enclosed_basins_and_leaves_those_open_to_the_border() -> None:
+    floor = np.full((9, 12), 10.0, np.float32)
+    floor[3:6, 2:5] = 2.0  # a basin in the middle: walled in at 10
+    floor[3:6, 8:12] = 2.0  # a channel running off the right edge
+    marker = np.full_like(floor, 10.0)
+    marker[:, -1] = floor[:, -1]  # the border seeds its own values
+    filled = reconstruct_by_erosion(marker, floor)
+    assert np.all(filled[3:6, 2:5] == 10.0)  # filled up to its rim
+    assert np.all(filled[3:6, 8:12] == 2.0)  # drains to the edge

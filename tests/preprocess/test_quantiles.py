@@ -1,0 +1,32 @@
+"""app.preprocess.quantiles: the same percentiles and medians as numpy, whatever the data looks like."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.preprocess.quantiles import median, percentile, percentiles
+
+QS = (0.0, 0.5, 10.0, 37.3, 50.0, 90.0, 99.5, 100.0)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 64, 65, 1001, 12288])
+@pytest.mark.parametrize("zeros", [0.0, 0.3, 0.95, 1.0], ids=["no-zeros", "some-zeros", "mostly-zeros", "all-zeros"])
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "signed"])
+def test_percentiles_match_numpy(size: int, zeros: float, dtype: str) -> None:
+    rng = np.random.default_rng(size)
+    if dtype == "uint8":
+        values = rng.integers(0, 256, size).astype(np.uint8)
+    else:
+        values = rng.random(size, dtype=np.float32) - (0.5 if dtype == "signed" else 0.0)
+    values[rng.random(size) < zeros] = 0
+    expected = np.percentile(values.astype(np.float64), QS)
+    assert percentiles(values, QS) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert percentile(values.reshape(1, -1), 90) == pytest.approx(np.percentile(values, 90), rel=1e-6, abs=1e-6)
+    assert median(values) == pytest.approx(float(np.median(values)), rel=1e-6, abs=1e-6)
+
+
+def test_many_equal_values_are_fast_enough_to_be_worth_it() -> None:
+    values = np.zeros((96, 128), np.float32)
+    values[::7, ::5] = 0.5  # a thresholded ink map: mostly exact zeros, the case np.partition is slow on
+    assert median(values) == 0.0 and percentile(values, 99.5) == 0.5

@@ -1,0 +1,152 @@
+"""The fast path for MNIST-format PNGs (app.preprocess.decode.small_gray_png, digit.mnist_png): it returns exactly
+what Pillow decodes, takes only plain, intact 8-bit grayscale files of the right size, and never changes what a
+damaged or unusual file is answered (the full path gives the same pixels or the same error)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from app.preprocess import ImageError, to_mnist_pixels
+from app.preprocess import digit as digit_module
+from app.preprocess.decode import small_gray_png
+from app.preprocess.digit import mnist_png
+from tests.preprocess.images import encode
+
+
+@pytest.fixture(scope="module")
+def mnist_digits(mnist_root: Path) -> np.ndarray:
+    from training.data import load_split
+
+    return load_split(mnist_root, train=False).images[:40].numpy()
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(pixels: np.ndarray, filters: bytes | None = None, extra: list[bytes] | None = None) -> bytes:
+    """A grayscale PNG written by hand: one IDAT, the given per-row filter bytes (default 0), extra chunks."""
+    height, width = pixels.shape
+    filters = filters or bytes(height)
+    rows = b"".join(bytes([filters[i]]) + pixels[i].tobytes() for i in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunks = [_chunk(b"IHDR", header), *(extra or []), _chunk(b"IDAT", zlib.compress(rows)), _chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+def _full_path(data: bytes, monkeypatch: pytest.MonkeyPatch) -> np.ndarray | int:
+    """What to_mnist_pixels answers without the fast path: the pixels, or the error's status code."""
+    with monkeypatch.context() as patch:
+        patch.setattr(digit_module, "small_gray_png", lambda data, side: None)
+        try:
+            return to_mnist_pixels(data)
+        except ImageError as exc:
+            return exc.status_code
+
+
+def _answer(data: bytes) -> np.ndarray | int:
+    try:
+        return to_mnist_pixels(data)
+    except ImageError as exc:
+        return exc.status_code
+
+
+def test_mnist_digits_as_pngs_decode_to_their_own_pixels(mnist_digits: np.ndarray) -> None:
+    for pixels in mnist_digits:
+        data = encode(Image.fromarray(pixels), "PNG")
+        fast = small_gray_png(data, 28)
+        assert fast is not None
+        np.testing.assert_array_equal(fast, pixels)
+
+
+def test_hand_written_pngs_with_every_filter_type_decode_like_pillow(mnist_digits: np.ndarray) -> None:
+    pixels = mnist_digits[0]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        filters = bytes(rng.integers(0, 5, 28).tolist())  # stored bytes are pixels; libpng un-filters them
+        data = _png(pixels, filters)
+        expected = np.asarray(Image.open(io.BytesIO(data)))
+        np.testing.assert_array_equal(small_gray_png(data, 28), expected)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rgb",
+        "sixteen_bit",
+        "wrong_size",
+        "text_chunk",
+        "exif_chunk",
+        "bad_crc",
+        "bad_filter",
+        "trailing_bytes",
+        "truncated",
+        "jpeg",
+    ],
+)
+def test_other_files_are_left_to_pillow(name: str, mnist_digits: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    pixels = mnist_digits[1]
+    valid = _png(pixels)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "drawn by hand")
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    variants = {
+        "rgb": encode(Image.fromarray(pixels).convert("RGB"), "PNG"),
+        "sixteen_bit": encode(Image.fromarray(pixels.astype(np.uint16) * 257), "PNG"),
+        "wrong_size": encode(Image.fromarray(pixels[:27, :27]), "PNG"),
+        "text_chunk": encode(Image.fromarray(pixels), "PNG", pnginfo=info),
+        "exif_chunk": encode(Image.fromarray(pixels), "PNG", exif=exif),
+        "bad_crc": valid[:-20] + bytes([valid[-20] ^ 1]) + valid[-19:],
+        "bad_filter": _png(pixels, bytes([5]) + bytes(27)),
+        "trailing_bytes": valid + b"junk",
+        "truncated": valid[:-30],
+        "jpeg": encode(Image.fromarray(pixels), "JPEG"),
+    }
+    data = variants[name]
+    assert small_gray_png(data, 28) is None
+    full, answered = _full_path(data, monkeypatch), _answer(data)
+    if isinstance(full, int):
+        assert answered == full
+    else:
+        np.testing.assert_array_equal(answered, full)
+
+
+def test_an_exif_rotated_png_is_still_rotated(mnist_digits: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 3  # stored upside down
+    data = encode(Image.fromarray(mnist_digits[2][::-1, ::-1]), "PNG", exif=exif)
+    assert mnist_png(data) is None
+    assert not np.array_equal(to_mnist_pixels(data), mnist_digits[2][::-1, ::-1])
+
+
+def test_not_mnist_format_takes_the_full_path(mnist_digits: np.ndarray) -> None:
+    framed = mnist_digits[3].copy()
+    framed[0, :] = 255  # ink on the outer ring: not as MNIST's procedure leaves a digit
+    data = encode(Image.fromarray(framed), "PNG")
+    assert small_gray_png(data, 28) is not None and mnist_png(data) is None
+    blank = encode(Image.fromarray(np.zeros((28, 28), np.uint8)), "PNG")
+    assert mnist_png(blank) is None
+
+
+def test_random_damage_never_changes_the_answer(mnist_digits: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    for index in range(300):
+        data = bytearray(encode(Image.fromarray(mnist_digits[index % len(mnist_digits)]), "PNG"))
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        damaged = bytes(data)
+        fast = small_gray_png(damaged, 28)  # must not raise
+        full, answered = _full_path(damaged, monkeypatch), _answer(damaged)
+        if fast is not None or not isinstance(full, int):
+            assert isinstance(answered, np.ndarray) and isinstance(full, np.ndarray)
+            np.testing.assert_array_equal(answered, full)
+        else:
+            assert answered == full
