@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.preprocess.strokes import stroke_width
+from app.preprocess.digit import BOX
 
 STRONG = 0.5
 """Ink strength (of 1) above which a pixel counts as stroke for parts, coverage and holes (128 of 255)."""
@@ -84,28 +84,105 @@ class CueNotes:
 
     def cues(self, pixels: np.ndarray) -> Cues:
         """The finished cues, given the 28×28 uint8 result (white ink on black)."""
-        strong = pixels > round(STRONG * 255)
-        left, top, width, height = cv2.boundingRect((pixels > 0).view(np.uint8))
-        box = strong[top : top + height, left : left + width]
+        return self.complete(measure_pixels(pixels[None])[0])
+
+    def complete(self, measured: np.ndarray | list[float]) -> Cues:
+        """The finished cues, given the row of `measure_pixels` for this upload's 28×28 result (the service
+        measures a whole forward pass's images at once: see `measure_pixels`)."""
+        parts, aspect, coverage, width_28, holes = (float(value) for value in measured)
         mnist_format = self.parts is None  # the steps never ran: everything from the 28×28 digit
-        if self.parts is None:
-            parts, width_here = (
-                significant_parts(strong),
-                stroke_width(pixels[top : top + height, left : left + width] / 255.0),
-            )
-        else:
-            parts, width_here = self.parts, self.stroke_width
         return Cues(
-            parts=parts,
+            parts=int(parts) if mnist_format else self.parts,  # type: ignore[arg-type]  # set when not mnist_format
             dropped_ink=self.dropped_ink,
-            aspect=width / height if height else 0.0,
-            coverage=float(np.count_nonzero(box)) / box.size if box.size else 0.0,
-            stroke_width=float(width_here or 0.0),
-            holes=count_holes(strong),
+            aspect=aspect,
+            coverage=coverage,
+            stroke_width=width_28 if mnist_format else float(self.stroke_width or 0.0),
+            holes=int(holes),
             inverted=self.inverted or mnist_format,
             touches_edge=self.touches_edge,
             mnist_format=mnist_format,
         )
+
+
+MEASURED = ("parts", "aspect", "coverage", "stroke_width", "holes")
+"""The columns of `measure_pixels`: the cues measured on the 28×28 result (parts and stroke width are used only
+for MNIST-format uploads; the photo pipeline measures them before cropping)."""
+
+
+def measure_pixels(pixels: np.ndarray) -> np.ndarray:
+    """The 28×28-measured cues (`MEASURED`) of N uint8 images (N×28×28, white ink on black), as N×5 float64.
+
+    Vectorised over the batch: per image, the same measurements cost ~50–80 µs (mostly numpy and OpenCV call
+    overhead on a tiny array), more than reading an MNIST-format PNG (~15 µs); for a batch of 32 this costs a few
+    µs an image. The connected components of all images are found in one OpenCV call on the images stacked
+    with a line of background between them (so no part or hole spans two images).
+    """
+    count, rows, cols = pixels.shape
+    strong = pixels > round(STRONG * 255)
+    inked = pixels > 0
+    top, height = _extent(inked.any(axis=2))
+    left, width = _extent(inked.any(axis=1))
+    measured = np.zeros((count, len(MEASURED)), np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measured[:, 1] = np.where(height > 0, width / np.maximum(height, 1), 0.0)
+        measured[:, 2] = np.where(width * height > 0, strong.sum(axis=(1, 2)) / np.maximum(width * height, 1), 0.0)
+    measured[:, 3] = _stroke_widths(pixels, np.maximum(width, height))
+    measured[:, 0], measured[:, 4] = _parts_and_holes(strong)
+    return measured
+
+
+def _extent(occupied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First index and length of the occupied span of each row of the N×L boolean `occupied` (0, 0 if none)."""
+    length = occupied.shape[1]
+    first = occupied.argmax(axis=1)
+    last = length - occupied[:, ::-1].argmax(axis=1)
+    span = np.where(occupied.any(axis=1), last - first, 0)
+    return first, span
+
+
+def _stroke_widths(pixels: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """`strokes.stroke_width` of each image cropped to its ink (`side`: the crop's longer side), 0 without ink.
+
+    The crop holds all the ink, so area and perimeter on the whole zero-padded image are the crop's; its
+    "above half strength" (value / 255 > 0.5) is value > 127 for uint8."""
+    ink = np.pad(pixels > 127, ((0, 0), (1, 1), (1, 1)))
+    area = np.count_nonzero(ink, axis=(1, 2))
+    perimeter = np.count_nonzero(ink[:, 1:] != ink[:, :-1], axis=(1, 2)) + np.count_nonzero(
+        ink[:, :, 1:] != ink[:, :, :-1], axis=(1, 2)
+    )
+    widths = np.zeros(len(pixels), np.float64)
+    some = (area > 0) & (perimeter > 0)
+    widths[some] = 2.0 * area[some] / perimeter[some] * BOX / side[some]
+    return widths
+
+
+def _parts_and_holes(strong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`significant_parts` and `count_holes` of each of the N boolean stroke masks, in two OpenCV calls."""
+    count, rows, cols = strong.shape
+    # Images stacked vertically, one line of background above, between and below them and a column each side:
+    # image i owns the tiled rows i·(rows + 1) + 1 ... (i + 1)·(rows + 1).
+    tiled = np.zeros((count * (rows + 1) + 1, cols + 2), np.uint8)
+    tiled[:-1].reshape(count, rows + 1, cols + 2)[:, 1:, 1:-1] = strong
+
+    labels_count, labels = cv2.connectedComponents(tiled, connectivity=8)
+    line, column = np.nonzero(tiled)
+    stroke_labels = labels[line, column]
+    areas = np.bincount(stroke_labels, minlength=labels_count)
+    image_of = np.zeros(labels_count, np.int64)
+    image_of[stroke_labels] = line // (rows + 1)
+    totals = np.bincount(line // (rows + 1), minlength=count)
+    significant = areas >= PART_SHARE * totals[image_of]
+    significant[0] = False  # the background
+    parts = np.bincount(image_of[significant], minlength=count)
+
+    labels_count, labels = cv2.connectedComponents(1 - tiled, connectivity=4)
+    areas = np.bincount(labels.ravel(), minlength=labels_count)
+    areas[0] = 0  # the strokes
+    areas[labels[0, 0]] = 0  # the separating lines and everything open to them: each image's outside
+    image_of = np.zeros(labels_count, np.int64)
+    image_of[labels] = (np.arange(len(labels)) // (rows + 1))[:, None]
+    holes = np.bincount(image_of[areas >= HOLE_AREA], minlength=count)
+    return parts, holes
 
 
 def significant_parts(strong: np.ndarray) -> int:

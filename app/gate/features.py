@@ -1,0 +1,63 @@
+"""The features the not-a-digit gate weighs, computed by the same functions when it is fitted and when it serves.
+
+Two groups, because they come from two places on the hot path: the network's (its penultimate activations and a
+summary of its answer, from the forward pass that classifies the image: no second pass) and the preprocessing
+cues (`app.preprocess.Cues`: how many separate parts the ink had, its shape, holes, stroke width...). The gate is
+linear, so its score is the sum of one term per group (`app.gate.digit_gate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from app.preprocess.cues import MEASURED, CueNotes, Cues
+from mnist_model.calibration import apply_temperature
+
+FC1_FEATURES = tuple(f"fc1_{index}" for index in range(128))
+NETWORK_FEATURES = (*FC1_FEATURES, "max_probability", "energy")
+"""fc1 after its ReLU (what the last layer classifies); the calibrated top probability; the energy, logsumexp of
+the logits (large when the network sees strong evidence for some digit, whatever the softmax says)."""
+CUE_FEATURES = (
+    "parts",
+    "dropped_ink",
+    "aspect",
+    "coverage",
+    "stroke_width",
+    "holes",
+    "touches_edge",
+    "mnist_format",
+    "inverted",
+)
+"""The `Cues` fields, in this order (booleans as 0/1)."""
+FEATURE_NAMES = (*NETWORK_FEATURES, *CUE_FEATURES)
+
+
+def network_features(fc1: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """N×130 float32: fc1's activations (N×128), the top probability of softmax(logits / T), logsumexp(logits)."""
+    logits = logits.float()
+    top = apply_temperature(logits, temperature).amax(dim=1, keepdim=True)
+    energy = torch.logsumexp(logits, dim=1, keepdim=True)
+    return torch.cat([fc1.float(), top, energy], dim=1)
+
+
+def cue_features(cues: Cues) -> list[float]:
+    """One upload's cues as the gate's `CUE_FEATURES` (booleans 0/1)."""
+    return [float(getattr(cues, name)) for name in CUE_FEATURES]
+
+
+def cue_matrix(cues: Sequence[Cues]) -> np.ndarray:
+    """N×9 float64: `cue_features` of each upload."""
+    return np.array([cue_features(item) for item in cues], dtype=np.float64).reshape(len(cues), len(CUE_FEATURES))
+
+
+def mnist_format_cue_matrix(measured: np.ndarray) -> np.ndarray:
+    """N×9 `cue_matrix` of MNIST-format uploads straight from their `measure_pixels` rows, vectorised: equal to
+    `cue_matrix([CueNotes().complete(row) for row in measured])` (tested), without a `Cues` per upload."""
+    template = np.array(cue_features(CueNotes().complete([0.0] * len(MEASURED))))  # the cues no step recorded
+    matrix = np.tile(template, (len(measured), 1))
+    for column, name in enumerate(MEASURED):
+        matrix[:, CUE_FEATURES.index(name)] = measured[:, column]
+    return matrix
