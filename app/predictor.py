@@ -33,15 +33,15 @@ class Model(Protocol):
     name: str
     version: str
     metadata: ModelMetadata
-    gate: DigitGate | None
+    digit_gate: DigitGate | None
 
     def warm_up(self) -> None:
         """Run the first forward passes so that the first request does not pay for lazy initialisation."""
 
     def predict(self, pixels: np.ndarray) -> torch.Tensor:
         """Probabilities (N×10 float32 on CPU, rows summing to 1) for MNIST-format images (uint8 N×28×28,
-        white ink on black), normalised by the model with its checkpoint's mean/std. With a `gate`, each row
-        goes on (`DigitGate.rows`: float64, `gate.row_width` columns) with what the service needs to answer
+        white ink on black), normalised by the model with its checkpoint's mean/std. With a `digit_gate`, each row
+        goes on (`DigitGate.rows`: float64, `digit_gate.row_width` columns) with what the service needs to answer
         `is_digit`. The batcher passes a fresh array for each batch: the model may keep or change it."""
 
     def describe(self) -> dict[str, object]:
@@ -83,10 +83,10 @@ class Predictor:
             self.dtype = torch.float32
         model, self.metadata = load_checkpoint(settings.model_path, self.device)
         try:
-            self.gate = DigitGate.from_metadata(self.metadata.digit_gate)
+            self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate)
         except GateError as exc:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
-        if self.gate is None:
+        if self.digit_gate is None:
             log.warning("%s: %s", settings.model_path, NO_GATE_NOTE)
         # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast convolutions (~2× on CPU).
         self.model = model.to(self.dtype).to(memory_format=torch.channels_last)
@@ -117,9 +117,9 @@ class Predictor:
         with torch.inference_mode():
             fc1, logits = self._forward(pixels)
             probabilities = self._calibrated(logits)
-            if self.gate is None:
+            if self.digit_gate is None:
                 return probabilities.cpu()
-            return self.gate.rows(probabilities, network_features(fc1, logits, self.temperature), pixels)
+            return self.digit_gate.rows(probabilities, network_features(fc1, logits, self.temperature), pixels)
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities (N×10) and `app.gate.network_features` (N×130) of MNIST-format images, as
