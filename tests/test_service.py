@@ -18,6 +18,7 @@ from app.config import Settings
 from app.errors import ModelTimeout, ModelUnavailable, QueueFull
 from app.metrics import Metrics
 from app.preprocess import BadItem
+from app.preprocess.cues import CueNotes
 from app.service import Classification, Service
 from app.testing import StubModel
 from mnist_model import ModelMetadata

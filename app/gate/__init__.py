@@ -8,7 +8,7 @@ in the checkpoint's `digit_gate` metadata.
 - `fit`: the command that fits a checkpoint's gate on exported renders and MNIST and writes it back.
 """
 
-from app.gate.digit_gate import NO_GATE_NOTE, DigitGate, GateError
+from app.gate.digit_gate import NO_GATE_NOTE, DigitGate, GateError, describe_gate
 from app.gate.features import CUE_FEATURES, FEATURE_NAMES, NETWORK_FEATURES, cue_features, network_features
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "DigitGate",
     "GateError",
     "cue_features",
+    "describe_gate",
     "network_features",
 ]

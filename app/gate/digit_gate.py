@@ -32,6 +32,11 @@ PARAMETERS = ("mean", "std", "hidden_weights", "hidden_bias", "output_weights")
 """The array parameters of `digit_gate` (with `features`, `output_bias`, `threshold`)."""
 
 
+def describe_gate(gate: DigitGate | None) -> dict[str, object]:
+    """The `digit_gate` entry GET /model shows: the gate's summary, or a note that there is none."""
+    return {"note": NO_GATE_NOTE} if gate is None else gate.describe()
+
+
 class GateError(ValueError):
     """The checkpoint's `digit_gate` metadata is malformed (names, sizes, non-finite values)."""
 
@@ -124,6 +129,10 @@ class DigitGate:
             for index, score in zip(rest, self.finish(terms, cues), strict=True):
                 verdicts[index] = bool(score >= self.threshold)
         return verdicts  # type: ignore[return-value]  # every None was replaced
+
+    def describe(self) -> dict[str, object]:
+        """For GET /model: size, threshold and how it was fitted (not the weights: thousands of numbers)."""
+        return {"features": len(FEATURE_NAMES), "hidden": self.hidden, "threshold": self.threshold, **self.record}
 
     def to_metadata(self) -> dict[str, object]:
         """The `digit_gate` entry of the checkpoint metadata (JSON-ready)."""
