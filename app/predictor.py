@@ -119,7 +119,7 @@ class Predictor:
             probabilities = self._calibrated(logits)
             if self.digit_gate is None:
                 return probabilities.cpu()
-            return self.digit_gate.rows(probabilities, network_features(fc1, logits, self.temperature), pixels)
+            return self.digit_gate.rows(probabilities, network_features(fc1, logits, self.temperature))
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities (N×10) and `app.gate.network_features` (N×130) of MNIST-format images, as

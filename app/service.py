@@ -138,15 +138,15 @@ class Service:
         finally:
             timer.cancel()
             future.cancel()  # no-op when answered; when this request is cancelled, its images are skipped
-        answers = iter(self._answers(rows, [item[1] for item in good]))
+        answers = iter(self._answers(rows, good))
         return [item if isinstance(item, BadItem) else _classification(item, *next(answers)) for item in prepared]
 
-    def _answers(self, rows: list[Probabilities], notes: list[CueNotes]) -> list[tuple[Probabilities, bool | None]]:
+    def _answers(self, rows: list[Probabilities], uploads: list[Prepared]) -> list[tuple[Probabilities, bool | None]]:
         """(probabilities, is_digit) per row of the model: with a gate, its verdicts from the rest of each row."""
         gate = getattr(self.model, "digit_gate", None)
         if gate is None:
             return [(row, None) for row in rows]
-        return [(row[:10], verdict) for row, verdict in zip(rows, gate.verdicts(rows, notes), strict=True)]
+        return [(row[:10], verdict) for row, verdict in zip(rows, gate.verdicts(rows, uploads), strict=True)]
 
     async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[Prepared | BadItem]:
         """Preprocess the image bytes, small ones inline, the rest concurrently on the decode threads; refused
@@ -176,9 +176,8 @@ class Service:
 
     @staticmethod
     def _prepare_image(data: bytes, max_pixels: int) -> Prepared | BadItem:
-        """`to_mnist_pixels` with notes for the gate: the cues its steps record on the way (free); those measured
-        on the 28×28 result are measured by the model, for a whole batch at once (`app.gate.DigitGate.rows`):
-        together what `inspect_upload` gives, at a fraction of its cost per image."""
+        """`to_mnist_pixels` with notes for the gate: what `inspect_upload` gives, with the cues measured on the
+        28×28 result left to the gate, which needs none for an MNIST-format upload (`app.gate.features`)."""
         notes = CueNotes()
         try:
             pixels = to_mnist_pixels(data, max_pixels, notes)

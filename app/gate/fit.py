@@ -10,8 +10,8 @@ one at which at most `--mnist-budget` of the MNIST digits and `--style-budget` o
 flagged, i.e. as many non-digits flagged as those budgets allow. The test split is never read.
 
 Features come from the serving code itself (`app.predictor.Predictor.gate_inputs` on the same device and precision
-the service would use, `app.gate.features`); MNIST digits get the cues an upload of them as a 28×28 PNG gets
-(measured on the 28×28 image). Deterministic: the same files give the same gate.
+the service would use, `app.gate.features`); MNIST digits get the cues an upload of them as a 28×28 PNG gets.
+Deterministic: the same files give the same gate.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Examples:
 
 
 def mnist_cues(pixels: np.ndarray) -> list[Cues]:
-    """The cues of MNIST-format uploads, as the service computes them (`measure_pixels`, notes untouched)."""
+    """The cues `inspect_upload` gives MNIST-format uploads (measured on the 28×28 image, all at once); the gate
+    sees only constants for them (`app.gate.features.MNIST_FORMAT_CUES`), as the service does."""
     return [CueNotes().complete(row) for row in measure_pixels(pixels)]
 
 

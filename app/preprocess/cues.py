@@ -87,8 +87,8 @@ class CueNotes:
         return self.complete(measure_pixels(pixels[None])[0])
 
     def complete(self, measured: np.ndarray | list[float]) -> Cues:
-        """The finished cues, given the row of `measure_pixels` for this upload's 28×28 result (the service
-        measures a whole forward pass's images at once: see `measure_pixels`)."""
+        """The finished cues, given the row of `measure_pixels` for this upload's 28×28 result (for measuring
+        many uploads' results at once: see `measure_pixels`)."""
         parts, aspect, coverage, width_28, holes = (float(value) for value in measured)
         mnist_format = self.parts is None  # the steps never ran: everything from the 28×28 digit
         return Cues(
@@ -112,8 +112,8 @@ for MNIST-format uploads; the photo pipeline measures them before cropping)."""
 def measure_pixels(pixels: np.ndarray) -> np.ndarray:
     """The 28×28-measured cues (`MEASURED`) of N uint8 images (N×28×28, white ink on black), as N×5 float64.
 
-    Vectorised over the batch: per image, the same measurements cost ~50–80 µs (mostly numpy and OpenCV call
-    overhead on a tiny array), more than reading an MNIST-format PNG (~15 µs). Here all images are stacked into
+    Vectorised over the batch (fitting the digit gate measures tens of thousands): per image they cost ~50–80 µs,
+    mostly numpy and OpenCV call overhead on a tiny array; for a batch of 32, ~13 µs each. All images are stacked into
     one tall image with a line of background between them (so no part or hole spans two), and each measurement
     is one numpy or OpenCV call over it (tested equal to the per-image functions).
     """

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.gate import CUE_FEATURES, FEATURE_NAMES, DigitGate, GateError, cue_features, network_features
-from app.gate.features import cue_matrix, mnist_format_cue_matrix
+from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.preprocess.cues import CueNotes, Cues
 from mnist_model import ModelMetadata, Net, load_checkpoint, save_checkpoint
@@ -65,11 +65,11 @@ def test_cue_features_follow_cue_features_order_with_booleans_as_numbers():
     assert cue_matrix([cues, cues]).shape == (2, 9)
 
 
-def test_mnist_format_cue_matrix_equals_the_cues_of_untouched_notes():
-    measured = np.array([[1, 0.75, 0.33, 1.8, 0], [3, 2.5, 0.9, 4.0, 7]], dtype=np.float64)
-    expected = cue_matrix([CueNotes().complete(row) for row in measured])
-    assert np.array_equal(mnist_format_cue_matrix(measured), expected)
-    assert expected[0].tolist() == [1, 0, 0.75, 0.33, 1.8, 0, 0, 1, 1]  # no ink dropped, not cut off, passed through
+def test_an_mnist_format_upload_shows_the_gate_constant_cues_whatever_was_measured():
+    measured = [CueNotes().complete(row) for row in ([1, 0.75, 0.33, 1.8, 0], [3, 2.5, 0.9, 4.0, 7])]
+    assert all(cues.mnist_format for cues in measured)
+    assert cue_features(measured[0]) == cue_features(measured[1]) == list(MNIST_FORMAT_CUES)
+    assert MNIST_FORMAT_CUES == (0, 0, 0, 0, 0, 0, 0, 1, 1)  # passed through, light on dark; nothing measured
 
 
 def test_scores_follow_the_formula_by_hand():

@@ -138,7 +138,7 @@ def test_served_verdicts_equal_the_gates_formula(gated_checkpoint, mnist_root, t
         images.append(to_mnist_pixels(data, notes=notes[-1]))
     pixels = np.stack(images)
     rows = predictor.predict(pixels.copy()).tolist()
-    served = gate.verdicts(rows, notes)
+    served = gate.verdicts(rows, list(zip(pixels, notes, strict=True)))
     inspected = [inspect_upload(data) for data in uploads]
     examples = Examples(
         pixels, [cues for _, cues in inspected], np.ones(len(uploads), bool), np.array([""] * len(uploads)), {}
