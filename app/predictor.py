@@ -41,7 +41,7 @@ class Model(Protocol):
     def predict(self, pixels: np.ndarray) -> torch.Tensor:
         """Probabilities (N×10 float32 on CPU, rows summing to 1) for MNIST-format images (uint8 N×28×28,
         white ink on black), normalised by the model with its checkpoint's mean/std. With a `digit_gate`, each row
-        goes on (`DigitGate.rows`: float64, `digit_gate.row_width` columns) with what the service needs to answer
+        goes on (`DigitGate.rows`: `digit_gate.row_width` columns) with what the service needs to answer
         `is_digit`. The batcher passes a fresh array for each batch: the model may keep or change it."""
 
     def describe(self) -> dict[str, object]:
@@ -121,12 +121,12 @@ class Predictor:
                 return probabilities.cpu()
             return self.digit_gate.rows(probabilities, network_features(fc1, logits, self.temperature))
 
-    def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Calibrated probabilities (N×10) and `app.gate.network_features` (N×130) of MNIST-format images, as
         the service computes them (same device, precision, normalisation): what the gate is fitted on."""
         with torch.inference_mode():
             fc1, logits = self._forward(pixels)
-            return self._calibrated(logits).cpu(), network_features(fc1, logits, self.temperature).cpu()
+            return self._calibrated(logits).cpu(), network_features(fc1, logits, self.temperature)
 
     def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """fc1's activations and the logits of uint8 N×28×28 images (one forward pass; call in inference mode)."""

@@ -65,7 +65,7 @@ def gate_scores(predictor: Predictor, pixels: np.ndarray, cues: list, chunk: int
     for start in range(0, len(pixels), chunk):
         p, f = predictor.gate_inputs(np.ascontiguousarray(pixels[start : start + chunk]))
         probabilities.append(p)
-        network.append(f.double().numpy())
+        network.append(f.astype(np.float64))
     if predictor.digit_gate is None:
         raise SystemExit(f"{predictor.path} has no digit gate: fit one with `python -m app.gate.fit`")
     features = np.concatenate([np.concatenate(network), cue_matrix(cues)], axis=1)

@@ -70,8 +70,8 @@ class DigitGate:
         scaled = self.hidden_weights / self.std[:, None]
         cut = len(NETWORK_FEATURES)
         folded_bias = self.hidden_bias - (self.mean / self.std) @ self.hidden_weights
-        object.__setattr__(self, "_network", torch.from_numpy(scaled[:cut].astype(np.float32)))
-        object.__setattr__(self, "_network_bias", torch.from_numpy(folded_bias.astype(np.float32)))
+        object.__setattr__(self, "_network", scaled[:cut].astype(np.float32))
+        object.__setattr__(self, "_network_bias", folded_bias.astype(np.float32))
         object.__setattr__(self, "_cues", scaled[cut:])
 
     @property
@@ -84,11 +84,11 @@ class DigitGate:
         hidden = np.maximum(((features - self.mean) / self.std) @ self.hidden_weights + self.hidden_bias, 0.0)
         return hidden @ self.output_weights + self.output_bias
 
-    def network_term(self, features: torch.Tensor) -> torch.Tensor:
+    def network_term(self, features: np.ndarray) -> np.ndarray:
         """The first layer's pre-activations from N×130 `network_features` alone (N×H float32, bias included)."""
-        network: torch.Tensor = self._network  # type: ignore[attr-defined]
-        bias: torch.Tensor = self._network_bias  # type: ignore[attr-defined]
-        return torch.addmm(bias.to(features.device), features.float(), network.to(features.device))
+        network: np.ndarray = self._network  # type: ignore[attr-defined]
+        bias: np.ndarray = self._network_bias  # type: ignore[attr-defined]
+        return features @ network + bias
 
     def finish(self, network_term: np.ndarray, cue_features: np.ndarray) -> np.ndarray:
         """Scores from `network_term` rows (N×H) and the uploads' `cue_features` (N×9), float64."""
@@ -97,20 +97,20 @@ class DigitGate:
         return hidden @ self.output_weights + self.output_bias
 
     # --- serving: the predictor's rows and the service's verdicts ------------------------------------------
-    # A row (one per image, float64): 10 probabilities | the score if the upload was MNIST-format | the network
+    # A row (one per image, float32): 10 probabilities | the score if the upload was MNIST-format | the network
     # term (H values).
 
     @property
     def row_width(self) -> int:
         return PROBABILITIES + 1 + self.hidden
 
-    def rows(self, probabilities: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """The predictor's answer with the gate: N×`row_width` float64 on the CPU, from calibrated probabilities
-        (N×10) and `network_features` (N×130)."""
-        term = self.network_term(features).double().cpu().numpy()
-        if_mnist_format = self.finish(term, np.tile(MNIST_FORMAT_CUES, (len(term), 1)))
-        columns = [probabilities.double().cpu().numpy(), if_mnist_format[:, None], term]
-        return torch.from_numpy(np.concatenate(columns, axis=1))
+    def rows(self, probabilities: torch.Tensor, features: np.ndarray) -> torch.Tensor:
+        """The predictor's answer with the gate: N×`row_width` float32 on the CPU, from calibrated probabilities
+        (N×10 float32) and `network_features` (N×130)."""
+        term = self.network_term(features)
+        if_mnist_format = self.finish(term, np.asarray(MNIST_FORMAT_CUES)[None])
+        columns = [probabilities.cpu().numpy(), if_mnist_format[:, None], term]
+        return torch.from_numpy(np.concatenate(columns, axis=1, dtype=np.float32))
 
     def verdicts(self, rows: list[list[float]], uploads: list[tuple[np.ndarray, CueNotes]]) -> list[bool]:
         """`is_digit` of each image from its row and its upload (28×28 pixels and the notes its preprocessing

@@ -112,7 +112,7 @@ def load_mnist(data_dir: Path, indices: np.ndarray) -> Examples:
 def feature_matrix(predictor: Predictor, examples: Examples, chunk: int = 512) -> np.ndarray:
     """N×F features in `FEATURE_NAMES` order: the network's (as served) next to the cues'."""
     network = [
-        predictor.gate_inputs(np.ascontiguousarray(examples.pixels[start : start + chunk]))[1].double().numpy()
+        predictor.gate_inputs(np.ascontiguousarray(examples.pixels[start : start + chunk]))[1].astype(np.float64)
         for start in range(0, len(examples.pixels), chunk)
     ]
     return np.concatenate([np.concatenate(network), cue_matrix(examples.cues)], axis=1)
