@@ -30,7 +30,7 @@ from tqdm import tqdm
 from app.config import load_settings
 from app.gate.features import cue_matrix
 from app.predictor import Predictor
-from app.preprocess import MAX_PIXELS, inspect_upload
+from app.preprocess import MAX_PIXELS, Cues, inspect_upload
 from benchmarks.renders.export import Row, jobs, run_job
 from mnist_model.calibration import apply_temperature, expected_calibration_error
 
@@ -59,7 +59,7 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def gate_scores(predictor: Predictor, pixels: np.ndarray, cues: list, chunk: int = 512) -> tuple[np.ndarray, ...]:
+def gate_scores(predictor: Predictor, pixels: np.ndarray, cues: list[Cues], chunk: int = 512) -> tuple[np.ndarray, ...]:
     """(probabilities N×10, gate scores N) of preprocessed uploads, computed as the service computes them."""
     probabilities, network = [], []
     for start in range(0, len(pixels), chunk):
@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     false_mnist = float((scores < threshold).mean())
 
     rows = render_test_split(args)
-    kept = [row for row in rows if row.pixels is not None]
-    _, render_scores = gate_scores(predictor, np.stack([row.pixels for row in kept]), [row.cues for row in kept])
+    kept = [row for row in rows if row.pixels is not None and row.cues is not None]
+    kept_pixels = np.stack([row.pixels for row in kept if row.pixels is not None])
+    _, render_scores = gate_scores(predictor, kept_pixels, [row.cues for row in kept if row.cues is not None])
     flagged = {id(row): bool(score < threshold) for row, score in zip(kept, render_scores, strict=True)}
 
     print(

@@ -81,7 +81,7 @@ def load_export(path: Path) -> Examples:
     with np.load(path) as data:
         columns = {name: data[f"cue_{name}"] for name in CUE_TYPES}
         cues = [
-            Cues(**{name: _cast(name, columns[name][index]) for name in CUE_TYPES})
+            Cues(**{name: _cast(name, columns[name][index]) for name in CUE_TYPES})  # type: ignore[arg-type]
             for index in range(len(data["label"]))
         ]
         groups, counts = np.unique(data["refused_group"], return_counts=True)
@@ -159,7 +159,7 @@ def fit(args: argparse.Namespace) -> DigitGate:
     budgets = {group: args.mnist_budget if group == "mnist" else args.style_budget for group in _digit_groups(held)}
     digit_scores = {group: scores[held.group == group] for group in budgets}
     threshold = highest_safe_threshold(digit_scores, budgets)
-    record = {
+    record: dict[str, object] = {
         "fitted_on": {
             "train": file_record(args.train) | {"uploads": int((train.group != "mnist").sum())},
             "mnist_train": {"images": args.mnist_train, "from": [0, MNIST_TRAIN_END], "seed": args.seed},

@@ -54,8 +54,10 @@ def fit_gate(
         return loss
 
     optimizer.step(closure)
-    arrays = [tensor.detach().numpy().copy() for tensor in (w1, b1, w2)]
-    return DigitGate(mean, std, *arrays, output_bias=float(b2.detach()), threshold=0.0)
+    hidden_weights, hidden_bias, output_weights = (tensor.detach().numpy().copy() for tensor in (w1, b1, w2))
+    return DigitGate(
+        mean, std, hidden_weights, hidden_bias, output_weights, output_bias=float(b2.detach()), threshold=0.0
+    )
 
 
 def highest_safe_threshold(digit_scores: Mapping[str, np.ndarray], budgets: Mapping[str, float]) -> float:
