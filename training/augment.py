@@ -24,10 +24,10 @@ class Augmentation:
     max_rotation_deg: float = 10.0
     max_scale: float = 0.1  # scale drawn from [1 - max_scale, 1 + max_scale]
     max_shift: float = 0.1  # fraction of the image side (0.1 = ±2.8 px on 28×28)
-    elastic_probability: float = 0.5
+    elastic_probability: float = 0.0  # off in the shipped recipe: 0.5 gave the same validation accuracy
     elastic_alpha: float = 34.0  # pixels: scale of the smoothed displacement field
     elastic_sigma: float = 4.0  # pixels: Gaussian smoothing of the field (larger = smoother, gentler)
-    stroke_probability: float = 0.5
+    stroke_probability: float = 0.0  # off in the shipped recipe: 0.5 gave the same validation accuracy
     stroke_strength: float = 1.0  # 1 = a full 3×3 grey dilation or erosion; each image draws from [0, this]
 
     @property
