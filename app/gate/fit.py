@@ -78,7 +78,7 @@ def mnist_cues(pixels: np.ndarray) -> list[Cues]:
 
 def load_export(path: Path) -> Examples:
     """An `.npz` written by `benchmarks.renders.export`."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         columns = {name: data[f"cue_{name}"] for name in CUE_TYPES}
         cues = [
             Cues(**{name: _cast(name, columns[name][index]) for name in CUE_TYPES})  # type: ignore[arg-type]
@@ -150,7 +150,7 @@ def fit(args: argparse.Namespace) -> DigitGate:
     predictor = Predictor(load_settings(model_path=args.checkpoint, device=args.device, precision=args.precision))
     rng = np.random.default_rng(args.seed)
     mnist_train = np.sort(rng.choice(MNIST_TRAIN_END, size=args.mnist_train, replace=False))
-    train = Examples.concat([load_export(args.train), load_mnist(args.data_dir, mnist_train)])
+    train = Examples.concat([*(load_export(path) for path in args.train), load_mnist(args.data_dir, mnist_train)])
     held = Examples.concat([load_export(args.threshold), load_mnist(args.data_dir, np.arange(MNIST_TRAIN_END, 60_000))])
     log.info("features of %d train and %d threshold-split uploads", len(train.group), len(held.group))
     train_x, held_x = feature_matrix(predictor, train), feature_matrix(predictor, held)
@@ -161,7 +161,8 @@ def fit(args: argparse.Namespace) -> DigitGate:
     threshold = highest_safe_threshold(digit_scores, budgets)
     record: dict[str, object] = {
         "fitted_on": {
-            "train": file_record(args.train) | {"uploads": int((train.group != "mnist").sum())},
+            "train": [file_record(path) for path in args.train],
+            "train_uploads": int((train.group != "mnist").sum()),
             "mnist_train": {"images": args.mnist_train, "from": [0, MNIST_TRAIN_END], "seed": args.seed},
             "threshold": file_record(args.threshold) | {"uploads": int((held.group != "mnist").sum())},
             "mnist_threshold": {"images": 60_000 - MNIST_TRAIN_END, "from": [MNIST_TRAIN_END, 60_000]},
@@ -187,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="the .safetensors checkpoint (rewritten)")
-    parser.add_argument("--train", type=Path, required=True, help="exported train-split renders (.npz)")
+    parser.add_argument(
+        "--train", type=Path, nargs="+", required=True, help="exported train-split renders (.npz files)"
+    )
     parser.add_argument("--threshold", type=Path, required=True, help="exported threshold-split renders (.npz)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder with MNIST/raw")
     parser.add_argument("--output", type=Path, default=None, help="write here instead of over --checkpoint")
