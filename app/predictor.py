@@ -12,11 +12,14 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
-from mnist_model import ModelMetadata, load_checkpoint, normalize
+from app.gate import NO_GATE_NOTE, DigitGate, GateError, network_features
+from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
+from mnist_model.calibration import apply_temperature
 from mnist_model.hardware import native_bf16
 
 log = logging.getLogger(__name__)
@@ -30,14 +33,16 @@ class Model(Protocol):
     name: str
     version: str
     metadata: ModelMetadata
+    digit_gate: DigitGate | None
 
     def warm_up(self) -> None:
         """Run the first forward passes so that the first request does not pay for lazy initialisation."""
 
     def predict(self, pixels: np.ndarray) -> torch.Tensor:
         """Probabilities (N×10 float32 on CPU, rows summing to 1) for MNIST-format images (uint8 N×28×28,
-        white ink on black), normalised by the model with its checkpoint's mean/std. The batcher passes a
-        fresh array for each batch: the model may keep or change it."""
+        white ink on black), normalised by the model with its checkpoint's mean/std. With a `digit_gate`, each row
+        goes on (`DigitGate.rows`: `digit_gate.row_width` columns) with what the service needs to answer
+        `is_digit`. The batcher passes a fresh array for each batch: the model may keep or change it."""
 
     def describe(self) -> dict[str, object]:
         """Device, precision and threads, for GET /model."""
@@ -77,9 +82,16 @@ class Predictor:
             log.warning("MNIST_SERVE_PRECISION=float16 is CUDA-only; CPU runs float32 (try bfloat16)")
             self.dtype = torch.float32
         model, self.metadata = load_checkpoint(settings.model_path, self.device)
+        try:
+            self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate)
+        except GateError as exc:
+            raise CheckpointError(f"{settings.model_path}: {exc}") from exc
+        if self.digit_gate is None:
+            log.warning("%s: %s", settings.model_path, NO_GATE_NOTE)
         # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast convolutions (~2× on CPU).
         self.model = model.to(self.dtype).to(memory_format=torch.channels_last)
         self.name = self.metadata.architecture
+        self.temperature = self.metadata.temperature  # calibration fitted at training time (1.0: none)
         self.version = checkpoint_version(Path(settings.model_path))
         self.path = Path(settings.model_path).resolve()
         self.max_batch_size = settings.max_batch_size
@@ -99,16 +111,36 @@ class Predictor:
             torch.cuda.synchronize(self.device)
 
     def predict(self, pixels: np.ndarray) -> torch.Tensor:
-        """Copy to the device, normalise with the checkpoint's mean/std, run the network; softmax
-        probabilities as float32 on the CPU."""
+        """Copy to the device, normalise with the checkpoint's mean/std, run the network; calibrated probabilities,
+        softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its
+        columns follow (see `Model.predict`)."""
         with torch.inference_mode():
-            batch = torch.from_numpy(pixels)
-            if self._staging is not None:
-                batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
-            batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
-            log_probs = self.model(batch.contiguous(memory_format=torch.channels_last))
-            # Softmax of log-probabilities in float32 renormalises whatever rounding half precision left.
-            return torch.softmax(log_probs.float(), dim=1).cpu()
+            fc1, logits = self._forward(pixels)
+            probabilities = self._calibrated(logits)
+            if self.digit_gate is None:
+                return probabilities.cpu()
+            return self.digit_gate.rows(probabilities, network_features(fc1, logits, self.temperature))
+
+    def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Calibrated probabilities (N×10) and `app.gate.network_features` (N×130) of MNIST-format images, as
+        the service computes them (same device, precision, normalisation): what the gate is fitted on."""
+        with torch.inference_mode():
+            fc1, logits = self._forward(pixels)
+            return self._calibrated(logits).cpu(), network_features(fc1, logits, self.temperature)
+
+    def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """fc1's activations and the logits of uint8 N×28×28 images (one forward pass; call in inference mode)."""
+        batch = torch.from_numpy(pixels)
+        if self._staging is not None:
+            batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
+        batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
+        fc1 = self.model.features(batch.contiguous(memory_format=torch.channels_last))
+        return fc1, self.model.logits(fc1)
+
+    def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        # log_softmax as the network's forward ends (same values bit for bit); softmax of log-probabilities in
+        # float32 renormalises whatever rounding half precision left.
+        return apply_temperature(F.log_softmax(logits, dim=1).float(), self.temperature)
 
     def describe(self) -> dict[str, object]:
         """Where and how the model runs, for GET /model."""

@@ -53,20 +53,30 @@ class Scores(BaseModel):
     """The classification of one image."""
 
     digit: int = Field(ge=0, le=9, description="the most probable digit")
-    confidence: float = Field(description="the probability of `digit`")
-    probabilities: list[float] = Field(description="probability of each digit 0–9, summing to 1")
+    confidence: float = Field(
+        description="the probability of `digit`, calibrated (temperature scaling fitted on held-out digits)"
+    )
+    probabilities: list[float] = Field(description="calibrated probability of each digit 0–9, summing to 1")
+    is_digit: bool | None = Field(
+        description=(
+            "whether the upload looks like one handwritten digit: false for letters, symbols, shapes, scribbles, "
+            "several digits side by side, text (`digit` is then only the best guess); decided by a small gate over "
+            "the network's activations and the preprocessing's ink cues, fitted on held-out data (README, "
+            "'Is it a digit?'); null when the served checkpoint has no gate"
+        )
+    )
 
     @classmethod
-    def from_probabilities(cls, probabilities: list[float], **extra: object) -> Self:
-        """The argmax and its probability, next to the full distribution."""
-        return cls(**scores(probabilities), **extra)
+    def from_probabilities(cls, probabilities: list[float], is_digit: bool | None = None, **extra: object) -> Self:
+        """The argmax and its probability, next to the full distribution and the gate's verdict."""
+        return cls(**scores(probabilities, is_digit), **extra)
 
 
-def scores(probabilities: list[float]) -> dict[str, object]:
+def scores(probabilities: list[float], is_digit: bool | None) -> dict[str, object]:
     """A `Scores` body as a plain dict (the hot routes encode it without building the model): the argmax and
-    its probability, next to the full distribution."""
+    its probability, next to the full distribution and the gate's verdict."""
     digit = max(range(len(probabilities)), key=probabilities.__getitem__)
-    return {"digit": digit, "confidence": probabilities[digit], "probabilities": probabilities}
+    return {"digit": digit, "confidence": probabilities[digit], "probabilities": probabilities, "is_digit": is_digit}
 
 
 class Prediction(Scores):
@@ -82,6 +92,7 @@ class Prediction(Scores):
                     "digit": 7,
                     "confidence": 0.998,
                     "probabilities": EXAMPLE_PROBABILITIES,
+                    "is_digit": True,
                     "model": EXAMPLE_MODEL,
                     "input_image": EXAMPLE_INPUT_IMAGE,
                 }
@@ -116,7 +127,13 @@ class BatchPrediction(BaseModel):
             "examples": [
                 {
                     "predictions": [
-                        {"index": 0, "digit": 7, "confidence": 0.998, "probabilities": EXAMPLE_PROBABILITIES},
+                        {
+                            "index": 0,
+                            "digit": 7,
+                            "confidence": 0.998,
+                            "probabilities": EXAMPLE_PROBABILITIES,
+                            "is_digit": True,
+                        },
                         {"index": 1, "status_code": 400, "error": "the image is truncated or corrupt"},
                     ],
                     "model": EXAMPLE_MODEL,

@@ -31,6 +31,7 @@ from app.errors import ModelTimeout, ModelUnavailable, NotReady
 from app.metrics import Metrics
 from app.predictor import Model
 from app.preprocess import BadItem, ImageError, to_mnist_pixels
+from app.preprocess.cues import CueNotes
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,17 @@ class Classification:
     """The model's answer for one image.
 
     `probabilities`: one per digit 0–9, summing to 1. `pixels`: the 28×28 uint8 image the model saw (white ink
-    on black, as MNIST; read-only), so a client can show what its upload became. Compared by identity: it holds
-    an array.
+    on black, as MNIST; read-only), so a client can show what its upload became. `is_digit`: the digit gate's
+    verdict (`app.gate`), None when the checkpoint has no gate. Compared by identity: it holds an array.
     """
 
     probabilities: Probabilities
     pixels: np.ndarray
+    is_digit: bool | None = None
+
+
+Prepared = tuple[np.ndarray, CueNotes]
+"""An image ready for the model: its 28×28 pixels and what preprocessing noted of its ink (for the gate)."""
 
 
 Result = Classification | BadItem
@@ -113,15 +119,16 @@ class Service:
         own = np.array(pixels, order="C")  # the caller's buffer may change after we return
         own.flags.writeable = False
         with self.batcher.reserve(len(own)) as reservation:
-            return await self._classify(reservation, list(own))
+            # Notes left untouched: the gate treats the pixels as an MNIST-format upload's (they are, by contract).
+            return await self._classify(reservation, [(image, CueNotes()) for image in own])
 
-    async def _classify(self, reservation: Reservation, prepared: list[np.ndarray | BadItem]) -> list[Result]:
+    async def _classify(self, reservation: Reservation, prepared: list[Prepared | BadItem]) -> list[Result]:
         """Queue the prepared images on `reservation` as one submission and wait (bounded) for their rows; bad
         items keep their place."""
         good = [item for item in prepared if not isinstance(item, BadItem)]
         if not good:  # nothing for the model: the per-image errors are the whole answer
             return [item for item in prepared if isinstance(item, BadItem)]
-        future = reservation.submit(good[0][None] if len(good) == 1 else np.stack(good))
+        future = reservation.submit(good[0][0][None] if len(good) == 1 else np.stack([item[0] for item in good]))
         # A timer that fails the future itself (cheaper than asyncio.timeout's task cancellation); a future
         # that is done before its images reached the model makes the batcher skip them.
         timeout_s = self.settings.request_timeout_s
@@ -131,10 +138,17 @@ class Service:
         finally:
             timer.cancel()
             future.cancel()  # no-op when answered; when this request is cancelled, its images are skipped
-        answers = iter(rows)
-        return [item if isinstance(item, BadItem) else Classification(next(answers), item) for item in prepared]
+        answers = iter(self._answers(rows, good))
+        return [item if isinstance(item, BadItem) else _classification(item, *next(answers)) for item in prepared]
 
-    async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[np.ndarray | BadItem]:
+    def _answers(self, rows: list[Probabilities], uploads: list[Prepared]) -> list[tuple[Probabilities, bool | None]]:
+        """(probabilities, is_digit) per row of the model: with a gate, its verdicts from the rest of each row."""
+        gate = getattr(self.model, "digit_gate", None)
+        if gate is None:
+            return [(row, None) for row in rows]
+        return [(row[:10], verdict) for row, verdict in zip(rows, gate.verdicts(rows, uploads), strict=True)]
+
+    async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[Prepared | BadItem]:
         """Preprocess the image bytes, small ones inline, the rest concurrently on the decode threads; refused
         items keep their place."""
         prepared = [self._prepare_inline(blob) if isinstance(blob, bytes) else blob for blob in blobs]
@@ -147,7 +161,7 @@ class Service:
                 prepared[index] = item
         return prepared  # type: ignore[return-value]  # every bytes item was replaced
 
-    def _prepare_inline(self, data: bytes) -> np.ndarray | BadItem | bytes:
+    def _prepare_inline(self, data: bytes) -> Prepared | BadItem | bytes:
         """Preprocess `data` on the event loop if it has at most MNIST_SERVE_INLINE_DECODE_MAX_PIXELS pixels;
         else give it back for the decode threads (the pixel count is read from the header, nothing decoded)."""
         inline, limit = self.settings.inline_decode_max_pixels, self.settings.max_image_pixels
@@ -161,16 +175,23 @@ class Service:
         return result
 
     @staticmethod
-    def _prepare_image(data: bytes, max_pixels: int) -> np.ndarray | BadItem:
+    def _prepare_image(data: bytes, max_pixels: int) -> Prepared | BadItem:
+        """`to_mnist_pixels` with notes for the gate: what `inspect_upload` gives, with the cues measured on the
+        28×28 result left to the gate, which needs none for an MNIST-format upload (`app.gate.features`)."""
+        notes = CueNotes()
         try:
-            pixels = to_mnist_pixels(data, max_pixels=max_pixels)
+            pixels = to_mnist_pixels(data, max_pixels, notes)
         except ImageError as exc:
             return BadItem.from_error(exc)
         except Exception:  # a decoder bug must not turn one user's bad file into a 500 for the request
             log.exception("preprocess raised something other than ImageError; treating the image as undecodable")
             return BadItem(400, "the image could not be decoded")
         pixels.flags.writeable = False
-        return pixels
+        return pixels, notes
+
+
+def _classification(item: Prepared, probabilities: Probabilities, is_digit: bool | None) -> Classification:
+    return Classification(probabilities, item[0], is_digit)
 
 
 def _time_out(future: asyncio.Future[list[Probabilities]], timeout_s: float) -> None:

@@ -45,6 +45,7 @@ class StubModel:
 
     name = "stub"
     version = "0"
+    digit_gate = None  # answers carry `is_digit: null`
 
     def __init__(
         self,

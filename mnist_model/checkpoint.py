@@ -46,6 +46,17 @@ class ModelMetadata:
     command: str = ""
     seed: int | None = None
     hyperparameters: dict[str, object] = field(default_factory=dict)
+    temperature: float = 1.0
+    """Calibration: serving answers softmax(log_probs / temperature); 1.0 (uncalibrated) for older checkpoints."""
+    validation: dict[str, object] = field(default_factory=dict)
+    """The held-out training images (count, seed, indices_sha256: `training.data.holdout_indices` rebuilds them)
+    and the model's accuracy and loss on them; empty when nothing was held out."""
+    calibration: dict[str, object] = field(default_factory=dict)
+    """How `temperature` was fitted and the expected calibration error before and after, per split."""
+    digit_gate: dict[str, object] = field(default_factory=dict)
+    """The "is this one handwritten digit?" gate (`app.gate`): feature names, their mean/std, logistic weights,
+    bias and threshold, what it was fitted on and its rates on the threshold split; empty when none was fitted
+    (the service then answers `is_digit: null`)."""
 
     def to_safetensors(self) -> dict[str, str]:
         """Encode every field as a JSON string (safetensors metadata only holds strings)."""
@@ -63,6 +74,9 @@ class ModelMetadata:
             values = {key: json.loads(text) for key, text in raw.items() if key in known}
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}") from exc
+        temperature = values.get("temperature", 1.0)
+        if not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
+            raise CheckpointError(f"checkpoint temperature must be a positive number, got {temperature!r}")
         return cls(**values)
 
 
@@ -97,6 +111,17 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: ModelMet
     """Write the model's weights (moved to CPU, contiguous) and metadata to `path` atomically."""
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata.to_safetensors()))
+
+
+def write_metadata(path: str | Path, metadata: ModelMetadata) -> None:
+    """Replace a checkpoint's metadata, atomically, keeping its tensors exactly as stored (names, dtypes, bytes):
+    for what is fitted after training (the digit gate), without a round trip through a model."""
+    path = _existing(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from exc
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata.to_safetensors()))
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:

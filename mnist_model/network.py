@@ -22,6 +22,11 @@ class Net(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate activations, fc1 after its ReLU (N×128): what `head` classifies, and what the
+        not-a-digit gate (`app.gate`) reads beside the answer, from the same forward pass."""
         # The tutorial's function, computed more cheaply with the same result bit for bit (tested, values and
         # gradients): ReLU after max-pooling (they commute: both keep the largest value, and ReLU is monotonic)
         # touches a quarter of the values, and ReLUs in place spare an allocation each (~15 % of a forward pass).
@@ -30,7 +35,13 @@ class Net(nn.Module):
         x = F.relu(x, inplace=True)
         x = self.dropout1(x)
         x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x), inplace=True)
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
+        return F.relu(self.fc1(x), inplace=True)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """fc1's activations (N×128) → N×10 log-probabilities: `logits`, then log_softmax. Dropout works on a
+        copy when training, so a caller's `features` stay as they were."""
+        return F.log_softmax(self.logits(features), dim=1)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """fc1's activations (N×128) → N×10 logits (dropout .5 → fc2), before the log_softmax of `head`."""
+        return self.fc2(self.dropout2(features))

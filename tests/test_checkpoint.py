@@ -125,3 +125,33 @@ def test_written_files_get_normal_permissions_not_mkstemps_0600(tmp_path: Path):
     finally:
         os.umask(old)
     assert (tmp_path / "file.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_temperature_and_validation_record_round_trip(tmp_path: Path):
+    metadata = ModelMetadata(
+        temperature=1.37,
+        validation={"count": 5000, "seed": 0, "indices_sha256": "ab"},
+        calibration={"bins": 15, "test": {"ece_before": 0.01, "ece_after": 0.004}},
+    )
+    save_checkpoint(tmp_path / "m.safetensors", Net(), metadata)
+    assert read_metadata(tmp_path / "m.safetensors") == metadata
+
+
+def test_a_checkpoint_from_before_calibration_loads_uncalibrated(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    old_keys = {"architecture", "format_version", "mean", "std", "epochs", "test_accuracy", "command", "seed"}
+    raw = {key: value for key, value in METADATA.to_safetensors().items() if key in old_keys}
+    save_file({name: t.contiguous() for name, t in Net().state_dict().items()}, tmp_path / "m.safetensors", raw)
+    _, metadata = load_checkpoint(tmp_path / "m.safetensors")
+    assert metadata.temperature == 1.0 and metadata.validation == {} and metadata.seed == 7
+
+
+@pytest.mark.parametrize("temperature", ["0", "-1.5", '"warm"', "null"])
+def test_a_temperature_that_is_not_a_positive_number_is_refused(tmp_path: Path, temperature: str):
+    from safetensors.torch import save_file
+
+    raw = {**METADATA.to_safetensors(), "temperature": temperature}
+    save_file({name: t.contiguous() for name, t in Net().state_dict().items()}, tmp_path / "m.safetensors", raw)
+    with pytest.raises(CheckpointError, match="temperature"):
+        load_checkpoint(tmp_path / "m.safetensors")

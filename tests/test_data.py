@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.data import DataError, Split, load_split, missing_data_message
+from training.data import (
+    DataError,
+    Split,
+    holdout_indices,
+    indices_sha256,
+    load_split,
+    missing_data_message,
+    split_validation,
+)
 
 
 def write_idx(raw: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -80,3 +88,34 @@ def test_real_mnist_has_canonical_sizes(mnist_root):
     train, test = load_split(mnist_root, train=True), load_split(mnist_root, train=False)
     assert train.images.shape == (60000, 28, 28) and test.images.shape == (10000, 28, 28)
     assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_holdout_indices_are_a_seeded_sorted_draw_without_replacement():
+    held = holdout_indices(1000, 100, seed=0)
+    assert held.shape == (100,) and held.dtype == torch.int64
+    assert torch.equal(held, held.sort().values) and len(held.unique()) == 100
+    assert 0 <= held.min() and held.max() < 1000
+    assert torch.equal(held, holdout_indices(1000, 100, seed=0))
+    assert not torch.equal(held, holdout_indices(1000, 100, seed=1))
+    assert indices_sha256(held) == indices_sha256(holdout_indices(1000, 100, seed=0))
+    assert indices_sha256(held) != indices_sha256(holdout_indices(1000, 100, seed=1))
+    assert len(holdout_indices(1000, 0, seed=0)) == 0
+
+
+@pytest.mark.parametrize("count", [-1, 1000, 5000])
+def test_holdout_of_too_many_images_is_refused(count):
+    with pytest.raises(ValueError, match="--val-samples"):
+        holdout_indices(1000, count, seed=0)
+
+
+def test_split_validation_is_disjoint_complete_and_keeps_the_training_order():
+    images = torch.arange(50, dtype=torch.uint8).view(50, 1, 1).expand(50, 28, 28).contiguous()
+    labels = torch.arange(50) % 10
+    held = holdout_indices(50, 12, seed=3)
+    train, validation = split_validation(Split(images, labels), held)
+    train_ids, val_ids = train.images[:, 0, 0].long(), validation.images[:, 0, 0].long()
+    assert torch.equal(val_ids, held)
+    assert len(train) == 38 and torch.equal(train_ids, train_ids.sort().values)
+    assert set(train_ids.tolist()).isdisjoint(val_ids.tolist())
+    assert sorted(train_ids.tolist() + val_ids.tolist()) == list(range(50))
+    assert torch.equal(validation.labels, held % 10)

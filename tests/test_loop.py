@@ -1,12 +1,24 @@
 """training.loop: evaluation counts exactly, training lowers the loss, batches are prepared as the model expects."""
 
+import math
+
 import pytest
 import torch
 
 from mnist_model import MNIST_MEAN, MNIST_STD, Net
+from training.augment import Augmentation
 from training.data import Split
 from training.distributed import Runtime
-from training.loop import TrainSetup, evaluate, prepare_batch, train_epoch
+from training.loop import (
+    TrainSetup,
+    evaluate,
+    predict_log_probs,
+    prepare_batch,
+    stats_from_log_probs,
+    train_epoch,
+    training_loss,
+    uniform_cross_entropy,
+)
 
 CPU = Runtime(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -58,3 +70,100 @@ def test_train_epoch_lowers_the_loss_on_a_learnable_task():
     )
     losses = [train_epoch(setup, torch.randperm(256), generator=None).loss for _ in range(3)]
     assert losses[-1] < losses[0] / 2
+
+
+def test_prepare_batch_augments_only_with_both_a_generator_and_a_config():
+    images = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    images[:, 8:20, 12:16] = 255
+    plain = prepare_batch(images, MNIST_MEAN, MNIST_STD)
+    assert torch.equal(prepare_batch(images, MNIST_MEAN, MNIST_STD, torch.Generator().manual_seed(0)), plain)
+    augmented = prepare_batch(images, MNIST_MEAN, MNIST_STD, torch.Generator().manual_seed(0), Augmentation())
+    assert augmented.shape == plain.shape and not torch.equal(augmented, plain)
+
+
+def test_label_smoothing_loss_matches_its_definition():
+    log_probs = torch.log_softmax(torch.randn(6, 10, generator=torch.Generator().manual_seed(0)), dim=1)
+    labels = torch.tensor([0, 3, 9, 2, 2, 7])
+    nll = -log_probs[torch.arange(6), labels].mean()
+    uniform = -log_probs.mean()  # cross-entropy to the uniform distribution, averaged over rows
+    torch.testing.assert_close(training_loss(log_probs, labels), nll)
+    torch.testing.assert_close(training_loss(log_probs, labels, 0.1), 0.9 * nll + 0.1 * uniform)
+
+
+def test_uniform_cross_entropy_is_smallest_for_the_uniform_answer():
+    uniform = torch.full((3, 10), math.log(0.1))
+    torch.testing.assert_close(uniform_cross_entropy(uniform), torch.tensor(math.log(10)))
+    confident = torch.log_softmax(torch.tensor([[9.0] + [0.0] * 9] * 3), dim=1)
+    assert uniform_cross_entropy(confident) > uniform_cross_entropy(uniform) + 2  # ≈ 9 · 0.9 nats more
+
+
+def test_outlier_exposure_makes_the_network_unsure_on_non_digits_only():
+    torch.manual_seed(0)
+    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
+    labels = torch.randint(0, 2, (256,))
+    images[labels == 1, 10:18, 10:18] = 255  # class 1 has a bright square, class 0 is blank
+    outliers = torch.zeros(64, 28, 28, dtype=torch.uint8)
+    outliers[:, 4:24, 13:15] = 255  # a thin bar: neither class
+
+    def trained(outlier_weight: float) -> torch.nn.Module:
+        torch.manual_seed(1)
+        model = Net()
+        setup = TrainSetup(
+            model=model,
+            optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
+            scheduler=None,
+            data=Split(images, labels),
+            runtime=CPU,
+            batch_size=32,
+            progress=False,
+            outliers=outliers,
+            outlier_weight=outlier_weight,
+            outlier_batch=16,
+        )
+        for _ in range(3):
+            train_epoch(setup, torch.randperm(256), generator=None)
+        return model.eval()
+
+    def top_probability(model: torch.nn.Module, batch: torch.Tensor) -> float:
+        with torch.inference_mode():
+            return float(model(prepare_batch(batch, MNIST_MEAN, MNIST_STD)).exp().max(dim=1).values.mean())
+
+    plain, exposed = trained(0.0), trained(1.0)
+    assert top_probability(exposed, outliers) < 0.5 < top_probability(plain, outliers)
+    assert top_probability(exposed, images[:64]) > 0.9  # still sure of the real classes
+
+
+def test_moving_average_is_updated_every_step_and_is_what_gets_evaluated():
+    torch.manual_seed(0)
+    model = Net()
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9))
+    images = torch.randint(0, 256, (96, 28, 28), dtype=torch.uint8)
+    setup = TrainSetup(
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
+        scheduler=None,
+        data=Split(images, torch.randint(0, 10, (96,))),
+        runtime=CPU,
+        batch_size=32,
+        progress=False,
+        ema=ema,
+    )
+    assert setup.evaluated is ema.module
+    train_epoch(setup, torch.arange(96), generator=None)
+    assert int(ema.n_averaged) == 3  # one update per batch
+    assert not torch.equal(ema.module.fc2.weight, model.fc2.weight)  # it lags behind the trained weights
+
+
+def test_log_probs_in_one_process_give_the_same_metrics_as_evaluate():
+    images = torch.zeros(30, 28, 28, dtype=torch.uint8)
+    for i in range(30):
+        images[i, i % 28] = 255
+    labels = torch.tensor([(i % 28) // 3 for i in range(30)])
+    labels[:5] = (labels[:5] + 2) % 10
+    split = Split(images, labels)
+    log_probs = predict_log_probs(FixedAnswer(), split, device=torch.device("cpu"), batch_size=8)
+    assert log_probs.shape == (30, 10) and log_probs.dtype == torch.float32
+    ours, reference = stats_from_log_probs(log_probs, labels), evaluate(FixedAnswer(), split, runtime=CPU)
+    assert ours.accuracy == reference.accuracy == 25 / 30
+    assert torch.equal(ours.confusion, reference.confusion)
+    assert ours.loss == pytest.approx(reference.loss, rel=1e-6)  # float64 here, float32 sums per batch there

@@ -24,7 +24,15 @@ pytestmark = pytest.mark.slow
 
 SAMPLES = 512
 LAUNCH_TIMEOUT_S = 420  # generous: both nodes share a small, possibly busy machine
-REPORT_NAMES = {"m.safetensors", "m.state.pt", "m.history.json", "m.curves.png", "m.confusion.png", "README.md"}
+REPORT_NAMES = {
+    "m.safetensors",
+    "m.state.pt",
+    "m.history.json",
+    "m.curves.png",
+    "m.confusion.png",
+    "m.reliability.png",
+    "README.md",
+}
 
 
 def launcher(node_rank: int, port: int, data: Path, output: Path) -> list[str]:

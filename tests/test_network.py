@@ -67,3 +67,15 @@ def test_forward_equals_the_tutorials_bit_for_bit_values_and_gradients(dtype):
         forward(x).sum().backward()
         grads.append([parameter.grad.clone() for parameter in model.parameters()])
     assert all(torch.equal(ours, theirs) for ours, theirs in zip(*grads, strict=True))
+
+
+def test_features_then_head_is_forward_and_logits_precede_its_log_softmax():
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        features = model.features(x)
+        assert features.shape == (4, 128) and (features >= 0).all()  # fc1 after its ReLU
+        logits = model.logits(features)
+        assert torch.equal(model.head(features), model(x))
+        assert torch.equal(torch.log_softmax(logits, dim=1), model(x))

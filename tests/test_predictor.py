@@ -12,7 +12,7 @@ import torch
 from app import predictor as predictor_module
 from app.config import Settings
 from app.predictor import Predictor
-from mnist_model import CheckpointError, ModelMetadata, Net, load_checkpoint, save_checkpoint
+from mnist_model import MNIST_MEAN, MNIST_STD, CheckpointError, ModelMetadata, Net, load_checkpoint, save_checkpoint
 
 
 def random_pixels(count: int, seed: int = 1) -> np.ndarray:
@@ -33,6 +33,27 @@ def test_probabilities_are_the_networks_softmax_of_the_normalised_pixels(tmp_pat
     assert probabilities.shape == (3, 10) and probabilities.dtype == torch.float32
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(3))
     torch.testing.assert_close(probabilities, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_probabilities_are_calibrated_by_the_checkpoints_temperature(tmp_path):
+    torch.manual_seed(3)
+    net = Net().eval()
+    path = tmp_path / "calibrated.safetensors"
+    save_checkpoint(path, net, ModelMetadata(temperature=2.5))
+    predictor = Predictor(Settings(model_path=path, device="cpu", precision="float32", max_batch_size=4))
+    pixels = random_pixels(4, seed=3)
+    # The logits before log_softmax, taken from the last layer, then softmax(z / T) written out by hand.
+    logits = []
+    net.fc2.register_forward_hook(lambda module, inputs, output: logits.append(output.detach()))
+    with torch.inference_mode():
+        net(((torch.from_numpy(pixels).float() / 255 - MNIST_MEAN) / MNIST_STD).unsqueeze(1))
+    scaled = torch.exp(logits[0].double() / 2.5)
+    expected = (scaled / scaled.sum(dim=1, keepdim=True)).float()
+    probabilities = predictor.predict(pixels)
+    torch.testing.assert_close(probabilities, expected, atol=1e-5, rtol=1e-4)
+    uncalibrated = torch.softmax(logits[0], dim=1)
+    assert (probabilities.max(dim=1).values < uncalibrated.max(dim=1).values).all()  # T > 1 softens
+    assert torch.equal(probabilities.argmax(dim=1), uncalibrated.argmax(dim=1))  # and never changes the digit
 
 
 def test_name_version_and_description(untrained_checkpoint):

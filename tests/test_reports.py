@@ -6,12 +6,26 @@ import pytest
 import torch
 
 from mnist_model import ModelMetadata
+from mnist_model.calibration import reliability
 from training import reports
+from training.calibrate import FinalEvaluation, SplitReport
+from training.loop import stats_from_log_probs
 
 HISTORY = [
-    {"epoch": e, "train_loss": 1 / e, "test_loss": 0.5 / e, "test_accuracy": 0.9 + e / 100, "images_per_second": 1000.0}
+    {"epoch": e, "train_loss": 1 / e, "val_loss": 0.5 / e, "val_accuracy": 0.9 + e / 100, "images_per_second": 1000.0}
     for e in (1, 2, 3)
 ]
+
+
+def split_report(seed: int) -> SplitReport:
+    generator = torch.Generator().manual_seed(seed)
+    log_probs = torch.log_softmax(4 * torch.randn(200, 10, generator=generator), dim=1)
+    labels = torch.randint(0, 10, (200,), generator=generator)
+    return SplitReport(
+        stats=stats_from_log_probs(log_probs, labels),
+        before=reliability(log_probs.exp(), labels),
+        after=reliability(torch.softmax(log_probs / 3, dim=1), labels),
+    )
 
 
 def test_report_paths_sit_next_to_the_checkpoint(tmp_path):
@@ -27,7 +41,9 @@ def test_history_and_plots_are_written(tmp_path):
     confusion = torch.eye(10, dtype=torch.long) * 100
     confusion[4, 9] = 3
     reports.plot_confusion(tmp_path / "m.png", confusion)
-    for name in ("c.png", "m.png"):
+    reports.plot_reliability(tmp_path / "r.png", FinalEvaluation(3.0, test=split_report(0), validation=split_report(1)))
+    reports.plot_curves(tmp_path / "no-validation.png", [{"epoch": 1, "train_loss": 0.3}])
+    for name in ("c.png", "m.png", "r.png", "no-validation.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
@@ -41,6 +57,14 @@ def test_model_card_lists_accuracy_per_class_and_command(tmp_path):
         command="python -m training.run --seed 1",
         seed=1,
         hyperparameters={"lr": 0.003, "device": "cpu"},
+        temperature=1.234,
+        validation={"count": 5000, "total": 60000, "seed": 0, "indices_sha256": "c0ffee", "accuracy": 0.9962},
+        calibration={
+            "method": "temperature scaling",
+            "bins": 15,
+            "validation": {"ece_before": 0.0123, "ece_after": 0.0045},
+            "test": {"ece_before": 0.0111, "ece_after": 0.0067},
+        },
     )
     card = tmp_path / "README.md"
     confusion = torch.eye(10, dtype=torch.long) * 100
@@ -50,6 +74,9 @@ def test_model_card_lists_accuracy_per_class_and_command(tmp_path):
     assert "99.54 %" in text and "python -m training.run --seed 1" in text
     assert "| 9 | 99.90 % |" in text and "| `lr` | `0.003` |" in text
     assert "m.curves.png" in text and "mistakes (true→predicted): 9→4 (6), 3→5 (2)" in text
+    assert "**T = 1.234**" in text and "m.reliability.png" in text
+    assert "| validation | 1.23 % | 0.45 % |" in text and "| test | 1.11 % | 0.67 % |" in text
+    assert "5,000 of the 60,000 training images" in text and "`c0ffee`" in text and "99.62 %" in text
     reports.write_model_card(card, tmp_path / "m.safetensors", metadata, HISTORY, confusion)  # own card: rewritten
 
 

@@ -46,6 +46,9 @@ async def test_model_card_describes_checkpoint_runtime_and_batching(tmp_path):
         "command": "python -m training.run --epochs 4",
         "seed": 3,
         "hyperparameters": {"lr": 0.01},
+        "temperature": 1.0,
+        "validation": {},
+        "calibration": {},
     }
     assert body["runtime"]["device"] == "cpu" and body["runtime"]["precision"] == "float32"
     assert body["runtime"]["checkpoint"] == str(checkpoint.resolve())

@@ -44,8 +44,13 @@ async def post_image(client, data: bytes, form: str = "multipart"):
     return await client.post("/predict", json={"image": b64(data)})
 
 
+def without_none(item: dict) -> dict:
+    return {key: value for key, value in item.items() if value is not None}
+
+
 def check_prediction(body: dict) -> None:
-    assert set(body) >= {"digit", "confidence", "probabilities"}
+    assert set(body) >= {"digit", "confidence", "probabilities", "is_digit"}
+    assert body["is_digit"] is None  # the test checkpoint has no digit gate (tests/test_gate_serving.py has one)
     assert len(body["probabilities"]) == 10
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-4)
     assert body["confidence"] == max(body["probabilities"])
@@ -74,15 +79,17 @@ async def test_predict_answers_each_body_form(client, form):
     assert body["model"]["name"] == "pytorch-examples-mnist-cnn"
     assert len(body["model"]["version"]) == 12
     # exactly what /docs promises (`input_image` only when asked for)
-    assert Prediction.model_validate(body).model_dump(mode="json", exclude_none=True) == body
+    shown = Prediction.model_validate(body).model_dump(mode="json", exclude_none=True)
+    assert shown | {"is_digit": None} == body
 
 
 async def test_batch_answers_have_the_documented_shape(client):
     response = await client.post("/predict/batch", json={"images": [b64(drawing(1)), "%%%"]})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert BatchPrediction.model_validate(body).model_dump(mode="json", exclude_none=True) == body
-    assert set(body["predictions"][0]) == {"index", "digit", "confidence", "probabilities"}
+    shown = BatchPrediction.model_validate(body).model_dump(mode="json", exclude_none=True)
+    assert shown == {**body, "predictions": [without_none(item) for item in body["predictions"]]}
+    assert set(body["predictions"][0]) == {"index", "digit", "confidence", "probabilities", "is_digit"}
     assert set(body["predictions"][1]) == {"index", "status_code", "error"}
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -13,7 +14,10 @@ from safetensors.torch import load_file
 from mnist_model import load_checkpoint
 from mnist_model.checkpoint import read_metadata
 from tests.helpers import REPO, TutorialNet
-from training.run import main, parse_args
+from training.config import launch_command
+from training.data import holdout_indices, indices_sha256, load_split
+from training.distributed import Runtime
+from training.run import load_data, main, parse_args
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +35,8 @@ def run_args(root: Path, output: Path, *extra: str, samples: int = 256) -> list[
         "--no-progress",
         "--device",
         "cpu",
+        "--val-samples",
+        "200",
         *extra,
     ]
 
@@ -49,7 +55,15 @@ def test_one_epoch_writes_checkpoint_reports_and_card(mnist_root, tmp_path):
     assert set(metadata.dataset_sha256) == {"train", "test"} and len(metadata.dataset_sha256["test"]) == 64
     assert metadata.command.startswith("python -m training.run --data-dir")
     assert metadata.torch_version == torch.__version__ and metadata.created_at.startswith("20")
-    assert metadata.hyperparameters["train_samples"] == 300
+    assert metadata.hyperparameters["train_samples"] == 300 and metadata.hyperparameters["val_samples"] == 200
+    assert metadata.hyperparameters["saved_weights"] == "exponential moving average"
+    held_out = holdout_indices(60000, 200, seed=0)
+    assert metadata.validation["count"] == 200 and metadata.validation["seed"] == 0
+    assert metadata.validation["indices_sha256"] == indices_sha256(held_out)
+    assert 0.15 < metadata.validation["accuracy"] <= 1.0
+    assert metadata.temperature > 0 and metadata.temperature != 1.0  # fitted, not the default
+    for split in ("validation", "test"):
+        assert set(metadata.calibration[split]) == {"ece_before", "ece_after"}
 
     tutorial = TutorialNet().eval()
     tutorial.load_state_dict(weights(output))
@@ -58,11 +72,12 @@ def test_one_epoch_writes_checkpoint_reports_and_card(mnist_root, tmp_path):
 
     history = json.loads((output.parent / "m.history.json").read_text())
     assert [row["epoch"] for row in history] == [1]
-    assert history[0]["test_accuracy"] == pytest.approx(metadata.test_accuracy)
-    for png in ("m.curves.png", "m.confusion.png"):
+    assert 0.15 < history[0]["val_accuracy"] <= 1.0 and "test_accuracy" not in history[0]  # test: measured once
+    for png in ("m.curves.png", "m.confusion.png", "m.reliability.png"):
         assert (output.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (output.parent / "README.md").read_text()
     assert metadata.command in card and f"{100 * metadata.test_accuracy:.2f} %" in card
+    assert f"T = {metadata.temperature:.3f}" in card and metadata.validation["indices_sha256"] in card
     assert (output.parent / "m.state.pt").is_file()
 
 
@@ -80,6 +95,70 @@ def test_same_seed_same_weights_and_resume_matches_uninterrupted(mnist_root, tmp
         assert all(torch.equal(reference[name], tensor) for name, tensor in weights(other).items())
     history = json.loads((resumed.parent / "m.history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
+    straight_history = json.loads((straight.parent / "m.history.json").read_text())
+    assert [row["val_loss"] for row in history] == [row["val_loss"] for row in straight_history]
+    straight_metadata, resumed_metadata = read_metadata(straight), read_metadata(resumed)
+    assert resumed_metadata.temperature == straight_metadata.temperature
+    assert resumed_metadata.command == straight_metadata.command.replace("straight", "resumed")  # no --resume
+
+
+def test_rendered_digits_join_training_and_non_digits_are_exposed_repeatably(mnist_root, tmp_path):
+    rng = np.random.default_rng(0)
+    rendered = tmp_path / "renders.npz"
+    labels = np.array([1, 7, -1, 4, -1, -1] * 10)
+    np.savez(rendered, pixels=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), label=labels)
+    args = ("--epochs", "2", "--rendered", str(rendered), "--outlier-batch", "8")
+    straight, resumed = tmp_path / "straight" / "m.safetensors", tmp_path / "resumed" / "m.safetensors"
+    assert main(run_args(mnist_root, straight, *args)) == 0
+    assert main(run_args(mnist_root, resumed, *args, "--stop-after", "1")) == 0
+    assert main(run_args(mnist_root, resumed, *args, "--resume")) == 0
+    reference = weights(straight)
+    assert all(torch.equal(reference[name], tensor) for name, tensor in weights(resumed).items())
+
+    recipe = read_metadata(straight).hyperparameters
+    assert recipe["train_samples"] == 256 + 30  # MNIST images plus the rendered digits
+    assert recipe["rendered"]["digits"] == 30 and recipe["rendered"]["outliers"] == 30
+    assert recipe["outlier_weight"] == 0.5 and recipe["outlier_batch"] == 8
+    plain = tmp_path / "plain" / "m.safetensors"
+    assert main(run_args(mnist_root, plain, "--epochs", "1")) == 0
+    assert read_metadata(plain).hyperparameters["outlier_weight"] == 0.0  # nothing to expose without --rendered
+    assert read_metadata(plain).hyperparameters["rendered"] is None
+
+
+def test_without_held_out_images_nothing_is_calibrated(mnist_root, tmp_path):
+    output = tmp_path / "m.safetensors"
+    args = run_args(mnist_root, output, "--epochs", "1", samples=64)
+    args[args.index("--val-samples") + 1] = "0"
+    assert main(args) == 0
+    metadata = read_metadata(output)
+    assert metadata.temperature == 1.0 and metadata.validation["count"] == 0
+    assert "validation" not in metadata.calibration and "test" in metadata.calibration
+    assert "val_loss" not in json.loads((tmp_path / "m.history.json").read_text())[0]
+    assert "No training images were held out" in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_held_out_images_are_never_in_the_training_split(mnist_root):
+    runtime = Runtime(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    full = load_split(mnist_root, train=True)
+    held = holdout_indices(60000, 1000, seed=5)
+    kept = torch.ones(60000, dtype=torch.bool)
+    kept[held] = False
+    data = load_data(parse_args(["--data-dir", str(mnist_root), "--val-samples", "1000", "--val-seed", "5"]), runtime)
+    assert len(data.train) == 59000 and len(data.validation) == 1000
+    assert torch.equal(data.validation.images, full.images[held])
+    assert torch.equal(data.train.images, full.images[kept])
+    assert data.holdout["indices_sha256"] == indices_sha256(held) and data.checksums["train"] == full.sha256()
+    args = ["--data-dir", str(mnist_root), "--val-samples", "1000", "--val-seed", "5", "--max-train-samples", "300"]
+    truncated = load_data(parse_args(args), runtime)
+    assert torch.equal(truncated.train.images, full.images[kept][:300])  # the first 300 of what was not held out
+
+
+def test_holding_out_every_image_is_a_clear_error(mnist_root, tmp_path, caplog):
+    args = run_args(mnist_root, tmp_path / "m.safetensors")
+    args[args.index("--val-samples") + 1] = "60000"
+    assert main(args) == 1
+    assert "--val-samples must be between 0 and 59999" in caplog.text
 
 
 def test_different_seed_gives_different_weights(mnist_root, tmp_path):
@@ -121,6 +200,11 @@ def test_missing_data_dir_exits_with_instructions(tmp_path, caplog, monkeypatch)
         (["--lr", "0"], "--lr must be a positive number"),
         (["--output", "model.pt"], "--output must end in .safetensors"),
         (["--amp", "fp8"], "invalid choice"),
+        (["--val-samples", "-1"], "--val-samples must be >= 0"),
+        (["--elastic-p", "1.5"], "--elastic-p must be between 0 and 1"),
+        (["--label-smoothing", "-0.1"], "--label-smoothing must be between 0 and 1"),
+        (["--ema-decay", "1"], "--ema-decay 1 would never move"),
+        (["--scale", "1"], "--scale must be below 1"),
         (["--epochs", "many"], "invalid int value"),
         (["--bogus"], "unrecognized arguments"),
     ],
@@ -142,7 +226,7 @@ def test_help_shows_defaults():
         [sys.executable, "-m", "training.run", "--help"], capture_output=True, text=True, cwd=REPO, check=True
     ).stdout
     out = " ".join(out.split())  # argparse wraps lines at the terminal width
-    for text in ("--data-dir DIR", "(default: 15)", "(default: models/mnist_cnn.safetensors)", "--resume"):
+    for text in ("--data-dir DIR", "(default: 30)", "(default: models/mnist_cnn.safetensors)", "--resume"):
         assert text in out
 
 
@@ -168,7 +252,15 @@ def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
     assert history[0]["distinct_samples"] == 2000  # the two shards do not overlap and cover the data
     # Only rank 0 writes: one checkpoint, one state, no temporary files, and one log line per epoch.
     assert sorted(p.name for p in output.parent.iterdir()) == sorted(
-        ["m.safetensors", "m.state.pt", "m.history.json", "m.curves.png", "m.confusion.png", "README.md"]
+        [
+            "m.safetensors",
+            "m.state.pt",
+            "m.history.json",
+            "m.curves.png",
+            "m.confusion.png",
+            "m.reliability.png",
+            "README.md",
+        ]
     )
     assert result.stderr.count("epoch 1/1  train loss") == 1
     metadata = read_metadata(output)
@@ -186,3 +278,15 @@ def test_cuda_run_uses_amp_and_writes_a_checkpoint(mnist_root, tmp_path):
     assert metadata.hyperparameters["device"] == "cuda"
     assert metadata.hyperparameters["amp"] in {"torch.bfloat16", "torch.float16"}
     assert metadata.test_accuracy > 0.8
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--epochs", "3", "--stop-after", "1"], "python -m training.run --epochs 3"),
+        (["--resume", "--stop-after=2", "--seed", "4"], "python -m training.run --seed 4"),
+        (["--output", "my model.safetensors"], "python -m training.run --output 'my model.safetensors'"),
+    ],
+)
+def test_recorded_command_leaves_out_flags_that_do_not_change_the_result(argv, expected):
+    assert launch_command(argv, distributed=False, world_size=1) == expected

@@ -18,6 +18,7 @@ from app.config import Settings
 from app.errors import ModelTimeout, ModelUnavailable, QueueFull
 from app.metrics import Metrics
 from app.preprocess import BadItem
+from app.preprocess.cues import CueNotes
 from app.service import Classification, Service
 from app.testing import StubModel
 from mnist_model import ModelMetadata
@@ -183,7 +184,7 @@ async def test_no_answer_in_time_is_a_typed_504_and_the_image_is_skipped(make_se
 async def test_a_preprocessing_bug_fails_only_its_image(make_service, monkeypatch, caplog):
     service = make_service()
 
-    def broken(data: bytes, max_pixels: int) -> np.ndarray:
+    def broken(data: bytes, max_pixels: int, notes: object = None) -> np.ndarray:
         raise KeyError("decoder bug")
 
     monkeypatch.setattr(service_module, "to_mnist_pixels", broken)
@@ -210,10 +211,10 @@ async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_deco
     decoding, release = threading.Event(), threading.Event()
     real = service_module.to_mnist_pixels
 
-    def slow(data: bytes, max_pixels: int) -> np.ndarray:
+    def slow(data: bytes, max_pixels: int, notes: CueNotes | None = None) -> np.ndarray:
         decoding.set()
         release.wait(5)
-        return real(data, max_pixels=max_pixels)
+        return real(data, max_pixels, notes)
 
     monkeypatch.setattr(service_module, "to_mnist_pixels", slow)
     request = asyncio.create_task(service.classify_images([digit_png()]))
@@ -231,9 +232,9 @@ async def test_small_images_are_preprocessed_on_the_loop_and_big_ones_on_the_dec
     calls: list[tuple[str, int]] = []
     real = service_module.to_mnist_pixels
 
-    def recording(data: bytes, max_pixels: int) -> np.ndarray:
+    def recording(data: bytes, max_pixels: int, notes: CueNotes | None = None) -> np.ndarray:
         calls.append((threading.current_thread().name, max_pixels))
-        return real(data, max_pixels=max_pixels)
+        return real(data, max_pixels, notes)
 
     monkeypatch.setattr(service_module, "to_mnist_pixels", recording)
     small, big = png(mnist_digit()), digit_png()  # 28×28 and 64×64

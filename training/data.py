@@ -72,3 +72,30 @@ def missing_data_message(root: Path, cause: Exception | None = None) -> str:
         f"On an offline machine, copy the four canonical files to:\n{files}\n"
         f"or pass --data-dir (or set {DATA_DIR_ENV}) to a folder that has them under MNIST/raw/."
     )
+
+
+def holdout_indices(total: int, count: int, seed: int) -> torch.Tensor:
+    """The `count` training-image indices held out for validation (sorted): a seeded draw without replacement.
+
+    Everything that needs the validation images again (calibration, threshold choice, benchmarks) rebuilds them
+    from the (total, count, seed) a checkpoint records; `indices_sha256` checks that the rebuild matches.
+    """
+    if not 0 <= count < total:
+        raise ValueError(f"--val-samples must be between 0 and {total - 1} (the training set has {total}), got {count}")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return order[:count].sort().values
+
+
+def indices_sha256(indices: torch.Tensor) -> str:
+    """Checksum of an index list (as int64), to verify that a split was rebuilt exactly."""
+    return hashlib.sha256(indices.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+
+
+def split_validation(train: Split, held_out: torch.Tensor) -> tuple[Split, Split]:
+    """(the images left for training, in their original order; the images at `held_out`) of the training split."""
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[held_out] = False
+    return (
+        Split(train.images[keep], train.labels[keep]),
+        Split(train.images[held_out], train.labels[held_out]),
+    )

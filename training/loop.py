@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mnist_model import MNIST_MEAN, MNIST_STD, normalize
-from training.augment import random_affine
+from training.augment import Augmentation, augment
 from training.data import Split
 from training.distributed import Runtime, all_reduce_sum
 
@@ -31,7 +31,7 @@ class EpochStats:
 
 @dataclass(frozen=True)
 class EvalStats:
-    """Test-set results over the whole test set (all ranks' shards reduced)."""
+    """Results over a whole split (all ranks' shards reduced)."""
 
     loss: float
     accuracy: float
@@ -55,12 +55,28 @@ def prepare_batch(
     mean: float,
     std: float,
     generator: torch.Generator | None = None,
+    augmentation: Augmentation | None = None,
 ) -> torch.Tensor:
-    """uint8 N×28×28 on the device → normalised N×1×28×28 floats, randomly transformed when a generator is given."""
+    """uint8 N×28×28 on the device → normalised N×1×28×28 floats, augmented when a generator and config are given."""
     batch = images.unsqueeze(1).float().div_(255.0)
-    if generator is not None:
-        batch = random_affine(batch, generator)
+    if generator is not None and augmentation is not None:
+        batch = augment(batch, generator, augmentation)
     return normalize(batch, mean, std)
+
+
+def training_loss(log_probs: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the network's log-probabilities (log_softmax is idempotent, so cross_entropy may re-apply
+    it), with `label_smoothing` of each target spread uniformly over the ten classes."""
+    if label_smoothing == 0:
+        return F.nll_loss(log_probs, labels)
+    return F.cross_entropy(log_probs.float(), labels, label_smoothing=label_smoothing)
+
+
+def uniform_cross_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Outlier exposure (Hendrycks et al. 2019, "Deep Anomaly Detection with Outlier Exposure"): the cross-entropy
+    between the uniform distribution over the ten classes and the network's answer, -mean_k log p_k, averaged over
+    the batch. It is smallest (log 10) when a non-digit gets probability 1/10 for every digit."""
+    return -log_probs.float().mean(dim=1).mean()
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,22 @@ class TrainSetup:
     mean: float = MNIST_MEAN
     std: float = MNIST_STD
     progress: bool = True
+    augmentation: Augmentation | None = None  # used when train_epoch gets a generator
+    label_smoothing: float = 0.0
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # updated after every optimiser step
+    outliers: torch.Tensor | None = None  # non-digits (N×28×28 uint8) for outlier exposure
+    outlier_weight: float = 0.0  # weight of `uniform_cross_entropy` on them in the loss
+    outlier_batch: int = 32  # non-digits drawn (with replacement) for each step
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The network that is validated, tested and saved: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else unwrap(self.model)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DDP wrapper (or the model itself)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def train_epoch(
@@ -94,12 +126,29 @@ def train_epoch(
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     start = time.perf_counter()
     batches = indices.split(setup.batch_size)
-    for batch_indices in tqdm(batches, desc=description, disable=not (setup.progress and runtime.is_main), leave=False):
+    exposed = setup.outliers is not None and setup.outlier_weight > 0
+    # Drawn from the global generator, which run_epochs seeds per (seed, epoch, rank): resumable like the rest.
+    outlier_draws = (
+        torch.randint(len(setup.outliers), (len(batches), setup.outlier_batch))
+        if exposed and setup.outliers is not None
+        else None
+    )
+    for step, batch_indices in enumerate(
+        tqdm(batches, desc=description, disable=not (setup.progress and runtime.is_main), leave=False)
+    ):
         batch_indices = batch_indices.to(images.device)
-        x = prepare_batch(images[batch_indices].to(device, non_blocking=True), setup.mean, setup.std, generator)
+        x = prepare_batch(
+            images[batch_indices].to(device, non_blocking=True), setup.mean, setup.std, generator, setup.augmentation
+        )
         y = labels[batch_indices].to(device, non_blocking=True)
+        if outlier_draws is not None and setup.outliers is not None:
+            outliers = setup.outliers[outlier_draws[step].to(setup.outliers.device)].to(device, non_blocking=True)
+            x = torch.cat([x, prepare_batch(outliers, setup.mean, setup.std, generator, setup.augmentation)])
         with autocast(device, setup.amp_dtype):
-            loss = F.nll_loss(model(x), y)
+            log_probs = model(x)
+            loss = training_loss(log_probs[: len(y)], y, setup.label_smoothing)
+            if outlier_draws is not None:
+                loss = loss + setup.outlier_weight * uniform_cross_entropy(log_probs[len(y) :])
         optimizer.zero_grad(set_to_none=True)
         if setup.grad_scaler is not None:
             setup.grad_scaler.scale(loss).backward()
@@ -110,6 +159,8 @@ def train_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if setup.ema is not None:
+            setup.ema.update_parameters(unwrap(model))
         total_loss += loss.detach().double() * len(batch_indices)
     count = torch.tensor([len(indices)], device=device, dtype=torch.float64)
     reduced = all_reduce_sum(torch.cat([total_loss.view(1), count]), runtime)
@@ -130,7 +181,7 @@ def evaluate(
     batch_size: int = 1000,
     amp_dtype: torch.dtype | None = None,
 ) -> EvalStats:
-    """Loss, accuracy and confusion matrix on `data` (the test set); each rank takes every world_size-th image.
+    """Loss, accuracy and confusion matrix on `data`; each rank takes every world_size-th image.
 
     `mean`/`std` are the normalisation the model was trained with (a checkpoint records them).
     """
@@ -155,4 +206,37 @@ def evaluate(
         loss=reduced[0].item() / total,
         accuracy=confusion_matrix.diagonal().sum().item() / total,
         confusion=confusion_matrix,
+    )
+
+
+@torch.inference_mode()
+def predict_log_probs(
+    model: torch.nn.Module,
+    data: Split,
+    *,
+    device: torch.device,
+    mean: float = MNIST_MEAN,
+    std: float = MNIST_STD,
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """The network's float32 log-probabilities (N×10, on the CPU) for every image of `data`, in one process.
+
+    For the final report and calibration: float32, so the numbers do not depend on a machine's bf16 support.
+    """
+    model.eval()
+    outputs = [
+        model(prepare_batch(data.images[batch].to(device), mean, std)).float().cpu()
+        for batch in torch.arange(len(data)).split(batch_size)
+    ]
+    return torch.cat(outputs) if outputs else torch.empty(0, 10)
+
+
+def stats_from_log_probs(log_probs: torch.Tensor, labels: torch.Tensor) -> EvalStats:
+    """Loss, accuracy and confusion matrix from log-probabilities already computed (N×10) and their labels."""
+    labels = labels.cpu()
+    confusion = torch.bincount(labels * 10 + log_probs.argmax(dim=1), minlength=100).view(10, 10)
+    return EvalStats(
+        loss=F.nll_loss(log_probs.double(), labels).item(),
+        accuracy=confusion.diagonal().sum().item() / len(labels),
+        confusion=confusion,
     )

@@ -1,10 +1,11 @@
-"""What a person reads after training: metrics history (JSON), curves and confusion matrix (PNG), model card."""
+"""What a person reads after training: metrics history (JSON), curves, confusion matrix and reliability diagram
+(PNG), model card."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -14,6 +15,7 @@ import torch  # noqa: E402
 
 from mnist_model import ModelMetadata  # noqa: E402
 from mnist_model.checkpoint import atomic_write  # noqa: E402
+from training.calibrate import FinalEvaluation  # noqa: E402
 
 CARD_MARKER = "<!-- mnist-serve model card: written by training/reports.py -->"
 
@@ -25,6 +27,7 @@ def report_paths(checkpoint: Path) -> dict[str, Path]:
         "history": stem.with_name(stem.name + ".history.json"),
         "curves": stem.with_name(stem.name + ".curves.png"),
         "confusion": stem.with_name(stem.name + ".confusion.png"),
+        "reliability": stem.with_name(stem.name + ".reliability.png"),
         "card": checkpoint.parent / "README.md",
     }
 
@@ -34,15 +37,18 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
-    """Train/test loss and test accuracy per epoch."""
+    """Training loss (augmented images, label smoothing included), validation loss and accuracy per epoch."""
     epochs = [row["epoch"] for row in history]
+    validated = [row for row in history if "val_loss" in row]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_ax.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    loss_ax.plot(epochs, [row["test_loss"] for row in history], marker="o", label="test")
-    loss_ax.set(xlabel="epoch", ylabel="NLL loss", title="Loss", yscale="log")
+    loss_ax.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train (augmented)")
+    if validated:
+        val_epochs = [row["epoch"] for row in validated]
+        loss_ax.plot(val_epochs, [row["val_loss"] for row in validated], marker="o", label="validation")
+        acc_ax.plot(val_epochs, [100 * row["val_accuracy"] for row in validated], marker="o", color="tab:green")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
     loss_ax.legend()
-    acc_ax.plot(epochs, [100 * row["test_accuracy"] for row in history], marker="o", color="tab:green")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Test accuracy")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy (held-out training images)")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -81,6 +87,75 @@ def plot_confusion(path: Path, confusion: torch.Tensor) -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def plot_reliability(path: Path, final: FinalEvaluation) -> None:
+    """Reliability diagram per split: accuracy against confidence in equal-width bins, before and after the
+    temperature (a calibrated model sits on the diagonal), above how many answers fall in each bin (log scale)."""
+    splits = [(name, report) for name, report in (("validation", final.validation), ("test", final.test)) if report]
+    fig, axes = plt.subplots(
+        2, len(splits), figsize=(5.2 * len(splits), 6.4), squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    for column, (name, report) in enumerate(splits):
+        curve_ax, count_ax = axes[0][column], axes[1][column]
+        for bins, label, color, offset in (
+            (report.before, "T = 1", "tab:grey", -0.25),
+            (report.after, f"T = {final.temperature:.3f}", "tab:blue", 0.25),
+        ):
+            filled = bins.counts > 0
+            confidence, accuracy = bins.confidence[filled].numpy(), bins.accuracy[filled].numpy()
+            curve_ax.plot(confidence, accuracy, marker="o", color=color, label=label)
+            width = 1 / len(bins.counts)
+            centres = ((torch.arange(len(bins.counts)) + 0.5 + offset / 2) * width).numpy()
+            count_ax.bar(centres, bins.counts.numpy(), width=width / 2, color=color, log=True)
+        curve_ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
+        title = (
+            f"{name}: ECE {100 * report.before.expected_calibration_error:.2f} % → "
+            f"{100 * report.after.expected_calibration_error:.2f} %"
+        )
+        curve_ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy", title=title)
+        curve_ax.legend(loc="upper left", fontsize=8)
+        count_ax.set(xlim=(0, 1), xlabel="confidence (top probability)", ylabel="images")
+        for ax in (curve_ax, count_ax):
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def _validation_text(metadata: ModelMetadata) -> str:
+    """Which training images were held out, and the model's score on them."""
+    held = metadata.validation
+    if not held.get("count"):
+        return "No training images were held out for validation (`--val-samples 0`)."
+    total = held.get("total", 60000)
+    score = (
+        f" The model scores {100 * float(cast(float, held['accuracy'])):.2f} % on them." if "accuracy" in held else ""
+    )
+    return (
+        f"Validation: {held['count']:,} of the {total:,} training images were held out, never trained on "
+        f"(`training.data.holdout_indices({total}, {held['count']}, seed={held.get('seed')})`; SHA-256 of the "
+        f"indices `{held.get('indices_sha256')}`). Recipes and the calibration temperature were chosen on them, never "
+        f"on the test set.{score}"
+    )
+
+
+def _calibration_text(metadata: ModelMetadata) -> str:
+    """Temperature and expected calibration error before/after, per split."""
+    calibration = metadata.calibration
+    rows = [
+        f"| {name} | {100 * float(values['ece_before']):.2f} % | {100 * float(values['ece_after']):.2f} % |"
+        for name in ("validation", "test")
+        if isinstance(values := calibration.get(name), dict)
+    ]
+    if not rows:
+        return f"Temperature {metadata.temperature:g} (not calibrated)."
+    return (
+        f"The service divides the network's log-probabilities by the temperature **T = {metadata.temperature:.3f}** "
+        f"before the softmax ({calibration.get('method')}). Expected calibration error over "
+        f"{calibration.get('bins')} equal-width confidence bins:\n\n"
+        "| split | ECE, T = 1 | ECE, calibrated |\n| --- | ---: | ---: |\n" + "\n".join(rows)
+    )
 
 
 def top_confusions(confusion: torch.Tensor, count: int = 4) -> str:
@@ -124,6 +199,11 @@ canonical IDX files. SHA-256 of pixels + labels:
 
 Input normalisation: `(pixel / 255 - {metadata.mean}) / {metadata.std}`.
 
+{_validation_text(metadata)}
+
+## Calibration
+{_calibration_text(metadata)}
+
 ## Hyperparameters
 | setting | value |
 | --- | --- |
@@ -136,14 +216,16 @@ Input normalisation: `(pixel / 255 - {metadata.mean}) / {metadata.std}`.
 
 ![training curves]({paths["curves"].name})
 ![confusion matrix]({paths["confusion"].name})
+![reliability diagram]({paths["reliability"].name})
 
 Metrics per epoch: [`{paths["history"].name}`]({paths["history"].name}).
 
 ## Limitations
 - Trained only on MNIST: centred, size-normalised, white-on-black digits from US writers. Photos, scans and canvas
   drawings must be preprocessed the same way first (the service's `app/preprocess/` does this).
-- One digit per image; it always answers one of 0–9, even for images of no digit. Low confidence is a hint, not a
-  reliable out-of-distribution detector.
+- One digit per image; it always answers one of 0–9, even for images of no digit. Calibration makes confidence
+  honest on digits like MNIST's; on things that are no digit at all, low confidence is a hint, not a reliable
+  out-of-distribution detector.
 - Most frequent test-set mistakes (true→predicted): {top_confusions(confusion) or "none"}; see the confusion matrix.
 """
     atomic_write(path, lambda tmp: tmp.write_text(text))

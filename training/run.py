@@ -17,8 +17,6 @@ import argparse
 import datetime as dt
 import logging
 import math
-import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +24,18 @@ from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset, DistributedSampler
 
 from mnist_model import ModelMetadata, Net, save_checkpoint
 from mnist_model.device import DeviceError
 from mnist_model.hardware import native_bf16
 from training import distributed, reports
-from training.config import RUN_SHAPING, parse_args, run_config
-from training.data import DataError, Split, load_split
+from training.calibrate import FinalEvaluation, evaluate_and_calibrate
+from training.config import RUN_SHAPING, augmentation, launch_command, parse_args, run_config
+from training.data import DataError, Split, holdout_indices, indices_sha256, load_split, split_validation
 from training.loop import EvalStats, TrainSetup, evaluate, train_epoch
+from training.rendered import load_rendered
 from training.state import StateError, check_compatible, load_state, save_state, state_path_for
 
 log = logging.getLogger("training")
@@ -67,27 +68,34 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass(frozen=True)
 class Datasets:
-    """Both MNIST splits where training reads them, and checksums of the data as read from disk."""
+    """The training images, the held-out validation images (None with --val-samples 0) and the test set, where
+    training reads them; checksums of the files as read from disk, and which training images were held out."""
 
     train: Split
+    validation: Split | None
     test: Split
     checksums: dict[str, str]
+    holdout: dict[str, object]
+    outliers: torch.Tensor | None = None  # the non-digits of --rendered, for outlier exposure
+    rendered: dict[str, object] | None = None  # what --rendered was (path, checksum, counts)
 
 
 @dataclass(frozen=True)
 class Training:
     """The network and everything that updates it, built from the flags."""
 
-    network: Net  # what is evaluated, saved and restored (under torchrun `setup.model` is its DDP wrapper)
+    network: Net  # what is trained and restored (under torchrun `setup.model` is its DDP wrapper)
     scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: DistributedSampler[int]  # this rank's shuffled share of the training images, reshuffled per epoch
     setup: TrainSetup
     test_batch_size: int
 
-    def evaluate(self, test: Split) -> EvalStats:
-        """Test-set metrics of the network as it is now (each rank evaluates its share; results are summed)."""
+    def evaluate(self, split: Split) -> EvalStats:
+        """Metrics of the evaluated network (the moving average, when on) as it is now; each rank evaluates its
+        share and the results are summed."""
         runtime, amp_dtype = self.setup.runtime, self.setup.amp_dtype
-        return evaluate(self.network, test, runtime=runtime, batch_size=self.test_batch_size, amp_dtype=amp_dtype)
+        network = self.setup.evaluated
+        return evaluate(network, split, runtime=runtime, batch_size=self.test_batch_size, amp_dtype=amp_dtype)
 
 
 @dataclass
@@ -112,22 +120,30 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     log.info("config: %s", {**vars(args), **details, "threads": torch.get_num_threads()})
 
     data = load_data(args, runtime)
-    training = build_training(args, runtime, data.train, amp_dtype)
+    training = build_training(args, runtime, data, amp_dtype)
     progress = resume(args, training) if args.resume else Progress()
-    evaluation = run_epochs(args, training, data, progress)
+    run_epochs(args, training, data, progress)
     if progress.epochs_done < args.epochs:
         log.info(
             "stopped after epoch %d of %d (--stop-after); continue with --resume", progress.epochs_done, args.epochs
         )
         return
-    if evaluation is None:  # resumed a run that had already finished: evaluate its weights once more
-        evaluation = training.evaluate(data.test)
     if runtime.is_main:
-        write_outputs(args, argv, training, data, evaluation, progress.history)
+        final = evaluate_and_calibrate(
+            training.setup.evaluated,
+            data.test,
+            data.validation,
+            device=runtime.device,
+            mean=training.setup.mean,
+            std=training.setup.std,
+            batch_size=args.test_batch_size,
+        )
+        write_outputs(args, argv, training, data, final, progress.history)
 
 
 def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Datasets:
-    """Read both splits (the first --max-train-samples training images only) and move them to a GPU once.
+    """Read both splits, hold out --val-samples training images, keep the first --max-train-samples of the rest,
+    and move everything to a GPU once.
 
     Rank 0 extracts (or downloads) first so that ranks never race on the same files. On a GPU the 55 MB of uint8
     pixels stay there for the whole run, so batches are cut and augmented without a host-to-device copy each.
@@ -137,23 +153,47 @@ def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Dataset
     train_split, test_split = load_split(args.data_dir, train=True), load_split(args.data_dir, train=False)
     if runtime.is_main:
         distributed.barrier(runtime)
+    checksums = {"train": train_split.sha256(), "test": test_split.sha256()}
+    held_out = holdout_indices(len(train_split), args.val_samples, args.val_seed)
+    holdout = {
+        "source": "MNIST training set",
+        "total": len(train_split),
+        "count": args.val_samples,
+        "seed": args.val_seed,
+        "indices_sha256": indices_sha256(held_out),
+    }
+    train_split, validation = split_validation(train_split, held_out)
     if args.max_train_samples:
         train_split = Split(train_split.images[: args.max_train_samples], train_split.labels[: args.max_train_samples])
-    checksums = {"train": train_split.sha256(), "test": test_split.sha256()}
+    rendered = load_rendered(args.rendered) if args.rendered is not None else None
+    if rendered is not None:
+        train_split = Split(
+            torch.cat([train_split.images, rendered.digits.images]),
+            torch.cat([train_split.labels, rendered.digits.labels]),
+        )
+        log.info(
+            "--rendered: %d rendered digits join the training images; %d non-digits for outlier exposure",
+            len(rendered.digits),
+            len(rendered.outliers),
+        )
     device = runtime.device if runtime.device.type == "cuda" else torch.device("cpu")
     return Datasets(
+        outliers=rendered.outliers.to(device) if rendered is not None else None,
+        rendered=rendered.describe(args.rendered) if rendered is not None and args.rendered is not None else None,
         train=Split(train_split.images.to(device), train_split.labels.to(device)),
+        validation=Split(validation.images.to(device), validation.labels.to(device)) if args.val_samples else None,
         test=Split(test_split.images.to(device), test_split.labels.to(device)),
         checksums=checksums,
+        holdout=holdout,
     )
 
 
 def build_training(
-    args: argparse.Namespace, runtime: distributed.Runtime, train_split: Split, amp_dtype: torch.dtype | None
+    args: argparse.Namespace, runtime: distributed.Runtime, data: Datasets, amp_dtype: torch.dtype | None
 ) -> Training:
-    """The network (seeded: same initial weights on every rank), its DDP wrapper under torchrun, the sampler that
-    shards the training images, AdamW and the one-cycle schedule over the whole run."""
-    device = runtime.device
+    """The network (seeded: same initial weights on every rank), its DDP wrapper under torchrun, its moving average
+    (--ema-decay), the sampler that shards the training images, AdamW and the one-cycle schedule over the run."""
+    device, train_split = runtime.device, data.train
     torch.manual_seed(args.seed)  # DDP also broadcasts rank 0's weights; the seed makes runs repeatable
     network = Net().to(device)
     model = (
@@ -182,6 +222,12 @@ def build_training(
         amp_dtype=amp_dtype,
         grad_scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         progress=not args.no_progress,
+        augmentation=augmentation(args),
+        label_smoothing=args.label_smoothing,
+        ema=AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay)) if args.ema_decay else None,
+        outliers=data.outliers,
+        outlier_weight=args.outlier_weight,
+        outlier_batch=args.outlier_batch,
     )
     return Training(network, scheduler, sampler, setup, args.test_batch_size)
 
@@ -198,21 +244,22 @@ def resume(args: argparse.Namespace, training: Training) -> Progress:
     training.network.load_state_dict(state["model"])
     training.setup.optimizer.load_state_dict(state["optimizer"])
     training.scheduler.load_state_dict(state["scheduler"])
+    if training.setup.ema is not None:
+        training.setup.ema.load_state_dict(state["ema"])
     log.info("resuming after epoch %d from %s", state["epoch"], state_path)
     if state["epoch"] >= args.epochs:
         log.info("the saved run already finished all %d epochs; writing its checkpoint again", args.epochs)
     return Progress(epochs_done=state["epoch"], history=state["history"])
 
 
-def run_epochs(args: argparse.Namespace, training: Training, data: Datasets, progress: Progress) -> EvalStats | None:
-    """Train and evaluate the remaining epochs (or --stop-after of them); rank 0 saves the state after each.
+def run_epochs(args: argparse.Namespace, training: Training, data: Datasets, progress: Progress) -> None:
+    """Train the remaining epochs (or --stop-after of them), validating after each; rank 0 saves the state after each.
 
     Each epoch's randomness derives from (seed, epoch, rank) alone, so a resumed run draws exactly what an
-    uninterrupted one would. Returns the last epoch's test metrics (None when no epoch was left to run).
+    uninterrupted one would. The test set is not looked at here: it is measured once, after the last epoch.
     """
     runtime = training.setup.runtime
     last_epoch = min(args.epochs, progress.epochs_done + args.stop_after) if args.stop_after else args.epochs
-    evaluation = None
     for epoch in range(progress.epochs_done + 1, last_epoch + 1):
         torch.manual_seed(args.seed * 1_000_003 + epoch * 1_009 + runtime.rank)
         augment_rng = None
@@ -225,13 +272,12 @@ def run_epochs(args: argparse.Namespace, training: Training, data: Datasets, pro
         shards = distributed.all_gather_1d(indices.to(runtime.device), runtime)
         description = f"epoch {epoch}/{args.epochs}"
         stats = train_epoch(training.setup, indices, generator=augment_rng, description=description)
-        evaluation = training.evaluate(data.test)
+        validation = training.evaluate(data.validation) if data.validation is not None else None
         progress.history.append(
             {
                 "epoch": epoch,
                 "train_loss": stats.loss,
-                "test_loss": evaluation.loss,
-                "test_accuracy": evaluation.accuracy,
+                **({"val_loss": validation.loss, "val_accuracy": validation.accuracy} if validation else {}),
                 "images_per_second": stats.images_per_second,
                 "seconds": stats.seconds,
                 "lr": training.scheduler.get_last_lr()[0],
@@ -242,18 +288,16 @@ def run_epochs(args: argparse.Namespace, training: Training, data: Datasets, pro
         )
         progress.epochs_done = epoch
         log.info(
-            "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.0f images/s  (%.1f s)",
+            "epoch %d/%d  train loss %.4f  %s  %.0f images/s  (%.1f s)",
             epoch,
             args.epochs,
             stats.loss,
-            evaluation.loss,
-            100 * evaluation.accuracy,
+            f"val loss {validation.loss:.4f}  val accuracy {100 * validation.accuracy:.2f}%" if validation else "",
             stats.images_per_second,
             stats.seconds,
         )
         if runtime.is_main:
             save_state(state_path_for(args.output), saved_state(args, training, progress))
-    return evaluation
 
 
 def saved_state(args: argparse.Namespace, training: Training, progress: Progress) -> dict[str, Any]:
@@ -263,6 +307,7 @@ def saved_state(args: argparse.Namespace, training: Training, progress: Progress
         "model": training.network.state_dict(),
         "optimizer": training.setup.optimizer.state_dict(),
         "scheduler": training.scheduler.state_dict(),
+        **({"ema": training.setup.ema.state_dict()} if training.setup.ema is not None else {}),
         "history": progress.history,
         "config": run_config(args),
     }
@@ -273,33 +318,41 @@ def write_outputs(
     argv: list[str],
     training: Training,
     data: Datasets,
-    evaluation: EvalStats,
+    final: FinalEvaluation,
     history: list[dict[str, Any]],
 ) -> None:
-    """Write the checkpoint, then the history, plots and model card next to it (rank 0 only).
+    """Write the checkpoint (the moving average, when on), then the history, plots and model card next to it
+    (rank 0 only).
 
     The checkpoint's metadata is the one record of how it was made: serving and the model card read nothing else.
     """
     runtime = training.setup.runtime
+    test = final.test.stats
+    validation = {**data.holdout}
+    if final.validation is not None:
+        validation |= {"accuracy": final.validation.stats.accuracy, "loss": final.validation.stats.loss}
     metadata = ModelMetadata(
         mean=training.setup.mean,
         std=training.setup.std,
         epochs=args.epochs,
-        test_accuracy=evaluation.accuracy,
-        test_loss=evaluation.loss,
-        per_class_accuracy=evaluation.per_class_accuracy,
+        test_accuracy=test.accuracy,
+        test_loss=test.loss,
+        per_class_accuracy=test.per_class_accuracy,
         dataset_sha256=data.checksums,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        command=launch_command(argv, runtime),
+        command=launch_command(argv, runtime.distributed, runtime.world_size),
         seed=args.seed,
-        hyperparameters=hyperparameters(args, training),
+        hyperparameters=hyperparameters(args, training, data),
+        temperature=final.temperature,
+        validation=validation,
+        calibration=final.calibration_metadata(),
     )
-    save_checkpoint(args.output, training.network, metadata)
-    write_reports(args.output, metadata, history, evaluation.confusion)
-    log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * evaluation.accuracy)
+    save_checkpoint(args.output, training.setup.evaluated, metadata)
+    write_reports(args.output, metadata, history, final)
+    log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * test.accuracy)
 
 
-def hyperparameters(args: argparse.Namespace, training: Training) -> dict[str, object]:
+def hyperparameters(args: argparse.Namespace, training: Training, data: Datasets) -> dict[str, object]:
     """The recipe recorded in the checkpoint: the run-shaping flags as parsed, plus what was decided at run time."""
     config = run_config(args)
     setup = training.setup
@@ -315,6 +368,8 @@ def hyperparameters(args: argparse.Namespace, training: Training) -> dict[str, o
         "amp": str(setup.amp_dtype),
         "device": setup.runtime.device.type,
         "train_samples": len(setup.data),
+        "rendered": data.rendered,
+        "saved_weights": "exponential moving average" if setup.ema is not None else "last step",
     }
 
 
@@ -341,26 +396,17 @@ def pick_amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if choice == "bf16" or native_bf16(device) else None
 
 
-def launch_command(argv: list[str], runtime: distributed.Runtime) -> str:
-    """The command line to put in the model card."""
-    if runtime.distributed:
-        nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", runtime.world_size))
-        launcher = f"torchrun --nnodes={nodes} --nproc_per_node={per_node} -m training.run"
-    else:
-        launcher = "python -m training.run"
-    return " ".join([launcher, shlex.join(argv)]).strip()
-
-
 def write_reports(
-    checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], confusion: torch.Tensor
+    checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], final: FinalEvaluation
 ) -> None:
-    """History (JSON), curves and confusion matrix (PNG) and the model card, next to the checkpoint."""
+    """History (JSON), curves, confusion matrix and reliability diagram (PNG) and the model card, next to the
+    checkpoint."""
     paths = reports.report_paths(checkpoint)
     reports.write_history(paths["history"], history)
     reports.plot_curves(paths["curves"], history)
-    reports.plot_confusion(paths["confusion"], confusion)
-    reports.write_model_card(paths["card"], checkpoint, metadata, history, confusion)
+    reports.plot_confusion(paths["confusion"], final.test.stats.confusion)
+    reports.plot_reliability(paths["reliability"], final)
+    reports.write_model_card(paths["card"], checkpoint, metadata, history, final.test.stats.confusion)
 
 
 if __name__ == "__main__":

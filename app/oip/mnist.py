@@ -4,6 +4,8 @@ translation of a decoded request into one `Service` call and of the answers into
 Inputs (a request sends exactly one): `pixels`, UINT8 [-1, 28, 28], MNIST-format digits (white ink on black)
 that are only normalised; `images`, BYTES [-1], one encoded image file per element, preprocessed like /predict
 (raw bytes in binary, base64 strings in JSON). Outputs: every entry of `OUTPUTS`; adding one is one line there.
+`is_digit` (BOOL [-1], the digit gate's verdict, see `app.gate`) exists only when the served checkpoint has a
+gate: without one it is neither declared in the metadata nor sent (OIP tensors have no null).
 OIP has no per-element errors, so one image that cannot be read fails the request, naming its index.
 """
 
@@ -58,6 +60,10 @@ class Answers:
     def of(cls, results: Sequence[Classification]) -> Answers:
         return cls(results, np.asarray([result.probabilities for result in results], dtype=np.float32))
 
+    def is_digit(self) -> np.ndarray:
+        """N booleans: the gate's verdicts (only asked for when the model has a gate)."""
+        return np.array([bool(result.is_digit) for result in self.results], dtype=np.bool_)
+
 
 @dataclass(frozen=True)
 class OutputSpec(TensorSpec):
@@ -74,8 +80,18 @@ OUTPUTS = {
     for spec in (
         OutputSpec("probabilities", "FP32", (-1, 10), lambda answers: answers.probabilities),
         OutputSpec("digit", "INT64", (-1,), lambda answers: answers.probabilities.argmax(axis=1)),
+        OutputSpec("is_digit", "BOOL", (-1,), Answers.is_digit),
     )
 }
+GATED_OUTPUTS = frozenset({"is_digit"})
+"""Outputs that exist only when the served checkpoint has a digit gate."""
+
+
+def outputs_of(service: Service) -> dict[str, OutputSpec]:
+    """The outputs the served model has: all of `OUTPUTS`, less `is_digit` without a digit gate."""
+    if getattr(service.model, "digit_gate", None) is not None:
+        return OUTPUTS
+    return {name: spec for name, spec in OUTPUTS.items() if name not in GATED_OUTPUTS}
 
 
 def check_model(name: str, version: str | None, served_version: str) -> None:
@@ -88,14 +104,14 @@ def check_model(name: str, version: str | None, served_version: str) -> None:
         )
 
 
-def metadata(version: str) -> ModelMetadata:
+def metadata(service: Service) -> ModelMetadata:
     """The model's metadata: name, its one version, platform, inputs and outputs."""
     return ModelMetadata(
         name=MODEL_NAME,
-        versions=[version],
+        versions=[service.model.version],
         platform=PLATFORM,
         inputs=[spec.describe() for spec in INPUTS.values()],
-        outputs=[spec.describe() for spec in OUTPUTS.values()],
+        outputs=[spec.describe() for spec in outputs_of(service).values()],
     )
 
 
@@ -115,7 +131,7 @@ async def infer(service: Service, request: DecodedRequest) -> list[OutputTensor]
         )
     if count == 0:
         raise ProtocolError(f"input {tensor.name!r} is empty (shape {list(tensor.shape)}): send at least one image")
-    outputs = _requested(request)
+    outputs = _requested(request, outputs_of(service))
     if tensor.name == PIXELS.name:
         results = await service.classify_pixels(tensor.to_array())
     else:
@@ -139,14 +155,17 @@ def _the_input(request: DecodedRequest) -> InputTensor:
     return tensor
 
 
-def _requested(request: DecodedRequest) -> list[tuple[OutputSpec, bool]]:
+def _requested(request: DecodedRequest, available: dict[str, OutputSpec]) -> list[tuple[OutputSpec, bool]]:
     """The outputs to send, in the order asked for (all, in the model's order, when none were named)."""
     if request.outputs is None:
-        return [(spec, request.binary_output) for spec in OUTPUTS.values()]
-    unknown = [output.name for output in request.outputs if output.name not in OUTPUTS]
+        return [(spec, request.binary_output) for spec in available.values()]
+    unknown = [output.name for output in request.outputs if output.name not in available]
     if unknown:
-        raise ProtocolError(f"unknown output {unknown[0]!r}: this model has {', '.join(map(str, OUTPUTS.values()))}")
-    return [(OUTPUTS[output.name], output.binary) for output in request.outputs]
+        absent = " (the served checkpoint has no digit gate)" if unknown[0] in GATED_OUTPUTS else ""
+        raise ProtocolError(
+            f"unknown output {unknown[0]!r}{absent}: this model has {', '.join(map(str, available.values()))}"
+        )
+    return [(available[output.name], output.binary) for output in request.outputs]
 
 
 def _image_files(tensor: InputTensor) -> list[bytes]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.preprocess.strokes import stroke_width
+from app.preprocess.digit import BOX
 
 STRONG = 0.5
 """Ink strength (of 1) above which a pixel counts as stroke for parts, coverage and holes (128 of 255)."""
@@ -84,28 +84,100 @@ class CueNotes:
 
     def cues(self, pixels: np.ndarray) -> Cues:
         """The finished cues, given the 28×28 uint8 result (white ink on black)."""
-        strong = pixels > round(STRONG * 255)
-        left, top, width, height = cv2.boundingRect((pixels > 0).view(np.uint8))
-        box = strong[top : top + height, left : left + width]
+        return self.complete(measure_pixels(pixels[None])[0])
+
+    def complete(self, measured: np.ndarray | list[float]) -> Cues:
+        """The finished cues, given the row of `measure_pixels` for this upload's 28×28 result (for measuring
+        many uploads' results at once: see `measure_pixels`)."""
+        parts, aspect, coverage, width_28, holes = (float(value) for value in measured)
         mnist_format = self.parts is None  # the steps never ran: everything from the 28×28 digit
-        if self.parts is None:
-            parts, width_here = (
-                significant_parts(strong),
-                stroke_width(pixels[top : top + height, left : left + width] / 255.0),
-            )
-        else:
-            parts, width_here = self.parts, self.stroke_width
         return Cues(
-            parts=parts,
+            parts=int(parts) if mnist_format else self.parts,  # type: ignore[arg-type]  # set when not mnist_format
             dropped_ink=self.dropped_ink,
-            aspect=width / height if height else 0.0,
-            coverage=float(np.count_nonzero(box)) / box.size if box.size else 0.0,
-            stroke_width=float(width_here or 0.0),
-            holes=count_holes(strong),
+            aspect=aspect,
+            coverage=coverage,
+            stroke_width=width_28 if mnist_format else float(self.stroke_width or 0.0),
+            holes=int(holes),
             inverted=self.inverted or mnist_format,
             touches_edge=self.touches_edge,
             mnist_format=mnist_format,
         )
+
+
+MEASURED = ("parts", "aspect", "coverage", "stroke_width", "holes")
+"""The columns of `measure_pixels`: the cues measured on the 28×28 result (parts and stroke width are used only
+for MNIST-format uploads; the photo pipeline measures them before cropping)."""
+
+
+def measure_pixels(pixels: np.ndarray) -> np.ndarray:
+    """The 28×28-measured cues (`MEASURED`) of N uint8 images (N×28×28, white ink on black), as N×5 float64.
+
+    Vectorised over the batch (fitting the digit gate measures tens of thousands): per image they cost ~50–80 µs,
+    mostly numpy and OpenCV call overhead on a tiny array; for a batch of 32, ~13 µs each. All images are stacked into
+    one tall image with a line of background between them (so no part or hole spans two), and each measurement
+    is one numpy or OpenCV call over it (tested equal to the per-image functions).
+    """
+    count, rows, cols = pixels.shape
+    pitch = rows + 1  # image i owns the stacked rows i·pitch + 1 ... (i + 1)·pitch - 1
+    stacked = np.zeros((count * pitch + 1, cols + 2), np.uint8)
+    stacked[:-1].reshape(count, pitch, cols + 2)[:, 1:, 1:-1] = pixels
+    per_image = stacked[:-1].reshape(count, pitch, cols + 2)
+    measured = np.zeros((count, len(MEASURED)), np.float64)
+
+    column_ink = per_image.max(axis=1) > 0  # N × columns: any ink in the column
+    row_ink = per_image.max(axis=2) > 0
+    left, width = _extent(column_ink)
+    top, height = _extent(row_ink)
+    strong = (stacked > round(STRONG * 255)).view(np.uint8)
+    strong_count = np.count_nonzero(strong[:-1].reshape(count, -1), axis=1)
+    box = width * height
+    measured[:, 1] = np.where(height > 0, width / np.maximum(height, 1), 0.0)
+    measured[:, 2] = np.where(box > 0, strong_count / np.maximum(box, 1), 0.0)
+    measured[:, 3] = _stroke_widths(stacked, count, pitch, np.maximum(width, height))
+    measured[:, 0], measured[:, 4] = _parts_and_holes(strong, count, pitch, strong_count)
+    return measured
+
+
+def _extent(occupied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First index and length of the occupied span of each row of the N×L boolean `occupied` (0, 0 if none)."""
+    length = occupied.shape[1]
+    first = occupied.argmax(axis=1)
+    last = length - occupied[:, ::-1].argmax(axis=1)
+    span = np.where(occupied.any(axis=1), last - first, 0)
+    return first, span
+
+
+def _stroke_widths(stacked: np.ndarray, count: int, pitch: int, side: np.ndarray) -> np.ndarray:
+    """`strokes.stroke_width` of each stacked image cropped to its ink (`side`: the crop's longer side), 0 without
+    ink: 2 × area / perimeter of the ink above half strength (value / 255 > 0.5, i.e. > 127 for uint8), scaled.
+
+    The crop holds all that ink and the stack has background all around each image, so area and perimeter over
+    the stack's rows of one image are the crop's."""
+    ink = (stacked > 127).view(np.uint8)
+    area = np.count_nonzero(ink[:-1].reshape(count, -1), axis=1)
+    vertical = np.count_nonzero((ink[1:] != ink[:-1]).reshape(count, -1), axis=1)  # pitch rows of changes each
+    horizontal = np.count_nonzero((ink[:-1, 1:] != ink[:-1, :-1]).reshape(count, -1), axis=1)
+    perimeter = vertical + horizontal
+    widths = np.zeros(count, np.float64)
+    some = (area > 0) & (perimeter > 0)
+    widths[some] = 2.0 * area[some] / perimeter[some] * BOX / side[some]
+    return widths
+
+
+def _parts_and_holes(strong: np.ndarray, count: int, pitch: int, strong_count: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`significant_parts` and `count_holes` of each stacked stroke mask (uint8 0/1), one OpenCV call each: a
+    component's image is its top row // pitch (the separating lines keep it inside one image)."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
+    stats = stats[1:]  # label 0: the background
+    image_of = stats[:, cv2.CC_STAT_TOP] // pitch
+    areas = stats[:, cv2.CC_STAT_AREA]
+    parts = np.bincount(image_of[areas >= PART_SHARE * strong_count[image_of]], minlength=count)
+
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(1 - strong, connectivity=4)
+    stats[labels[0, 0], cv2.CC_STAT_AREA] = 0  # the separating lines and all open to them: each image's outside
+    stats = stats[1:]  # label 0: the strokes
+    holes = np.bincount(stats[stats[:, cv2.CC_STAT_AREA] >= HOLE_AREA, cv2.CC_STAT_TOP] // pitch, minlength=count)
+    return parts, holes
 
 
 def significant_parts(strong: np.ndarray) -> int:

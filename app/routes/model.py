@@ -6,6 +6,7 @@ import dataclasses
 
 from fastapi import APIRouter
 
+from app.gate import describe_gate
 from app.schemas import ModelDescription
 from app.service import ServiceDep
 
@@ -14,13 +15,16 @@ router = APIRouter(tags=["model"])
 
 @router.get("/model", response_model=ModelDescription, summary="The served model and how it runs")
 async def describe_model(service: ServiceDep) -> ModelDescription:
-    """The checkpoint's metadata as recorded at training, plus the runtime and batching settings in force."""
+    """The checkpoint's metadata as recorded at training, plus the runtime and batching settings in force; the
+    digit gate summarised (or a note that the checkpoint has none: `is_digit` is then null)."""
     settings = service.settings
+    metadata = dataclasses.asdict(service.model.metadata)
+    metadata["digit_gate"] = describe_gate(getattr(service.model, "digit_gate", None))
     return ModelDescription(
         name=service.model.name,
         version=service.model.version,
         ready=service.batcher.ready,
-        metadata=dataclasses.asdict(service.model.metadata),
+        metadata=metadata,
         runtime=service.model.describe(),
         batching={
             "max_batch_size": settings.max_batch_size,

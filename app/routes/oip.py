@@ -158,7 +158,7 @@ async def server_ready(service: ServiceDep) -> ServerReady:
 async def model_metadata(model_name: str, service: ServiceDep) -> ModelMetadata:
     """The model's version (the checkpoint's), platform, inputs and outputs with datatypes and shapes."""
     mnist.check_model(model_name, None, service.model.version)
-    return mnist.metadata(service.model.version)
+    return mnist.metadata(service)
 
 
 @router.get(
@@ -170,7 +170,7 @@ async def model_metadata(model_name: str, service: ServiceDep) -> ModelMetadata:
 async def model_version_metadata(model_name: str, model_version: str, service: ServiceDep) -> ModelMetadata:
     """As `GET /v2/models/{model_name}`; 404 unless `model_version` is the served checkpoint's."""
     mnist.check_model(model_name, model_version, service.model.version)
-    return mnist.metadata(service.model.version)
+    return mnist.metadata(service)
 
 
 @router.get(

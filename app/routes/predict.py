@@ -91,7 +91,7 @@ async def predict(request: Request) -> Response:
     [result] = await service.classify_images([await read_image(request)])
     if isinstance(result, BadItem):
         raise HTTPException(result.status_code, result.detail)
-    body = scores(result.probabilities) | {"model": _model_ref(service)}
+    body = scores(result.probabilities, result.is_digit) | {"model": _model_ref(service)}
     if include_input:
         body["input_image"] = png_data_url(result.pixels)
     return _json(body)
@@ -128,7 +128,7 @@ async def predict_batch(request: Request) -> Response:
 
 def _batch_item(result: Classification, index: int, include_input: bool) -> dict[str, object]:
     """A `BatchItem`; with the model's input as a PNG data URL only when the client asked for it."""
-    item = scores(result.probabilities) | {"index": index}
+    item = scores(result.probabilities, result.is_digit) | {"index": index}
     if include_input:
         item["input_image"] = png_data_url(result.pixels)
     return item

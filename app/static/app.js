@@ -168,6 +168,10 @@ function showAnswer(answer) {
   if (answer) showError("");
   $("#digit").textContent = answer ? answer.digit : "";
   $("#confidence").textContent = answer ? `${percent(answer.confidence)} sure` : source ? "" : HINT;
+  // is_digit: false when the service's gate says the upload is not one digit; null when the model has no gate.
+  const notDigit = answer?.is_digit === false;
+  $("#not-digit").hidden = !notDigit;
+  $("#result").classList.toggle("not-digit", notDigit);
   bars.forEach((item, digit) => {
     const p = answer ? answer.probabilities[digit] : 0;
     item.querySelector(".bar").style.transform = `scaleY(${p})`;

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import Cues, inspect_upload, to_mnist_pixels
-from app.preprocess.strokes import THICK_STROKE
+from app.preprocess.cues import MEASURED, count_holes, measure_pixels, significant_parts
+from app.preprocess.strokes import THICK_STROKE, stroke_width
 from tests.preprocess.images import encode, glyph, on_paper
 
 
@@ -101,3 +102,34 @@ def test_mnist_format_cues_are_measured_on_the_28px_digit(mnist_root: Path) -> N
         assert cue.parts >= 1 and 0.0 < cue.coverage < 1.0 and cue.stroke_width > 0.5
     assert cues[1][1].aspect < cues[0][1].aspect  # a 1 is narrow, a 0 round
     assert cues[8][1].holes >= 1 and cues[1][1].holes == 0
+
+
+def per_image_measurements(pixels: np.ndarray) -> list[float]:
+    """The 28×28 measurements one image at a time, with the per-image functions (what `measure_pixels` batches)."""
+    strong = pixels > 128
+    rows, cols = np.nonzero(pixels)
+    if len(rows) == 0:
+        return [0, 0.0, 0.0, 0.0, float(count_holes(strong))]
+    box = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = box.shape
+    return [
+        significant_parts(strong),
+        width / height,
+        np.count_nonzero(strong) / box.size,
+        float(stroke_width(box / 255.0) or 0.0),
+        float(count_holes(strong)),
+    ]
+
+
+def test_measure_pixels_equals_the_per_image_measurements() -> None:
+    rng = np.random.default_rng(0)
+    blobs = (rng.random((40, 28, 28)) < 0.3).astype(np.uint8) * 255  # many parts and holes
+    images = [to_mnist_pixels(encode(on_paper(glyph(200)), "PNG")), np.zeros((28, 28), np.uint8), *blobs]
+    rings_image = np.asarray(rings([(150, 100), (150, 190)]).resize((28, 28)))  # an 8: two holes
+    images.append(rings_image)
+    batch = np.stack(images)
+    measured = measure_pixels(batch)
+    assert measured.shape == (len(images), len(MEASURED))
+    assert measured.tolist() == [per_image_measurements(image) for image in images]
+    assert measured[-1, MEASURED.index("holes")] == 2
+    assert measure_pixels(batch[:1]).tolist() == measured[:1].tolist()  # one image is measured as in a batch

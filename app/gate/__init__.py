@@ -1,0 +1,24 @@
+"""The not-a-digit gate (issue 11): is an upload one handwritten digit? A small perceptron over the network's
+penultimate activations, a summary of its answer and the preprocessing cues, fitted by `app.gate.fit` and stored
+in the checkpoint's `digit_gate` metadata.
+
+- `features`: what the gate weighs, computed by the same functions at fitting and at serving time.
+- `digit_gate`: the gate's parameters, its score, and its part of the predictor's rows and the service's answers.
+- `fitting`: the fit (class-balanced, deterministic) and the threshold choice (a false-flag budget per group).
+- `fit`: the command that fits a checkpoint's gate on exported renders and MNIST and writes it back.
+"""
+
+from app.gate.digit_gate import NO_GATE_NOTE, DigitGate, GateError, describe_gate
+from app.gate.features import CUE_FEATURES, FEATURE_NAMES, NETWORK_FEATURES, cue_features, network_features
+
+__all__ = [
+    "CUE_FEATURES",
+    "FEATURE_NAMES",
+    "NETWORK_FEATURES",
+    "NO_GATE_NOTE",
+    "DigitGate",
+    "GateError",
+    "cue_features",
+    "describe_gate",
+    "network_features",
+]

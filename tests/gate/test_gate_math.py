@@ -1,0 +1,165 @@
+"""app.gate: the features (order, values), the gate's formula against hand-computed numbers, its split into the
+predictor's and the service's terms, the metadata round trip (and through a checkpoint file), the fit and the
+threshold choice."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from app.gate import CUE_FEATURES, FEATURE_NAMES, DigitGate, GateError, cue_features, network_features
+from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
+from app.gate.fitting import fit_gate, highest_safe_threshold
+from app.preprocess.cues import CueNotes, Cues
+from mnist_model import ModelMetadata, Net, load_checkpoint, save_checkpoint
+from mnist_model.checkpoint import read_metadata, write_metadata
+
+F = len(FEATURE_NAMES)
+
+
+def random_gate(hidden: int = 4, seed: int = 0) -> DigitGate:
+    rng = np.random.default_rng(seed)
+    return DigitGate(
+        mean=rng.normal(size=F),
+        std=rng.uniform(0.5, 2.0, size=F),
+        hidden_weights=rng.normal(size=(F, hidden)),
+        hidden_bias=rng.normal(size=hidden),
+        output_weights=rng.normal(size=hidden),
+        output_bias=0.3,
+        threshold=-0.2,
+    )
+
+
+def test_feature_names_put_fc1_then_the_answer_summary_then_the_cues():
+    assert len(FEATURE_NAMES) == 128 + 2 + 9
+    assert FEATURE_NAMES[:2] == ("fc1_0", "fc1_1") and FEATURE_NAMES[127] == "fc1_127"
+    assert FEATURE_NAMES[128:130] == ("max_probability", "energy")
+    assert FEATURE_NAMES[130:] == CUE_FEATURES
+    assert set(CUE_FEATURES) == {field.name for field in dataclasses.fields(Cues)}
+
+
+def test_network_features_values():
+    fc1 = torch.arange(2 * 128, dtype=torch.float32).reshape(2, 128)
+    logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
+    features = network_features(fc1, logits, temperature=2.0)
+    assert features.shape == (2, 130) and features.dtype == np.float32
+    assert np.array_equal(features[:, :128], fc1.numpy())
+    # softmax(logits / 2): row 0 is ≈ (e, 1) / (e + 1) over the first two; row 1 uniform.
+    assert float(features[0, 128]) == pytest.approx(math.e / (math.e + 1 + 8 * math.exp(-15)), rel=1e-6)
+    assert float(features[1, 128]) == pytest.approx(0.1, rel=1e-6)
+    assert float(features[0, 129]) == pytest.approx(math.log(math.exp(2) + 1 + 8 * math.exp(-30)), rel=1e-6)
+    assert float(features[1, 129]) == pytest.approx(1 + math.log(10), rel=1e-6)
+
+
+def test_cue_features_follow_cue_features_order_with_booleans_as_numbers():
+    cues = Cues(
+        parts=3, dropped_ink=0.25, aspect=1.5, coverage=0.4, stroke_width=2.5, holes=2,
+        inverted=False, touches_edge=True, mnist_format=False,
+    )  # fmt: skip
+    assert cue_features(cues) == [3.0, 0.25, 1.5, 0.4, 2.5, 2.0, 1.0, 0.0, 0.0]
+    assert cue_matrix([cues, cues]).shape == (2, 9)
+
+
+def test_an_mnist_format_upload_shows_the_gate_constant_cues_whatever_was_measured():
+    measured = [CueNotes().complete(row) for row in ([1, 0.75, 0.33, 1.8, 0], [3, 2.5, 0.9, 4.0, 7])]
+    assert all(cues.mnist_format for cues in measured)
+    assert cue_features(measured[0]) == cue_features(measured[1]) == list(MNIST_FORMAT_CUES)
+    assert MNIST_FORMAT_CUES == (0, 0, 0, 0, 0, 0, 0, 1, 1)  # passed through, light on dark; nothing measured
+
+
+def test_scores_follow_the_formula_by_hand():
+    # One hidden unit reads fc1_0, another `parts`; everything else zero.
+    weights = np.zeros((F, 2))
+    weights[FEATURE_NAMES.index("fc1_0"), 0] = 2.0
+    weights[FEATURE_NAMES.index("parts"), 1] = -1.0
+    mean, std = np.zeros(F), np.ones(F)
+    mean[FEATURE_NAMES.index("parts")], std[FEATURE_NAMES.index("parts")] = 1.0, 0.5
+    gate = DigitGate(mean, std, weights, np.array([0.5, 0.0]), np.array([1.0, 3.0]), output_bias=-1.0, threshold=0.0)
+    x = np.zeros((2, F))
+    x[0, 0], x[0, FEATURE_NAMES.index("parts")] = 1.0, 1.0  # h = (2 + .5, relu(-(1 - 1) / .5)) = (2.5, 0)
+    x[1, 0], x[1, FEATURE_NAMES.index("parts")] = -1.0, 0.0  # h = (relu(-2 + .5), relu(-(0 - 1) / .5)) = (0, 2)
+    assert gate.scores(x).tolist() == [2.5 * 1.0 - 1.0, 2.0 * 3.0 - 1.0]
+
+
+def test_network_term_plus_finish_equals_the_formula():
+    gate = random_gate()
+    x = np.random.default_rng(1).normal(size=(5, F))
+    term = gate.network_term(x[:, :130].astype(np.float32))
+    assert np.allclose(gate.finish(term, x[:, 130:]), gate.scores(x), rtol=1e-4, atol=1e-4)
+
+
+def test_metadata_round_trip_and_refusals():
+    gate = dataclasses.replace(random_gate(), record={"fitted_on": {"train": "x.npz"}})
+    back = DigitGate.from_metadata(gate.to_metadata())
+    assert back is not None and back.record == gate.record and back.threshold == gate.threshold
+    for name in ("mean", "std", "hidden_weights", "hidden_bias", "output_weights"):
+        assert np.array_equal(getattr(back, name), getattr(gate, name))
+    assert DigitGate.from_metadata({}) is None
+    with pytest.raises(GateError, match="other features"):
+        DigitGate.from_metadata(gate.to_metadata() | {"features": ["a", "b"]})
+    with pytest.raises(GateError, match="incomplete"):
+        DigitGate.from_metadata({k: v for k, v in gate.to_metadata().items() if k != "threshold"})
+    with pytest.raises(GateError, match="finite"):
+        DigitGate.from_metadata(gate.to_metadata() | {"mean": [float("nan")] * F})
+
+
+def test_write_metadata_keeps_the_tensors_and_the_tutorial_net_still_loads_them(tmp_path):
+    path = tmp_path / "model.safetensors"
+    torch.manual_seed(0)
+    save_checkpoint(path, Net(), ModelMetadata(command="test"))
+    before = load_file(str(path))
+    gate = random_gate()
+    write_metadata(path, dataclasses.replace(read_metadata(path), digit_gate=gate.to_metadata()))
+    after = load_file(str(path))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    model, metadata = load_checkpoint(path)
+    assert metadata.command == "test"
+    assert DigitGate.from_metadata(metadata.digit_gate).threshold == gate.threshold  # type: ignore[union-attr]
+
+
+def synthetic(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Digits near one corner of two informative features, non-digits near the other, the rest noise; half
+    the digits in group `a` (noisier), half in `b`."""
+    rng = np.random.default_rng(seed)
+    is_digit = rng.random(count) < 0.6
+    x = rng.normal(size=(count, F))
+    x[:, 0] += np.where(is_digit, 2.0, -2.0)
+    x[:, 130] += np.where(is_digit, -1.5, 1.5)
+    group = np.where(~is_digit, "non", np.where(rng.random(count) < 0.5, "a", "b"))
+    x[group == "a", 0] += rng.normal(scale=1.0, size=int((group == "a").sum()))
+    return x, is_digit, group
+
+
+def test_fit_separates_a_synthetic_problem_and_is_deterministic():
+    x, is_digit, _ = synthetic(1500, seed=0)
+    gate = fit_gate(x, is_digit, hidden=8, max_iter=100)
+    held_x, held_is_digit, _ = synthetic(1000, seed=1)
+    accuracy = ((gate.scores(held_x) >= 0) == held_is_digit).mean()
+    assert accuracy > 0.95
+    again = fit_gate(x, is_digit, hidden=8, max_iter=100)
+    assert np.array_equal(again.hidden_weights, gate.hidden_weights) and again.output_bias == gate.output_bias
+
+
+def test_threshold_is_the_highest_that_keeps_every_groups_false_flags_in_budget():
+    x, is_digit, group = synthetic(3000, seed=2)
+    gate = fit_gate(x, is_digit, hidden=8, max_iter=100)
+    scores = gate.scores(x)
+    budgets = {"a": 0.02, "b": 0.005}
+    digit_scores = {name: scores[group == name] for name in budgets}
+    threshold = highest_safe_threshold(digit_scores, budgets)
+    for name, budget in budgets.items():
+        assert (digit_scores[name] < threshold).mean() <= budget
+    higher = np.nextafter(threshold, np.inf)
+    assert any((digit_scores[name] < higher).mean() > budget for name, budget in budgets.items())
+    assert (scores[~is_digit] < threshold).mean() > 0.9  # and most non-digits are flagged at it
+
+
+def test_threshold_with_a_zero_budget_flags_no_digit():
+    assert highest_safe_threshold({"a": np.array([3.0, 1.0, 2.0])}, {"a": 0.0}) == 1.0
+    with pytest.raises(ValueError):
+        highest_safe_threshold({"a": np.array([])}, {"a": 0.1})

@@ -1,0 +1,61 @@
+"""training.rendered: exported renders as extra digits and outlier-exposure non-digits; refused when malformed."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import DataError
+from training.rendered import NOT_A_DIGIT, load_rendered
+
+
+def write_npz(path: Path, pixels: np.ndarray, labels: np.ndarray) -> Path:
+    np.savez(path, pixels=pixels, label=labels, group=np.array(["x"] * len(labels)))
+    return path
+
+
+def test_digits_keep_their_labels_and_non_digits_become_outliers(tmp_path):
+    pixels = np.arange(5 * 28 * 28, dtype=np.int64).reshape(5, 28, 28).astype(np.uint8)
+    labels = np.array([3, NOT_A_DIGIT, 9, NOT_A_DIGIT, 0])
+    path = write_npz(tmp_path / "r.npz", pixels, labels)
+    rendered = load_rendered(path)
+    assert rendered.digits.labels.tolist() == [3, 9, 0] and rendered.digits.labels.dtype == torch.int64
+    assert torch.equal(rendered.digits.images, torch.from_numpy(pixels[[0, 2, 4]]))
+    assert torch.equal(rendered.outliers, torch.from_numpy(pixels[[1, 3]]))
+    assert rendered.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert rendered.describe(path) == {"path": str(path), "sha256": rendered.sha256, "digits": 3, "outliers": 2}
+
+
+@pytest.mark.parametrize(
+    ("pixels", "labels", "message"),
+    [
+        (np.zeros((2, 28, 28), np.float32), np.array([1, 2]), "uint8"),
+        (np.zeros((2, 32, 32), np.uint8), np.array([1, 2]), "N×28×28"),
+        (np.zeros((2, 28, 28), np.uint8), np.array([1]), "one integer per image"),
+        (np.zeros((2, 28, 28), np.uint8), np.array([1, 10]), "0–9"),
+        (np.zeros((2, 28, 28), np.uint8), np.array([-2, 1]), "0–9"),
+    ],
+)
+def test_malformed_files_are_refused_with_the_reason(tmp_path, pixels, labels, message):
+    with pytest.raises(DataError, match=message):
+        load_rendered(write_npz(tmp_path / "bad.npz", pixels, labels))
+
+
+def test_missing_arrays_and_pickles_are_refused(tmp_path):
+    np.savez(tmp_path / "nolabels.npz", pixels=np.zeros((1, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="label"):
+        load_rendered(tmp_path / "nolabels.npz")
+    # An object array can only be stored pickled; reading it would unpickle, so it is refused.
+    np.savez(tmp_path / "pickled.npz", pixels=np.array([object()], dtype=object), label=np.array([1]))
+    with pytest.raises(DataError, match="pickle"):
+        load_rendered(tmp_path / "pickled.npz")
+    (tmp_path / "raw.npz").write_bytes(pickle.dumps({"pixels": 1}))
+    with pytest.raises(DataError):
+        load_rendered(tmp_path / "raw.npz")
+    with pytest.raises(DataError, match="cannot read"):
+        load_rendered(tmp_path / "absent.npz")

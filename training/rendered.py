@@ -1,0 +1,60 @@
+"""Rendered uploads as training data: digits written the way people write them, and non-digits to be unsure about.
+
+`python -m benchmarks.renders.export --split train` renders digits (pen, pencil, squared paper, tilted photos,
+chalk, ...) and non-digits (letters, symbols, shapes, scribbles, hatching, numbers, text), runs each through the
+service's own preprocessing and saves the 28×28 results in an `.npz`. Training reads only that file (never the
+service's code): the digits join the MNIST training images, so the network learns what preprocessing makes of a
+real upload; the non-digits feed outlier exposure (`training.loop.uniform_cross_entropy`), so it learns to spread
+its probabilities over the ten classes on what is not a digit. The renders of the `train` split come from MNIST
+training images 0–49,999 only, and the file is read with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.data import DataError, Split
+
+NOT_A_DIGIT = -1
+"""The `label` of a non-digit in the exported file."""
+
+
+@dataclass(frozen=True)
+class RenderedSet:
+    """The digits (with their labels) and the non-digits of one exported file, and its checksum."""
+
+    digits: Split
+    outliers: torch.Tensor  # N×28×28 uint8
+    sha256: str
+
+    def describe(self, path: Path) -> dict[str, object]:
+        """What the checkpoint records about the file."""
+        return {"path": str(path), "sha256": self.sha256, "digits": len(self.digits), "outliers": len(self.outliers)}
+
+
+def load_rendered(path: Path) -> RenderedSet:
+    """Read an exported `.npz` (`pixels` N×28×28 uint8, `label` N ints, -1 for a non-digit); DataError if it is not
+    one."""
+    try:
+        raw = path.read_bytes()
+        with np.load(path, allow_pickle=False) as data:
+            pixels, labels = data["pixels"], data["label"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read rendered uploads from {path}: {exc}") from exc
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+        raise DataError(f"{path}: `pixels` must be N×28×28 uint8, got {pixels.dtype} {pixels.shape}")
+    if labels.shape != (len(pixels),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: `label` must hold one integer per image, got {labels.dtype} {labels.shape}")
+    if len(labels) and (labels.min() < NOT_A_DIGIT or labels.max() > 9):
+        raise DataError(f"{path}: labels must be 0–9, or {NOT_A_DIGIT} for a non-digit")
+    digits = labels >= 0
+    return RenderedSet(
+        digits=Split(torch.from_numpy(pixels[digits].copy()), torch.from_numpy(labels[digits].astype(np.int64))),
+        outliers=torch.from_numpy(pixels[~digits].copy()),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
