@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from app.config import Settings
+from app.gate import NO_GATE_NOTE
 from app.main import create_app
 from app.testing import serve_in_process
 from mnist_model import ModelMetadata, Net, save_checkpoint
@@ -49,6 +50,7 @@ async def test_model_card_describes_checkpoint_runtime_and_batching(tmp_path):
         "temperature": 1.0,
         "validation": {},
         "calibration": {},
+        "digit_gate": {"note": NO_GATE_NOTE},
     }
     assert body["runtime"]["device"] == "cpu" and body["runtime"]["precision"] == "float32"
     assert body["runtime"]["checkpoint"] == str(checkpoint.resolve())
