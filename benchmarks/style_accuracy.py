@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from app.config import Settings
+from app.gate.digit_gate import PROBABILITIES
 from app.predictor import Predictor
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
 from benchmarks.renders import SPLITS, STYLES, DigitPool, DigitRender, digit_pool, digit_renders, render_photo
@@ -96,10 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def predict(model: Predictor, batch: list[np.ndarray]) -> np.ndarray:
     """Predicted digits for MNIST-format 28×28 uint8 images, computed exactly as the service does (the model
-    normalises them)."""
+    normalises them). A model with a digit gate answers more columns after the ten probabilities: only those count."""
     if not batch:
         return np.zeros(0, np.int64)
-    return model.predict(np.stack(batch)).argmax(dim=1).numpy()
+    return model.predict(np.stack(batch))[:, :PROBABILITIES].argmax(dim=1).numpy()
 
 
 def measure_style(
