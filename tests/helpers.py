@@ -72,3 +72,10 @@ class Digit:
     label: int
     png: bytes
     jpeg: bytes
+
+
+RUN_OUTPUTS = frozenset(
+    {"m.safetensors", "m.state.pt", "m.history.json", "README.md"}
+    | {f"m.{plot}.png" for plot in ("curves", "confusion", "reliability")}
+)
+"""Every file a finished `training.run --output DIR/m.safetensors` leaves in DIR (nothing temporary)."""

@@ -1,6 +1,7 @@
 """training.loop: evaluation counts exactly, training lowers the loss, batches are prepared as the model expects."""
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -32,6 +33,28 @@ class FixedAnswer(torch.nn.Module):
         return torch.log_softmax(scores, dim=1)
 
 
+def square_task() -> tuple[torch.Tensor, torch.Tensor]:
+    """256 images of two classes a network learns in a few steps: class 1 has a bright square, class 0 is blank."""
+    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
+    labels = torch.randint(0, 2, (256,))
+    images[labels == 1, 10:18, 10:18] = 255
+    return images, labels
+
+
+def square_task_setup(model: Net, images: torch.Tensor, labels: torch.Tensor, **extra: Any) -> TrainSetup:
+    """A plain AdamW setup on CPU for `square_task`, batches of 32; `extra` sets more `TrainSetup` fields."""
+    return TrainSetup(
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
+        scheduler=None,
+        data=Split(images, labels),
+        runtime=CPU,
+        batch_size=32,
+        progress=False,
+        **extra,
+    )
+
+
 def test_evaluate_counts_accuracy_and_confusion_exactly():
     images = torch.zeros(30, 28, 28, dtype=torch.uint8)
     for i in range(30):
@@ -55,19 +78,8 @@ def test_prepare_batch_normalises_and_adds_the_channel():
 @pytest.mark.slow  # trains a network for three epochs
 def test_train_epoch_lowers_the_loss_on_a_learnable_task():
     torch.manual_seed(0)
-    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
-    labels = torch.randint(0, 2, (256,))
-    images[labels == 1, 10:18, 10:18] = 255  # class 1 has a bright square, class 0 is blank
-    model = Net()
-    setup = TrainSetup(
-        model=model,
-        optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
-        scheduler=None,
-        data=Split(images, labels),
-        runtime=CPU,
-        batch_size=32,
-        progress=False,
-    )
+    images, labels = square_task()
+    setup = square_task_setup(Net(), images, labels)
     losses = [train_epoch(setup, torch.randperm(256), generator=None).loss for _ in range(3)]
     assert losses[-1] < losses[0] / 2
 
@@ -99,26 +111,15 @@ def test_uniform_cross_entropy_is_smallest_for_the_uniform_answer():
 
 def test_outlier_exposure_makes_the_network_unsure_on_non_digits_only():
     torch.manual_seed(0)
-    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
-    labels = torch.randint(0, 2, (256,))
-    images[labels == 1, 10:18, 10:18] = 255  # class 1 has a bright square, class 0 is blank
+    images, labels = square_task()
     outliers = torch.zeros(64, 28, 28, dtype=torch.uint8)
     outliers[:, 4:24, 13:15] = 255  # a thin bar: neither class
 
     def trained(outlier_weight: float) -> torch.nn.Module:
         torch.manual_seed(1)
         model = Net()
-        setup = TrainSetup(
-            model=model,
-            optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
-            scheduler=None,
-            data=Split(images, labels),
-            runtime=CPU,
-            batch_size=32,
-            progress=False,
-            outliers=outliers,
-            outlier_weight=outlier_weight,
-            outlier_batch=16,
+        setup = square_task_setup(
+            model, images, labels, outliers=outliers, outlier_weight=outlier_weight, outlier_batch=16
         )
         for _ in range(3):
             train_epoch(setup, torch.randperm(256), generator=None)

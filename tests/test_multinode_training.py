@@ -18,21 +18,12 @@ import torch
 
 from app.testing import free_port
 from mnist_model import load_checkpoint
-from tests.helpers import REPO
+from tests.helpers import REPO, RUN_OUTPUTS
 
 pytestmark = pytest.mark.slow
 
 SAMPLES = 512
 LAUNCH_TIMEOUT_S = 420  # generous: both nodes share a small, possibly busy machine
-REPORT_NAMES = {
-    "m.safetensors",
-    "m.state.pt",
-    "m.history.json",
-    "m.curves.png",
-    "m.confusion.png",
-    "m.reliability.png",
-    "README.md",
-}
 
 
 def launcher(node_rank: int, port: int, data: Path, output: Path) -> list[str]:
@@ -100,7 +91,7 @@ def test_two_nodes_train_disjoint_shards_and_write_one_checkpoint(mnist_root, tm
     written = [output for output in outputs if output.parent.exists() and any(output.parent.iterdir())]
     assert len(written) == 1, f"files on {len(written)} nodes; only rank 0 may write"
     (output,) = written
-    assert {path.name for path in output.parent.iterdir()} == REPORT_NAMES  # no temporary or duplicate files
+    assert {path.name for path in output.parent.iterdir()} == RUN_OUTPUTS  # no temporary or duplicate files
 
     (epoch,) = json.loads((output.parent / "m.history.json").read_text())
     assert epoch["world_size"] == 2
