@@ -93,6 +93,7 @@ def test_server_and_model_metadata(client):
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in model["outputs"]} == {
         ("probabilities", "FP32", (-1, 10)),
         ("digit", "INT64", (-1,)),
+        ("is_digit", "BOOL", (-1,)),  # the shipped checkpoint has a digit gate
     }
     assert client.get_model_metadata(MODEL, model_version=model["versions"][0]) == model
     with pytest.raises(InferenceServerException) as caught:
