@@ -119,14 +119,15 @@ class Predictor:
             probabilities = self._calibrated(logits)
             if self.digit_gate is None:
                 return probabilities.cpu()
-            return self.digit_gate.rows(probabilities, network_features(fc1, logits, self.temperature))
+            return self.digit_gate.rows(probabilities, network_features(fc1, logits, probabilities))
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Calibrated probabilities (N×10) and `app.gate.network_features` (N×130) of MNIST-format images, as
         the service computes them (same device, precision, normalisation): what the gate is fitted on."""
         with torch.inference_mode():
             fc1, logits = self._forward(pixels)
-            return self._calibrated(logits).cpu(), network_features(fc1, logits, self.temperature)
+            probabilities = self._calibrated(logits)
+            return probabilities.cpu(), network_features(fc1, logits, probabilities)
 
     def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """fc1's activations and the logits of uint8 N×28×28 images (one forward pass; call in inference mode)."""

@@ -39,16 +39,16 @@ network's features alone (and the flag). Every other upload's cues come free fro
 FEATURE_NAMES = (*NETWORK_FEATURES, *CUE_FEATURES)
 
 
-def network_features(fc1: torch.Tensor, logits: torch.Tensor, temperature: float) -> np.ndarray:
-    """N×130 float32: fc1's activations (N×128), the top probability of softmax(logits / T), logsumexp(logits).
+def network_features(fc1: torch.Tensor, logits: torch.Tensor, probabilities: torch.Tensor) -> np.ndarray:
+    """N×130 float32: fc1's activations (N×128), the top calibrated probability (of `probabilities`, the N×10
+    softmax(logits / T) the predictor answers with anyway), logsumexp(logits).
 
-    In numpy: on a batch of 32 its dozen small operations cost a fraction of torch's per-operation overhead
+    In numpy: on a batch of 32 its few small operations cost a fraction of torch's per-operation overhead
     (this runs on every forward pass of the service)."""
     z = logits.float().cpu().numpy().astype(np.float64)
     peak = z.max(axis=1, keepdims=True)
     energy = peak + np.log(np.exp(z - peak).sum(axis=1, keepdims=True))  # logsumexp(z), stably
-    scaled = (z - peak) / temperature
-    top = 1.0 / np.exp(scaled).sum(axis=1, keepdims=True)  # max softmax(z / T) = exp(0) / Σ exp((z − max) / T)
+    top = probabilities.float().cpu().numpy().max(axis=1, keepdims=True)
     return np.concatenate([fc1.float().cpu().numpy(), top, energy], axis=1, dtype=np.float32)
 
 

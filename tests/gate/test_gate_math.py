@@ -17,6 +17,7 @@ from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.preprocess.cues import CueNotes, Cues
 from mnist_model import ModelMetadata, Net, load_checkpoint, save_checkpoint
+from mnist_model.calibration import apply_temperature
 from mnist_model.checkpoint import read_metadata, write_metadata
 
 F = len(FEATURE_NAMES)
@@ -46,7 +47,7 @@ def test_feature_names_put_fc1_then_the_answer_summary_then_the_cues():
 def test_network_features_values():
     fc1 = torch.arange(2 * 128, dtype=torch.float32).reshape(2, 128)
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
-    features = network_features(fc1, logits, temperature=2.0)
+    features = network_features(fc1, logits, apply_temperature(torch.log_softmax(logits, dim=1), 2.0))
     assert features.shape == (2, 130) and features.dtype == np.float32
     assert np.array_equal(features[:, :128], fc1.numpy())
     # softmax(logits / 2): row 0 is ≈ (e, 1) / (e + 1) over the first two; row 1 uniform.
