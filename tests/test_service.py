@@ -230,21 +230,42 @@ async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_deco
 async def test_small_images_are_preprocessed_on_the_loop_and_big_ones_on_the_decode_threads(make_service, monkeypatch):
     service = make_service(inline_decode_max_pixels=28 * 28, max_image_pixels=100_000)
     calls: list[tuple[str, int]] = []
-    real = service_module.to_mnist_pixels
+    real, real_batch = service_module.to_mnist_pixels, service_module.mnist_pngs
 
     def recording(data: bytes, max_pixels: int, notes: CueNotes | None = None) -> np.ndarray:
         calls.append((threading.current_thread().name, max_pixels))
         return real(data, max_pixels, notes)
 
+    def recording_batch(blobs: list[bytes]) -> list[np.ndarray | None]:
+        answers = real_batch(blobs)
+        calls.append((threading.current_thread().name, sum(pixels is not None for pixels in answers)))
+        return answers
+
     monkeypatch.setattr(service_module, "to_mnist_pixels", recording)
+    monkeypatch.setattr(service_module, "mnist_pngs", recording_batch)
     small, big = png(mnist_digit()), digit_png()  # 28×28 and 64×64
     results = await service.classify_images([small, big])
     assert all(isinstance(result, Classification) for result in results)
     loop_thread = threading.current_thread().name
-    assert calls[0] == (loop_thread, 28 * 28)  # the small one, done inline
+    assert calls[0] == (loop_thread, 1)  # the MNIST-format PNG, taken inline by the batched fast path
     assert calls[1] == (loop_thread, 28 * 28)  # the big one: only its header is read before it is handed over
     assert calls[2][0].startswith("mnist-decode") and calls[2][1] == 100_000
     assert len(calls) == 3
+
+
+async def test_without_inline_decoding_even_mnist_pngs_go_to_the_decode_threads(make_service, monkeypatch):
+    service = make_service(inline_decode_max_pixels=0)
+    threads: list[str] = []
+    real = service_module.to_mnist_pixels
+
+    def recording(data: bytes, max_pixels: int, notes: CueNotes | None = None) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return real(data, max_pixels, notes)
+
+    monkeypatch.setattr(service_module, "to_mnist_pixels", recording)
+    results = await service.classify_images([png(mnist_digit()), png(mnist_digit())])
+    assert all(isinstance(result, Classification) for result in results)
+    assert len(threads) == 2 and all(name.startswith("mnist-decode") for name in threads)
 
 
 async def test_an_image_over_the_service_limit_is_413_wherever_it_is_decoded(make_service):

@@ -40,7 +40,7 @@ from app.preprocess.decode import (
     shrink,
     to_array,
 )
-from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box, mnist_png
+from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box, mnist_png, mnist_pngs
 from app.preprocess.errors import BadItem, ImageError
 from app.preprocess.ink import dark_on_light, divide_background, flatten_alpha
 from app.preprocess.rulings import erase_rulings
@@ -55,6 +55,7 @@ __all__ = [
     "ImageError",
     "inspect_upload",
     "looks_like_image",
+    "mnist_pngs",
     "preprocess",
     "to_mnist_pixels",
     "to_model_input",

@@ -5,6 +5,8 @@ Also the pass-through for uploads that already are MNIST-format digits, which sk
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -41,10 +43,37 @@ def mnist_png(data: bytes) -> np.ndarray | None:
 
 
 def mnist_format(pixels: np.ndarray) -> bool:
-    """A 28×28 uint8 image with a black outer ring and at least MIN_MNIST_INK bright pixels."""
+    """A 28×28 uint8 image with a black outer ring and at least MIN_MNIST_INK bright pixels (>127)."""
     # OpenCV's counts cost a fraction of numpy's per-call overhead, which dominates on 784 pixels
     black_ring = cv2.countNonZero(pixels) == cv2.countNonZero(pixels[1:-1, 1:-1])
     return black_ring and int(np.count_nonzero(pixels > 127)) >= MIN_MNIST_INK
+
+
+def mnist_formats(stack: np.ndarray) -> np.ndarray:
+    """`mnist_format` of each image of an N×28×28 uint8 stack at once (bool N): the same rule, vectorised, at
+    ~0.5 µs an image instead of ~2 (numpy's per-call cost is paid once for the stack)."""
+    flat = stack.reshape(len(stack), -1)
+    return ~flat[:, _RING].any(axis=1) & (np.count_nonzero(flat > 127, axis=1) >= MIN_MNIST_INK)
+
+
+_RING = np.flatnonzero(np.pad(np.zeros((FIELD - 2, FIELD - 2), bool), 1, constant_values=True))
+"""Flat indices of the outer ring of a 28×28 field."""
+
+
+def mnist_pngs(blobs: Sequence[bytes]) -> list[np.ndarray | None]:
+    """`mnist_png` of each file of a batch request (what /predict/batch mostly receives: 28×28 grayscale PNGs),
+    with the format check done once on the stack of everything the fast path decoded. Read-only pixels."""
+    decoded = [small_gray_png(data, FIELD) for data in blobs]
+    found = [index for index, pixels in enumerate(decoded) if pixels is not None]
+    answers: list[np.ndarray | None] = [None] * len(blobs)
+    if found:
+        stack = np.stack([decoded[index] for index in found])  # type: ignore[misc]  # found: not None
+        stack.flags.writeable = False
+        verdicts = [mnist_format(stack[0])] if len(stack) == 1 else mnist_formats(stack)  # one: OpenCV's is cheaper
+        for row, (index, passes) in enumerate(zip(found, verdicts, strict=True)):
+            if passes:
+                answers[index] = stack[row]
+    return answers
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess import digit as digit_module
 from app.preprocess.decode import small_gray_png
-from app.preprocess.digit import mnist_png
+from app.preprocess.digit import mnist_format, mnist_formats, mnist_png, mnist_pngs
 from tests.preprocess.images import encode
 
 
@@ -150,3 +150,45 @@ def test_random_damage_never_changes_the_answer(mnist_digits: np.ndarray, monkey
             np.testing.assert_array_equal(answered, full)
         else:
             assert answered == full
+
+
+def test_a_batch_takes_exactly_the_mnist_format_pngs_with_their_own_pixels(mnist_digits: np.ndarray) -> None:
+    framed = mnist_digits[3].copy()
+    framed[0, 5] = 1  # one dim pixel on the outer ring is enough to leave MNIST format
+    faint = np.zeros((28, 28), np.uint8)
+    faint[10:13, 10:13] = 200  # 9 bright pixels: one short of MIN_MNIST_INK
+    valid = encode(Image.fromarray(mnist_digits[0]), "PNG")
+    files = [
+        valid,
+        encode(Image.fromarray(framed), "PNG"),
+        encode(Image.fromarray(faint), "PNG"),
+        encode(Image.fromarray(mnist_digits[1]), "JPEG"),
+        encode(Image.fromarray(mnist_digits[2]).convert("RGB"), "PNG"),
+        valid[:-20] + bytes([valid[-20] ^ 1]) + valid[-19:],
+        b"not an image",
+        *(encode(Image.fromarray(pixels), "PNG") for pixels in mnist_digits[4:]),
+    ]
+    # ~1 % of MNIST digits touch the outer ring themselves (#26 among these): those are not taken either
+    rest = [not (pixels[[0, -1]].any() or pixels[:, [0, -1]].any()) for pixels in mnist_digits[4:]]
+    assert 30 <= sum(rest) < len(rest)
+    answers = mnist_pngs(files)
+    assert [answer is not None for answer in answers] == [True] + [False] * 6 + rest
+    for answer, pixels in zip([answers[0], *answers[7:]], [mnist_digits[0], *mnist_digits[4:]], strict=True):
+        if answer is not None:
+            np.testing.assert_array_equal(answer, pixels)
+            assert not answer.flags.writeable  # shared with the batch: nobody may change it
+    for data in files:  # a batch of one is the same decision
+        assert (mnist_pngs([data])[0] is None) == (mnist_png(data) is None)
+
+
+def test_the_vectorised_format_check_agrees_with_the_single_one(mnist_digits: np.ndarray) -> None:
+    rng = np.random.default_rng(2)
+    stack = np.concatenate([mnist_digits, rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)])
+    stack[:5, 0, :] = 0  # make sure some random and real ones differ only on the ring
+    stack[40:45, 1:-1, 1:-1] = 0
+    stack[45:50] = 0
+    stack[45:50, 10:14, 10:12] = 255  # 8 bright pixels, no ring
+    stack[50:55, 27, 3] = 7
+    expected = [mnist_format(image) for image in stack]
+    assert sum(expected) >= 30 and not all(expected)
+    assert mnist_formats(stack).tolist() == expected
