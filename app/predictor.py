@@ -71,9 +71,12 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 class Predictor:
-    """A checkpoint on a device. Raises `CheckpointError` (bad file) or `RuntimeError` (bad device)."""
+    """A checkpoint on a device. Raises `CheckpointError` (bad file) or `RuntimeError` (bad device).
 
-    def __init__(self, settings: Settings) -> None:
+    `with_gate=False` leaves the checkpoint's digit gate out, whatever it holds: what `app.gate.fit` needs to refit
+    a gate that this code can no longer use (fitted on other features)."""
+
+    def __init__(self, settings: Settings, *, with_gate: bool = True) -> None:
         self.device = resolve_device(settings.device)
         if self.device.type == "cpu":  # torch's own default counts the host's cores, not a container's quota
             torch.set_num_threads(settings.num_threads or available_cpus())
@@ -83,10 +86,10 @@ class Predictor:
             self.dtype = torch.float32
         model, self.metadata = load_checkpoint(settings.model_path, self.device)
         try:
-            self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate)
+            self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate) if with_gate else None
         except GateError as exc:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
-        if self.digit_gate is None:
+        if self.digit_gate is None and with_gate:
             log.warning("%s: %s", settings.model_path, NO_GATE_NOTE)
         # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast convolutions (~2× on CPU).
         self.model = model.to(self.dtype).to(memory_format=torch.channels_last)
@@ -115,28 +118,30 @@ class Predictor:
         softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its
         columns follow (see `Model.predict`)."""
         with torch.inference_mode():
-            fc1, logits = self._forward(pixels)
+            maps, fc1, logits = self._forward(pixels)
             probabilities = self._calibrated(logits)
             if self.digit_gate is None:
                 return probabilities.cpu()
-            return self.digit_gate.rows(probabilities, network_features(fc1, logits, probabilities))
+            return self.digit_gate.rows(probabilities, network_features(maps, fc1, logits, probabilities))
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Calibrated probabilities (N×10) and `app.gate.network_features` (N×130) of MNIST-format images, as
+        """Calibrated probabilities (N×10) and `app.gate.network_features` (N×258) of MNIST-format images, as
         the service computes them (same device, precision, normalisation): what the gate is fitted on."""
         with torch.inference_mode():
-            fc1, logits = self._forward(pixels)
+            maps, fc1, logits = self._forward(pixels)
             probabilities = self._calibrated(logits)
-            return probabilities.cpu(), network_features(fc1, logits, probabilities)
+            return probabilities.cpu(), network_features(maps, fc1, logits, probabilities)
 
-    def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """fc1's activations and the logits of uint8 N×28×28 images (one forward pass; call in inference mode)."""
+    def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The convolutional maps, fc1's activations and the logits of uint8 N×28×28 images (one forward pass;
+        call in inference mode)."""
         batch = torch.from_numpy(pixels)
         if self._staging is not None:
             batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
         batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
-        fc1 = self.model.features(batch.contiguous(memory_format=torch.channels_last))
-        return fc1, self.model.logits(fc1)
+        maps = self.model.conv_maps(batch.contiguous(memory_format=torch.channels_last))
+        fc1 = self.model.dense(maps)
+        return maps, fc1, self.model.logits(fc1)
 
     def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
         # log_softmax as the network's forward ends (same values bit for bit); softmax of log-probabilities in

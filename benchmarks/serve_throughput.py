@@ -14,7 +14,9 @@ Servers:
 - mnist-serve: `app.main:app` with its defaults (batching; forward passes on the event loop, one torch thread);
 - no batching: the same with MNIST_SERVE_MAX_BATCH_SIZE=1;
 - bare: `benchmarks/bare_app.py`, FastAPI that only decodes the PNG and answers a constant (the HTTP ceiling);
-- naive: `benchmarks/naive_app.py`, FastAPI with the seed `Net` forward pass inline in the route, batch 1.
+- naive: `benchmarks/naive_app.py`, FastAPI with the seed `Net` forward pass inline in the route, batch 1;
+- no gate: mnist-serve on a copy of the checkpoint without its digit gate (`is_digit` null), for the gate's cost
+  (issue 11: at most 5 %), at the highest concurrency and on the batch load; left out for a checkpoint without one.
 
 Loads: a 28×28 MNIST test digit as PNG to POST /predict at each concurrency (all servers); a 1024×768 JPEG photo
 of it at the highest concurrency (mnist-serve, no batching); 64 MNIST test digits as base64 PNGs in one JSON
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import gzip
 import io
 import json
@@ -51,15 +54,17 @@ from PIL import Image, ImageFilter
 from app.config import DEFAULT_MODEL_PATH
 from app.testing import running_server
 from mnist_model import ModelMetadata, Net, save_checkpoint
+from mnist_model.checkpoint import read_metadata, write_metadata
 
 log = logging.getLogger("benchmarks.serve_throughput")
 REPO = Path(__file__).resolve().parents[1]
-SERVE, SINGLE, BARE, NAIVE = "mnist-serve", "no batching", "bare", "naive"
+SERVE, SINGLE, BARE, NAIVE, NO_GATE = "mnist-serve", "no batching", "bare", "naive", "no gate"
 SERVERS = {
     SERVE: ("app.main:app", {}),
     SINGLE: ("app.main:app", {"MNIST_SERVE_MAX_BATCH_SIZE": "1"}),
     BARE: ("benchmarks.bare_app:app", {}),
     NAIVE: ("benchmarks.naive_app:app", {}),
+    NO_GATE: ("app.main:app", {}),  # served from the gate-less copy of the checkpoint (`without_gate`)
 }
 PNG, PHOTO, BATCH = "28×28 PNG", "1024×768 JPEG photo", "64 PNGs per /predict/batch"
 BATCH_IMAGES = 64
@@ -125,6 +130,17 @@ def batch_body(digits: np.ndarray) -> bytes:
     pngs = [encode(Image.fromarray(digit), "PNG") for digit in digits]
     kept = [png for png, digit in zip(pngs, digits, strict=True) if np.array_equal(to_mnist_pixels(png), digit)]
     return json.dumps({"images": [base64.b64encode(png).decode() for png in kept[:BATCH_IMAGES]]}).encode()
+
+
+def without_gate(checkpoint: Path, workdir: Path) -> Path | None:
+    """A copy of `checkpoint` in `workdir` with its digit gate removed (same weights); None when it has none."""
+    metadata = read_metadata(checkpoint)
+    if not metadata.digit_gate:
+        return None
+    copy = workdir / "no-gate.safetensors"
+    shutil.copyfile(checkpoint, copy)
+    write_metadata(copy, dataclasses.replace(metadata, digit_gate={}))
+    return copy
 
 
 def pinned(cpu: str, realtime: bool) -> list[str]:
@@ -218,15 +234,20 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], C
     bodies[PNG][0].write_bytes(encode(Image.fromarray(digits[0]), "PNG"))
     bodies[PHOTO][0].write_bytes(photo_of(digits[0]))
     bodies[BATCH][0].write_bytes(batch_body(digits))
-    plan = [(PNG, c, list(SERVERS)) for c in args.concurrency]
-    plan += [(PHOTO, max(args.concurrency), [SERVE, SINGLE]), (BATCH, BATCH_CONCURRENCY, [SERVE, MODEL_ONLY])]
+    ungated = without_gate(checkpoint, workdir)
+    servers = [name for name in SERVERS if name != NO_GATE or ungated is not None]
+    gate = [NO_GATE] if ungated is not None else []
+    high = max(args.concurrency)
+    plan = [(PNG, c, [name for name in servers if name != NO_GATE or c == high]) for c in args.concurrency]
+    plan += [(PHOTO, high, [SERVE, SINGLE]), (BATCH, BATCH_CONCURRENCY, [SERVE, *gate, MODEL_ONLY])]
     cells: dict[tuple[str, int, str], Cell] = {}
     server, client = pinned(args.server_cpu, args.realtime), pinned(args.client_cpu, args.realtime)
     with contextlib.ExitStack() as stack:
         urls = {}
-        for name, (target, _) in SERVERS.items():
+        for name in servers:
             log.info("starting %s", name)
-            env = server_env(name, checkpoint, args.precision)
+            env = server_env(name, ungated if name == NO_GATE and ungated else checkpoint, args.precision)
+            target = SERVERS[name][0]
             started = running_server(target, env=env, server_args=UVICORN_QUIET, command_prefix=server, cwd=REPO)
             urls[name] = stack.enter_context(started).url
             hey(f"{urls[name]}/predict", bodies[PNG][0], "image/png", 16, 1, client)  # warm-up
@@ -298,6 +319,12 @@ def report(cells: dict[tuple[str, int, str], Cell], args: argparse.Namespace) ->
         f"- /predict/batch images/s ÷ model alone: {ratio(cells, BATCH, BATCH_CONCURRENCY, SERVE, MODEL_ONLY)} "
         "(target ≥ 0.80)",
     ]
+    if (BATCH, BATCH_CONCURRENCY, NO_GATE) in cells:
+        lines += [
+            f"- c={high} req/s, mnist-serve ÷ no gate: {ratio(cells, PNG, high, SERVE, NO_GATE)} (issue 11: ≥ 0.95)",
+            f"- /predict/batch images/s, mnist-serve ÷ no gate: "
+            f"{ratio(cells, BATCH, BATCH_CONCURRENCY, SERVE, NO_GATE)} (issue 11: ≥ 0.95)",
+        ]
     for concurrency in args.concurrency:
         lines.append(
             f"- c={concurrency} req/s, batching ÷ no batching: {ratio(cells, PNG, concurrency, SERVE, SINGLE)}"

@@ -25,16 +25,22 @@ class Net(nn.Module):
         return self.head(self.features(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate activations, fc1 after its ReLU (N×128): what `head` classifies, and what the
-        not-a-digit gate (`app.gate`) reads beside the answer, from the same forward pass."""
+        """The penultimate activations, fc1 after its ReLU (N×128): what `head` classifies."""
+        return self.dense(self.conv_maps(x))
+
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional block's output, conv2 → max-pool → ReLU (N×64×12×12): what `dense` reads, and what
+        the not-a-digit gate (`app.gate`) summarises per channel beside the answer, from the same forward pass."""
         # The tutorial's function, computed more cheaply with the same result bit for bit (tested, values and
         # gradients): ReLU after max-pooling (they commute: both keep the largest value, and ReLU is monotonic)
         # touches a quarter of the values, and ReLUs in place spare an allocation each (~15 % of a forward pass).
         x = F.relu(self.conv1(x), inplace=True)
-        x = F.max_pool2d(self.conv2(x), 2)
-        x = F.relu(x, inplace=True)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
+        return F.relu(F.max_pool2d(self.conv2(x), 2), inplace=True)
+
+    def dense(self, maps: torch.Tensor) -> torch.Tensor:
+        """`conv_maps` (N×64×12×12) → fc1's activations after its ReLU (N×128). Dropout works on a copy when
+        training, so a caller's `maps` stay as they were."""
+        x = torch.flatten(self.dropout1(maps), 1)
         return F.relu(self.fc1(x), inplace=True)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:

@@ -79,3 +79,18 @@ def test_features_then_head_is_forward_and_logits_precede_its_log_softmax():
         logits = model.logits(features)
         assert torch.equal(model.head(features), model(x))
         assert torch.equal(torch.log_softmax(logits, dim=1), model(x))
+
+
+def test_conv_maps_then_dense_are_the_features_and_leave_the_maps_alone():
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        maps = model.conv_maps(x)
+        assert maps.shape == (3, 64, 12, 12) and (maps >= 0).all()  # max-pooled conv2 after its ReLU
+        kept = maps.clone()
+        assert torch.equal(model.dense(maps), model.features(x))
+        assert torch.equal(maps, kept)
+        model.train()
+        model.dense(maps)  # dropout draws a new tensor in training too
+        assert torch.equal(maps, kept)

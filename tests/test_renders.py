@@ -246,3 +246,16 @@ def test_export_refuses_the_test_split(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="test split"):
         export("test", tmp_path / "x.npz", per_style=1, per_category=1, seed=0, data_dir="data", workers=1)
+
+
+def test_export_renders_only_the_categories_asked_for(mnist_root: Path, tmp_path: Path) -> None:
+    from benchmarks.renders.export import export
+
+    out = tmp_path / "letters.npz"
+    counts = export(
+        "train", out, per_style=0, per_category=3, seed=1, data_dir=str(mnist_root), workers=1, categories=["letters"]
+    )
+    saved = np.load(out)
+    assert set(saved["group"].tolist()) | set(saved["refused_group"].tolist()) == {"letters"}
+    assert len(saved["group"]) + len(saved["refused_group"]) == 3 and counts.get("letters", 0) == len(saved["group"])
+    assert (saved["label"] == -1).all()

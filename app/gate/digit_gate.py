@@ -85,7 +85,7 @@ class DigitGate:
         return hidden @ self.output_weights + self.output_bias
 
     def network_term(self, features: np.ndarray) -> np.ndarray:
-        """The first layer's pre-activations from N×130 `network_features` alone (N×H float32, bias included)."""
+        """The first layer's pre-activations from N×258 `network_features` alone (N×H float32, bias included)."""
         network: np.ndarray = self._network  # type: ignore[attr-defined]
         bias: np.ndarray = self._network_bias  # type: ignore[attr-defined]
         return features @ network + bias
@@ -106,7 +106,7 @@ class DigitGate:
 
     def rows(self, probabilities: torch.Tensor, features: np.ndarray) -> torch.Tensor:
         """The predictor's answer with the gate: N×`row_width` float32 on the CPU, from calibrated probabilities
-        (N×10 float32) and `network_features` (N×130)."""
+        (N×10 float32) and `network_features` (N×258)."""
         term = self.network_term(features)
         if_mnist_format = self.finish(term, np.asarray(MNIST_FORMAT_CUES)[None])
         columns = [probabilities.cpu().numpy(), if_mnist_format[:, None], term]

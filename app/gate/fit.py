@@ -147,7 +147,8 @@ def file_record(path: Path) -> dict[str, object]:
 def fit(args: argparse.Namespace) -> DigitGate:
     """Fit on the train split, choose the threshold on the threshold split; the gate with its record."""
     started = time.perf_counter()
-    predictor = Predictor(load_settings(model_path=args.checkpoint, device=args.device, precision=args.precision))
+    settings = load_settings(model_path=args.checkpoint, device=args.device, precision=args.precision)
+    predictor = Predictor(settings, with_gate=False)  # the stored gate is replaced, usable or not
     rng = np.random.default_rng(args.seed)
     mnist_train = np.sort(rng.choice(MNIST_TRAIN_END, size=args.mnist_train, replace=False))
     train = Examples.concat([*(load_export(path) for path in args.train), load_mnist(args.data_dir, mnist_train)])

@@ -23,7 +23,7 @@ import argparse
 import dataclasses
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +61,16 @@ class Row:
     status: int | None
 
 
-def jobs(split: str, per_style: int, per_category: int, seed: int, data_dir: str) -> Iterator[Job]:
-    """Every upload to render: the same digits in each style (as the benchmark picks them), then non-digits."""
+def jobs(
+    split: str, per_style: int, per_category: int, seed: int, data_dir: str, categories: Sequence[str] = CATEGORIES
+) -> Iterator[Job]:
+    """Every upload to render: the same digits in each style (as the benchmark picks them), then non-digits of
+    `categories`."""
     pool = digit_pool(split, data_dir)
     for style in DIGIT_STYLES:
         for index in pick_digits(len(pool), per_style, seed):
             yield "digit", style, int(index), render_seed(seed, style, int(index))
-    for category in CATEGORIES:
+    for category in categories:
         for k in range(per_category):
             yield "nondigit", category, k, seed * 1_000_003 + k
 
@@ -89,14 +92,22 @@ def run_job(job: Job, split: str, data_dir: str, max_pixels: int) -> Row:
 
 
 def export(
-    split: str, out: Path, *, per_style: int, per_category: int, seed: int, data_dir: str, workers: int
+    split: str,
+    out: Path,
+    *,
+    per_style: int,
+    per_category: int,
+    seed: int,
+    data_dir: str,
+    workers: int,
+    categories: Sequence[str] = CATEGORIES,
 ) -> dict[str, int]:
     """Write the split's file; returns how many uploads of each group preprocessing accepted."""
     if split not in EXPORTABLE_SPLITS:
         raise ValueError(f"only {EXPORTABLE_SPLITS} can be exported; the test split is for reporting only")
     from app.preprocess import MAX_PIXELS
 
-    todo = list(jobs(split, per_style, per_category, seed, data_dir))
+    todo = list(jobs(split, per_style, per_category, seed, data_dir, categories))
     with ProcessPoolExecutor(workers) as pool:
         chunks = max(1, len(todo) // (workers * 16))
         work = functools.partial(run_job, split=split, data_dir=data_dir, max_pixels=MAX_PIXELS)
@@ -132,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="the .npz file to write")
     parser.add_argument("--per-style", type=int, default=1000, metavar="N", help="digits per style (not mnist)")
     parser.add_argument("--per-category", type=int, default=1000, metavar="N", help="non-digits per category")
+    parser.add_argument(
+        "--categories", nargs="+", choices=CATEGORIES, default=list(CATEGORIES), help="non-digit categories to render"
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="picks the digits and render streams")
     parser.add_argument("--data-dir", default="data", metavar="DIR", help="MNIST root (DIR/MNIST/raw)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="rendering processes")
@@ -145,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         data_dir=args.data_dir,
         workers=args.workers,
+        categories=args.categories,
     )
     log.info("kept per group: %s", counts)
 

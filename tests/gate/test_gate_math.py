@@ -36,25 +36,46 @@ def random_gate(hidden: int = 4, seed: int = 0) -> DigitGate:
     )
 
 
-def test_feature_names_put_fc1_then_the_answer_summary_then_the_cues():
-    assert len(FEATURE_NAMES) == 128 + 2 + 9
+def test_feature_names_put_fc1_then_the_channel_summaries_then_the_answer_summary_then_the_cues():
+    assert len(FEATURE_NAMES) == 128 + 128 + 2 + 9
     assert FEATURE_NAMES[:2] == ("fc1_0", "fc1_1") and FEATURE_NAMES[127] == "fc1_127"
-    assert FEATURE_NAMES[128:130] == ("max_probability", "energy")
-    assert FEATURE_NAMES[130:] == CUE_FEATURES
+    assert FEATURE_NAMES[128] == "conv_mean_0" and FEATURE_NAMES[191] == "conv_mean_63"
+    assert FEATURE_NAMES[192] == "conv_max_0" and FEATURE_NAMES[255] == "conv_max_63"
+    assert FEATURE_NAMES[256:258] == ("max_probability", "energy")
+    assert FEATURE_NAMES[258:] == CUE_FEATURES
     assert set(CUE_FEATURES) == {field.name for field in dataclasses.fields(Cues)}
 
 
-def test_network_features_values():
+@pytest.mark.parametrize(
+    ("dtype", "layout"),
+    [
+        (torch.float32, torch.contiguous_format),
+        (torch.float32, torch.channels_last),
+        (torch.bfloat16, torch.channels_last),  # what the predictor hands over on a CPU with bf16
+        (torch.float16, torch.contiguous_format),
+    ],
+)
+def test_network_features_values(dtype, layout):
     fc1 = torch.arange(2 * 128, dtype=torch.float32).reshape(2, 128)
+    maps = torch.zeros(2, 64, 12, 12)
+    maps[0, 3, 5, 7] = 6.0  # one strong response: mean 6 / 144, max 6
+    maps[1, :, :6, :] = 2.0  # the top half of every channel: mean 1, max 2
+    maps[1, 5, 11, 0] = 3.5  # a larger value at the bottom-left: the max must find it, the mean barely moves
+    maps = maps.to(dtype).contiguous(memory_format=layout)
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
-    features = network_features(fc1, logits, apply_temperature(torch.log_softmax(logits, dim=1), 2.0))
-    assert features.shape == (2, 130) and features.dtype == np.float32
+    features = network_features(maps, fc1, logits, apply_temperature(torch.log_softmax(logits, dim=1), 2.0))
+    assert features.shape == (2, 258) and features.dtype == np.float32
     assert np.array_equal(features[:, :128], fc1.numpy())
+    means, maxima = features[:, 128:192], features[:, 192:256]
+    assert means[0, 3] == pytest.approx(6 / 144, rel=1e-2) and np.count_nonzero(means[0]) == 1
+    assert maxima[0, 3] == 6.0 and np.count_nonzero(maxima[0]) == 1
+    assert means[1, 5] == pytest.approx(1 + 3.5 / 144, rel=1e-2) and np.allclose(np.delete(means[1], 5), 1.0)
+    assert maxima[1, 5] == 3.5 and np.array_equal(np.delete(maxima[1], 5), np.full(63, 2.0, np.float32))
     # softmax(logits / 2): row 0 is ≈ (e, 1) / (e + 1) over the first two; row 1 uniform.
-    assert float(features[0, 128]) == pytest.approx(math.e / (math.e + 1 + 8 * math.exp(-15)), rel=1e-6)
-    assert float(features[1, 128]) == pytest.approx(0.1, rel=1e-6)
-    assert float(features[0, 129]) == pytest.approx(math.log(math.exp(2) + 1 + 8 * math.exp(-30)), rel=1e-6)
-    assert float(features[1, 129]) == pytest.approx(1 + math.log(10), rel=1e-6)
+    assert float(features[0, 256]) == pytest.approx(math.e / (math.e + 1 + 8 * math.exp(-15)), rel=1e-6)
+    assert float(features[1, 256]) == pytest.approx(0.1, rel=1e-6)
+    assert float(features[0, 257]) == pytest.approx(math.log(math.exp(2) + 1 + 8 * math.exp(-30)), rel=1e-6)
+    assert float(features[1, 257]) == pytest.approx(1 + math.log(10), rel=1e-6)
 
 
 def test_cue_features_follow_cue_features_order_with_booleans_as_numbers():
@@ -90,8 +111,8 @@ def test_scores_follow_the_formula_by_hand():
 def test_network_term_plus_finish_equals_the_formula():
     gate = random_gate()
     x = np.random.default_rng(1).normal(size=(5, F))
-    term = gate.network_term(x[:, :130].astype(np.float32))
-    assert np.allclose(gate.finish(term, x[:, 130:]), gate.scores(x), rtol=1e-4, atol=1e-4)
+    term = gate.network_term(x[:, :258].astype(np.float32))
+    assert np.allclose(gate.finish(term, x[:, 258:]), gate.scores(x), rtol=1e-4, atol=1e-4)
 
 
 def test_metadata_round_trip_and_refusals():
@@ -130,7 +151,7 @@ def synthetic(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     is_digit = rng.random(count) < 0.6
     x = rng.normal(size=(count, F))
     x[:, 0] += np.where(is_digit, 2.0, -2.0)
-    x[:, 130] += np.where(is_digit, -1.5, 1.5)
+    x[:, 258] += np.where(is_digit, -1.5, 1.5)
     group = np.where(~is_digit, "non", np.where(rng.random(count) < 0.5, "a", "b"))
     x[group == "a", 0] += rng.normal(scale=1.0, size=int((group == "a").sum()))
     return x, is_digit, group

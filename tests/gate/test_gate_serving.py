@@ -4,8 +4,10 @@ every answer form; the predictor's split computation equals the gate's plain for
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from app.config import Settings, load_settings
+from app.gate.features import CUE_FEATURES, FC1_FEATURES, NETWORK_FEATURES
 from app.gate.fit import Examples, feature_matrix, mnist_cues
 from app.main import create_app
 from app.predictor import Predictor
@@ -21,6 +24,8 @@ from app.preprocess import inspect_upload, to_mnist_pixels
 from app.preprocess.cues import CueNotes
 from app.testing import serve_in_process
 from benchmarks.renders import digit_pool, digit_renders, render_nondigit
+from mnist_model import CheckpointError
+from mnist_model.checkpoint import read_metadata, write_metadata
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -170,3 +175,17 @@ async def test_without_a_gate_is_digit_is_null_with_a_note(untrained_checkpoint,
         response = await client.post("/v2/models/mnist/infer", json=request)
         assert response.status_code == 400 and "no digit gate" in response.json()["error"]
     assert "no digit gate" in caplog.text
+
+
+def test_a_gate_fitted_on_other_features_is_refused_but_the_weights_load_for_a_refit(gated_checkpoint, tmp_path):
+    path = tmp_path / "stale.safetensors"
+    shutil.copyfile(gated_checkpoint, path)
+    metadata = read_metadata(path)
+    stale = dict(metadata.digit_gate) | {"features": [*FC1_FEATURES, "max_probability", "energy", *CUE_FEATURES]}
+    write_metadata(path, dataclasses.replace(metadata, digit_gate=stale))  # what a gate of an older release holds
+    with pytest.raises(CheckpointError, match="refit it with app.gate.fit"):
+        Predictor(load_settings(model_path=path, device="cpu"))
+    predictor = Predictor(load_settings(model_path=path, device="cpu"), with_gate=False)  # as app.gate.fit loads it
+    assert predictor.digit_gate is None
+    probabilities, features = predictor.gate_inputs(np.zeros((2, 28, 28), np.uint8))
+    assert probabilities.shape == (2, 10) and features.shape == (2, len(NETWORK_FEATURES))
