@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
-from app.gate import NO_GATE_NOTE, DigitGate, GateError, network_features
+from app.gate import NO_GATE_NOTE, DigitGate, GateError, channel_summaries, network_features
 from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
 from mnist_model.calibration import apply_temperature
@@ -118,30 +118,34 @@ class Predictor:
         softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its
         columns follow (see `Model.predict`)."""
         with torch.inference_mode():
-            maps, fc1, logits = self._forward(pixels)
+            summaries, fc1, logits = self._forward(pixels, summarise=self.digit_gate is not None)
             probabilities = self._calibrated(logits)
-            if self.digit_gate is None:
+            if self.digit_gate is None or summaries is None:
                 return probabilities.cpu()
-            return self.digit_gate.rows(probabilities, network_features(maps, fc1, logits, probabilities))
+            return self.digit_gate.rows(probabilities, network_features(summaries, fc1, logits, probabilities))
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Calibrated probabilities (N×10) and `app.gate.network_features` (N×258) of MNIST-format images, as
         the service computes them (same device, precision, normalisation): what the gate is fitted on."""
         with torch.inference_mode():
-            maps, fc1, logits = self._forward(pixels)
+            summaries, fc1, logits = self._forward(pixels, summarise=True)
+            assert summaries is not None  # asked for
             probabilities = self._calibrated(logits)
-            return probabilities.cpu(), network_features(maps, fc1, logits, probabilities)
+            return probabilities.cpu(), network_features(summaries, fc1, logits, probabilities)
 
-    def _forward(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The convolutional maps, fc1's activations and the logits of uint8 N×28×28 images (one forward pass;
-        call in inference mode)."""
+    def _forward(
+        self, pixels: np.ndarray, *, summarise: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """The gate's `channel_summaries` of the convolutional maps (None unless `summarise`), fc1's activations and
+        the logits of uint8 N×28×28 images (one forward pass; call in inference mode)."""
         batch = torch.from_numpy(pixels)
         if self._staging is not None:
             batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
         batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
         maps = self.model.conv_maps(batch.contiguous(memory_format=torch.channels_last))
+        summaries = channel_summaries(maps) if summarise else None  # now, while the maps are in cache
         fc1 = self.model.dense(maps)
-        return maps, fc1, self.model.logits(fc1)
+        return summaries, fc1, self.model.logits(fc1)
 
     def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
         # log_softmax as the network's forward ends (same values bit for bit); softmax of log-probabilities in

@@ -9,7 +9,14 @@ in the checkpoint's `digit_gate` metadata.
 """
 
 from app.gate.digit_gate import NO_GATE_NOTE, DigitGate, GateError, describe_gate
-from app.gate.features import CUE_FEATURES, FEATURE_NAMES, NETWORK_FEATURES, cue_features, network_features
+from app.gate.features import (
+    CUE_FEATURES,
+    FEATURE_NAMES,
+    NETWORK_FEATURES,
+    channel_summaries,
+    cue_features,
+    network_features,
+)
 
 __all__ = [
     "CUE_FEATURES",
@@ -20,5 +27,6 @@ __all__ = [
     "GateError",
     "cue_features",
     "describe_gate",
+    "channel_summaries",
     "network_features",
 ]

@@ -12,7 +12,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.gate import CUE_FEATURES, FEATURE_NAMES, DigitGate, GateError, cue_features, network_features
+from app.gate import (
+    CUE_FEATURES,
+    FEATURE_NAMES,
+    DigitGate,
+    GateError,
+    channel_summaries,
+    cue_features,
+    network_features,
+)
 from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.preprocess.cues import CueNotes, Cues
@@ -63,7 +71,9 @@ def test_network_features_values(dtype, layout):
     maps[1, 5, 11, 0] = 3.5  # a larger value at the bottom-left: the max must find it, the mean barely moves
     maps = maps.to(dtype).contiguous(memory_format=layout)
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
-    features = network_features(maps, fc1, logits, apply_temperature(torch.log_softmax(logits, dim=1), 2.0))
+    summaries = channel_summaries(maps)
+    assert summaries.shape == (2, 128) and summaries.dtype == torch.float32
+    features = network_features(summaries, fc1, logits, apply_temperature(torch.log_softmax(logits, dim=1), 2.0))
     assert features.shape == (2, 258) and features.dtype == np.float32
     assert np.array_equal(features[:, :128], fc1.numpy())
     means, maxima = features[:, 128:192], features[:, 192:256]
