@@ -69,28 +69,21 @@ def test_forward_equals_the_tutorials_bit_for_bit_values_and_gradients(dtype):
     assert all(torch.equal(ours, theirs) for ours, theirs in zip(*grads, strict=True))
 
 
-def test_features_then_head_is_forward_and_logits_precede_its_log_softmax():
+def test_forward_is_conv_maps_then_dense_then_head_and_logits_precede_its_log_softmax():
     torch.manual_seed(0)
     model = Net().eval()
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
-        features = model.features(x)
+        maps = model.conv_maps(x)
+        assert maps.shape == (4, 64, 12, 12) and (maps >= 0).all()  # max-pooled conv2 after its ReLU
+        kept = maps.clone()
+        features = model.dense(maps)
+        assert torch.equal(maps, kept)  # dense leaves its input as it was (a caller may still read it)
+        assert torch.equal(features, model.features(x))
         assert features.shape == (4, 128) and (features >= 0).all()  # fc1 after its ReLU
         logits = model.logits(features)
         assert torch.equal(model.head(features), model(x))
         assert torch.equal(torch.log_softmax(logits, dim=1), model(x))
-
-
-def test_conv_maps_then_dense_are_the_features_and_leave_the_maps_alone():
-    torch.manual_seed(0)
-    model = Net().eval()
-    x = torch.randn(3, 1, 28, 28)
-    with torch.no_grad():
-        maps = model.conv_maps(x)
-        assert maps.shape == (3, 64, 12, 12) and (maps >= 0).all()  # max-pooled conv2 after its ReLU
-        kept = maps.clone()
-        assert torch.equal(model.dense(maps), model.features(x))
-        assert torch.equal(maps, kept)
         model.train()
         model.dense(maps)  # dropout draws a new tensor in training too
         assert torch.equal(maps, kept)
