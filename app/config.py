@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         description="torch CPU threads (torch.set_num_threads); unset: the CPUs available (cgroup quota and "
         "affinity respected; `make serve` sets CPUs ÷ worker processes)",
     )
+    digit_gate: bool = Field(
+        True,
+        description="answer is_digit with the checkpoint's not-a-digit gate; false skips it (is_digit null) for the "
+        "throughput it costs on CPU (README: 8-11 %)",
+    )
     forward_on: Literal["auto", "loop", "thread"] = Field(
         "auto",
         description="where forward passes run: loop (the event loop: no thread hand-off, best with a CPU to "

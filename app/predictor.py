@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
-from app.gate import NO_GATE_NOTE, DigitGate, GateError, channel_summaries, network_features
+from app.gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, channel_summaries, network_features
 from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
 from mnist_model.calibration import apply_temperature
@@ -73,8 +73,9 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 class Predictor:
     """A checkpoint on a device. Raises `CheckpointError` (bad file) or `RuntimeError` (bad device).
 
-    `with_gate=False` leaves the checkpoint's digit gate out, whatever it holds: what `app.gate.fit` needs to refit
-    a gate that this code can no longer use (fitted on other features)."""
+    Without `settings.digit_gate` (MNIST_SERVE_DIGIT_GATE=false) the checkpoint's digit gate is not loaded: no
+    gate features are computed and `is_digit` is null. `with_gate=False` does the same whatever the settings say
+    and whatever the checkpoint holds: what `app.gate.fit` needs to refit a gate this code can no longer use."""
 
     def __init__(self, settings: Settings, *, with_gate: bool = True) -> None:
         self.device = resolve_device(settings.device)
@@ -85,11 +86,14 @@ class Predictor:
             log.warning("MNIST_SERVE_PRECISION=float16 is CUDA-only; CPU runs float32 (try bfloat16)")
             self.dtype = torch.float32
         model, self.metadata = load_checkpoint(settings.model_path, self.device)
+        use_gate = with_gate and settings.digit_gate
         try:
-            self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate) if with_gate else None
+            self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate) if use_gate else None
         except GateError as exc:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
-        if self.digit_gate is None and with_gate:
+        if with_gate and not settings.digit_gate:
+            log.info("%s", GATE_OFF_NOTE)
+        elif self.digit_gate is None and with_gate:
             log.warning("%s: %s", settings.model_path, NO_GATE_NOTE)
         # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast convolutions (~2× on CPU).
         self.model = model.to(self.dtype).to(memory_format=torch.channels_last)

@@ -8,7 +8,7 @@ in the checkpoint's `digit_gate` metadata.
 - `fit`: the command that fits a checkpoint's gate on exported renders and MNIST and writes it back.
 """
 
-from app.gate.digit_gate import NO_GATE_NOTE, DigitGate, GateError, describe_gate
+from app.gate.digit_gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, describe_gate
 from app.gate.features import (
     CUE_FEATURES,
     FEATURE_NAMES,
@@ -22,6 +22,7 @@ __all__ = [
     "CUE_FEATURES",
     "FEATURE_NAMES",
     "NETWORK_FEATURES",
+    "GATE_OFF_NOTE",
     "NO_GATE_NOTE",
     "DigitGate",
     "GateError",

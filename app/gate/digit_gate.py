@@ -32,9 +32,14 @@ PARAMETERS = ("mean", "std", "hidden_weights", "hidden_bias", "output_weights")
 """The array parameters of `digit_gate` (with `features`, `output_bias`, `threshold`)."""
 
 
-def describe_gate(gate: DigitGate | None) -> dict[str, object]:
-    """The `digit_gate` entry GET /model shows: the gate's summary, or a note that there is none."""
-    return {"note": NO_GATE_NOTE} if gate is None else gate.describe()
+GATE_OFF_NOTE = "the digit gate is switched off (MNIST_SERVE_DIGIT_GATE=false): `is_digit` is null in every answer"
+
+
+def describe_gate(gate: DigitGate | None, *, switched_off: bool = False) -> dict[str, object]:
+    """The `digit_gate` entry GET /model shows: the gate's summary, or a note saying why there is none."""
+    if gate is not None:
+        return gate.describe()
+    return {"note": GATE_OFF_NOTE if switched_off else NO_GATE_NOTE}
 
 
 class GateError(ValueError):

@@ -161,7 +161,11 @@ def _requested(request: DecodedRequest, available: dict[str, OutputSpec]) -> lis
         return [(spec, request.binary_output) for spec in available.values()]
     unknown = [output.name for output in request.outputs if output.name not in available]
     if unknown:
-        absent = " (the served checkpoint has no digit gate)" if unknown[0] in GATED_OUTPUTS else ""
+        absent = (
+            " (no digit gate is served: none in the checkpoint, or MNIST_SERVE_DIGIT_GATE=false)"
+            if unknown[0] in GATED_OUTPUTS
+            else ""
+        )
         raise ProtocolError(
             f"unknown output {unknown[0]!r}{absent}: this model has {', '.join(map(str, available.values()))}"
         )

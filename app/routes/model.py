@@ -19,7 +19,8 @@ async def describe_model(service: ServiceDep) -> ModelDescription:
     digit gate summarised (or a note that the checkpoint has none: `is_digit` is then null)."""
     settings = service.settings
     metadata = dataclasses.asdict(service.model.metadata)
-    metadata["digit_gate"] = describe_gate(getattr(service.model, "digit_gate", None))
+    gate = getattr(service.model, "digit_gate", None)
+    metadata["digit_gate"] = describe_gate(gate, switched_off=not settings.digit_gate)
     return ModelDescription(
         name=service.model.name,
         version=service.model.version,

@@ -189,3 +189,25 @@ def test_a_gate_fitted_on_other_features_is_refused_but_the_weights_load_for_a_r
     assert predictor.digit_gate is None
     probabilities, features = predictor.gate_inputs(np.zeros((2, 28, 28), np.uint8))
     assert probabilities.shape == (2, 10) and features.shape == (2, len(NETWORK_FEATURES))
+
+
+async def test_the_gate_switched_off_answers_null_and_says_why(gated_checkpoint, caplog):
+    caplog.set_level(logging.INFO)
+    settings = Settings(model_path=gated_checkpoint, device="cpu", digit_gate=False)
+    async with serve_in_process(create_app(settings)) as client:
+        response = await client.post("/predict", content=png(mnist_digit_like()), headers={"Content-Type": "image/png"})
+        assert response.status_code == 200 and response.json()["is_digit"] is None
+        note = (await client.get("/model")).json()["metadata"]["digit_gate"]["note"]
+        assert "MNIST_SERVE_DIGIT_GATE=false" in note
+        outputs = [output["name"] for output in (await client.get("/v2/models/mnist")).json()["outputs"]]
+        assert "is_digit" not in outputs
+    assert "switched off" in caplog.text and "no digit gate" not in caplog.text
+    assert Predictor(settings).digit_gate is None
+    assert Predictor(load_settings(model_path=gated_checkpoint, device="cpu")).digit_gate is not None  # default on
+
+
+def mnist_digit_like() -> np.ndarray:
+    """A diagonal stroke in MNIST format (white on black, black border)."""
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[4:24, 4:24] = np.eye(20, dtype=np.uint8) * 255
+    return pixels
