@@ -122,34 +122,39 @@ class Predictor:
         softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its
         columns follow (see `Model.predict`)."""
         with torch.inference_mode():
-            summaries, fc1, logits = self._forward(pixels, summarise=self.digit_gate is not None)
-            probabilities = self._calibrated(logits)
-            if self.digit_gate is None or summaries is None:
-                return probabilities.cpu()
-            return self.digit_gate.rows(probabilities, network_features(summaries, fc1, logits, probabilities))
+            if self.digit_gate is None:
+                _, logits = self._dense(self._conv_maps(pixels))
+                return self._calibrated(logits).cpu()
+            return self.digit_gate.rows(*self._gate_inputs(pixels))
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Calibrated probabilities (N×10) and `app.gate.network_features` (N×258) of MNIST-format images, as
-        the service computes them (same device, precision, normalisation): what the gate is fitted on."""
+        """Calibrated probabilities (N×10, on the CPU) and `app.gate.network_features` (N×258) of MNIST-format
+        images, as the service computes them (same device, precision, normalisation): what the gate is fitted on."""
         with torch.inference_mode():
-            summaries, fc1, logits = self._forward(pixels, summarise=True)
-            assert summaries is not None  # asked for
-            probabilities = self._calibrated(logits)
-            return probabilities.cpu(), network_features(summaries, fc1, logits, probabilities)
+            probabilities, features = self._gate_inputs(pixels)
+            return probabilities.cpu(), features
 
-    def _forward(
-        self, pixels: np.ndarray, *, summarise: bool
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """The gate's `channel_summaries` of the convolutional maps (None unless `summarise`), fc1's activations and
-        the logits of uint8 N×28×28 images (one forward pass; call in inference mode)."""
+    def _gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """`gate_inputs` with the probabilities left on the device: one forward pass (call in inference mode)."""
+        maps = self._conv_maps(pixels)
+        summaries = channel_summaries(maps)  # now, while the maps are still in cache (see channel_summaries)
+        fc1, logits = self._dense(maps)
+        probabilities = self._calibrated(logits)
+        return probabilities, network_features(summaries, fc1, logits, probabilities)
+
+    def _conv_maps(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 N×28×28 images → the network's convolutional maps: copied to the device, normalised with the
+        checkpoint's mean/std, in the model's dtype and channels-last layout (call in inference mode)."""
         batch = torch.from_numpy(pixels)
         if self._staging is not None:
             batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
         batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
-        maps = self.model.conv_maps(batch.contiguous(memory_format=torch.channels_last))
-        summaries = channel_summaries(maps) if summarise else None  # now, while the maps are in cache
+        return self.model.conv_maps(batch.contiguous(memory_format=torch.channels_last))
+
+    def _dense(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rest of the forward pass: fc1's activations and the logits."""
         fc1 = self.model.dense(maps)
-        return summaries, fc1, self.model.logits(fc1)
+        return fc1, self.model.logits(fc1)
 
     def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
         # log_softmax as the network's forward ends (same values bit for bit); softmax of log-probabilities in

@@ -63,14 +63,13 @@ _RING = np.flatnonzero(np.pad(np.zeros((FIELD - 2, FIELD - 2), bool), 1, constan
 def mnist_pngs(blobs: Sequence[bytes]) -> list[np.ndarray | None]:
     """`mnist_png` of each file of a batch request (what /predict/batch mostly receives: 28×28 grayscale PNGs),
     with the format check done once on the stack of everything the fast path decoded. Read-only pixels."""
-    decoded = [small_gray_png(data, FIELD) for data in blobs]
-    found = [index for index, pixels in enumerate(decoded) if pixels is not None]
+    found = [(index, pixels) for index, data in enumerate(blobs) if (pixels := small_gray_png(data, FIELD)) is not None]
     answers: list[np.ndarray | None] = [None] * len(blobs)
     if found:
-        stack = np.stack([decoded[index] for index in found])  # type: ignore[misc]  # found: not None
+        stack = np.stack([pixels for _, pixels in found])
         stack.flags.writeable = False
         verdicts = [mnist_format(stack[0])] if len(stack) == 1 else mnist_formats(stack)  # one: OpenCV's is cheaper
-        for row, (index, passes) in enumerate(zip(found, verdicts, strict=True)):
+        for row, ((index, _), passes) in enumerate(zip(found, verdicts, strict=True)):
             if passes:
                 answers[index] = stack[row]
     return answers
