@@ -11,9 +11,10 @@ Where the forward pass runs (`on_loop`):
 - on the event loop itself: no thread hand-off, no cross-thread wake-up, no GIL ping-pong. Cheaper where the
   process has one CPU to itself (one torch thread): there the loop could not have done anything else meanwhile.
 
-A request submits all its images at once (`submit(pixels)`, uint8 N×28×28) and gets one future for all their
-rows: one wake-up per request, however many images, and per event loop one per forward pass. A full queue
-refuses new images (`QueueFull` → 503) instead of growing.
+A request submits all its images at once (`submit(pixels, cues)`: uint8 N×28×28 and, for the digit gate, their
+cues, None when all are MNIST-format) and gets one future for all their rows: one wake-up per request, however
+many images, and per event loop one per forward pass. A full queue refuses new images (`QueueFull` → 503)
+instead of growing.
 
 A request reserves queue room for its images before decoding them (`with batcher.reserve(n) as reservation`),
 so an overloaded server refuses before spending CPU on images it could not queue anyway, and the batcher knows
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.errors import ModelUnavailable, QueueFull
+from app.gate import stack_cues
 from app.metrics import Metrics
 from app.predictor import Model
 
@@ -43,9 +45,11 @@ Probabilities = list[float]
 
 @dataclass(eq=False, slots=True)
 class _Submission:
-    """One request's images (uint8 N×28×28) and the future that gets all their rows, in order."""
+    """One request's images (uint8 N×28×28, with their N×9 cues or None: see `Model.predict`) and the future that
+    gets all their rows, in order."""
 
     pixels: np.ndarray
+    cues: np.ndarray | None
     future: asyncio.Future[list[Probabilities]]
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
@@ -130,16 +134,19 @@ class DynamicBatcher:
             self._reserved += count
         return Reservation(self, count)
 
-    def submit(self, pixels: np.ndarray) -> asyncio.Future[list[Probabilities]]:
-        """Queue MNIST-format images (uint8 N×28×28) without a reservation, all or none.
+    def submit(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> asyncio.Future[list[Probabilities]]:
+        """Queue MNIST-format images (uint8 N×28×28; their `cues` as `Model.predict` takes them) without a
+        reservation, all or none.
 
         The future gets one probability row per image, in order. Cancelling it drops the images that have not
         reached the model yet. Raises `QueueFull` or `ModelUnavailable`. Call it on the event loop that will
         await the future.
         """
-        return self._enqueue(pixels, release=0)
+        return self._enqueue(pixels, cues, release=0)
 
-    def _enqueue(self, pixels: np.ndarray, *, release: int) -> asyncio.Future[list[Probabilities]]:
+    def _enqueue(
+        self, pixels: np.ndarray, cues: np.ndarray | None, *, release: int
+    ) -> asyncio.Future[list[Probabilities]]:
         """Give back `release` reserved places, then queue `pixels`, all or none (raising refuses them all)."""
         loop = asyncio.get_running_loop()
         count = len(pixels)
@@ -153,7 +160,7 @@ class DynamicBatcher:
                 )
             if self._queued + self._reserved + count > self.max_queue_size:
                 raise QueueFull(f"the queue is full ({self.max_queue_size} images); retry shortly")
-            submission = _Submission(pixels, loop.create_future(), loop)
+            submission = _Submission(pixels, cues, loop.create_future(), loop)
             if count:
                 self._queue.append(submission)
                 self._queued += count
@@ -212,8 +219,9 @@ class DynamicBatcher:
         for submission, _, _ in live:
             self.metrics.queue_wait_seconds.observe(start - submission.enqueued)
         pixels = np.concatenate([submission.pixels[first:stop] for submission, first, stop in live])
+        cues = stack_cues([(None if s.cues is None else s.cues[first:stop], stop - first) for s, first, stop in live])
         try:
-            rows = self.model.predict(pixels).tolist()
+            rows = self.model.predict(pixels, cues).tolist()
         except Exception as exc:  # noqa: BLE001 - a failed pass fails its own requests, never the worker
             log.exception("forward pass over %d images failed", len(pixels))
             _settle([submission for submission, _, _ in live], error=exc)
@@ -336,8 +344,9 @@ class Reservation:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    def submit(self, pixels: np.ndarray) -> asyncio.Future[list[Probabilities]]:
-        """Queue the images that decoded (uint8 N×28×28, at most the reserved count), all or none.
+    def submit(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> asyncio.Future[list[Probabilities]]:
+        """Queue the images that decoded (uint8 N×28×28, at most the reserved count; their `cues` as
+        `Model.predict` takes them), all or none.
 
         Gives back the whole reservation, images that failed to decode included, even when it raises
         (`QueueFull`, `ModelUnavailable`); a reservation submits once. Call it on the event loop that will
@@ -346,7 +355,7 @@ class Reservation:
         if len(pixels) > self._held:
             raise ValueError(f"{len(pixels)} images submitted on a reservation of {self._held}")
         held, self._held = self._held, 0
-        return self._batcher._enqueue(pixels, release=held)
+        return self._batcher._enqueue(pixels, cues, release=held)
 
     def release(self) -> None:
         """Give back the room not submitted (called when the `reserve` block ends; a second call is a no-op)."""

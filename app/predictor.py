@@ -25,6 +25,8 @@ from mnist_model.hardware import native_bf16
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PROBABILITIES = 10
+"""Columns of probabilities in a row of `Model.predict` (digits 0–9); with a digit gate its score follows."""
 
 
 class Model(Protocol):
@@ -38,11 +40,12 @@ class Model(Protocol):
     def warm_up(self) -> None:
         """Run the first forward passes so that the first request does not pay for lazy initialisation."""
 
-    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+    def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
         """Probabilities (N×10 float32 on CPU, rows summing to 1) for MNIST-format images (uint8 N×28×28,
         white ink on black), normalised by the model with its checkpoint's mean/std. With a `digit_gate`, each row
-        goes on (`DigitGate.rows`: `digit_gate.row_width` columns) with what the service needs to answer
-        `is_digit`. The batcher passes a fresh array for each batch: the model may keep or change it."""
+        has an 11th column: the gate's score, from the network and `cues` (N×9 float32 `app.gate.CUE_FEATURES` of
+        each upload; None: all MNIST-format), compared with `digit_gate.threshold` for `is_digit`. The batcher
+        passes fresh arrays for each batch: the model may keep or change them."""
 
     def describe(self) -> dict[str, object]:
         """Device, precision and threads, for GET /model."""
@@ -91,6 +94,7 @@ class Predictor:
             self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate) if use_gate else None
         except GateError as exc:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
+        self._gate = self.digit_gate.on(self.device) if self.digit_gate is not None else None
         if with_gate and not settings.digit_gate:
             log.info("%s", GATE_OFF_NOTE)
         elif self.digit_gate is None and with_gate:
@@ -117,24 +121,28 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+    def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
         """Copy to the device, normalise with the checkpoint's mean/std, run the network; calibrated probabilities,
-        softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its
-        columns follow (see `Model.predict`)."""
+        softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its score
+        follows (see `Model.predict`)."""
         with torch.inference_mode():
-            if self.digit_gate is None:
+            if self._gate is None:
                 _, logits = self._dense(self._conv_maps(pixels))
                 return self._calibrated(logits).cpu()
-            return self.digit_gate.rows(*self._gate_inputs(pixels))
+            probabilities, features = self._gate_inputs(pixels)
+            cue_matrix = None if cues is None else torch.from_numpy(cues).to(self.device, non_blocking=True)
+            scores = self._gate.scores(features, cue_matrix)
+            return torch.cat([probabilities, scores[:, None]], dim=1).cpu()
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Calibrated probabilities (N×10, on the CPU) and `app.gate.network_features` (N×258) of MNIST-format
-        images, as the service computes them (same device, precision, normalisation): what the gate is fitted on."""
+        """Calibrated probabilities (N×10, on the CPU) and `app.gate.network_features` (N×258 float32) of
+        MNIST-format images, as the service computes them (same device, precision, normalisation): what the gate
+        is fitted on."""
         with torch.inference_mode():
             probabilities, features = self._gate_inputs(pixels)
-            return probabilities.cpu(), features
+            return probabilities.cpu(), features.cpu().numpy()
 
-    def _gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    def _gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """`gate_inputs` with the probabilities left on the device: one forward pass (call in inference mode)."""
         maps = self._conv_maps(pixels)
         summaries = channel_summaries(maps)  # now, while the maps are still in cache (see channel_summaries)

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from app.batcher import DynamicBatcher, Probabilities, Reservation
 from app.config import Settings
 from app.errors import ModelTimeout, ModelUnavailable, NotReady
+from app.gate import cue_row, stack_cues
 from app.metrics import Metrics
 from app.predictor import Model
 from app.preprocess import BadItem, ImageError, mnist_pngs, to_mnist_pixels
@@ -53,8 +54,9 @@ class Classification:
     is_digit: bool | None = None
 
 
-Prepared = tuple[np.ndarray, CueNotes]
-"""An image ready for the model: its 28×28 pixels and what preprocessing noted of its ink (for the gate)."""
+Prepared = tuple[np.ndarray, np.ndarray | None]
+"""An image ready for the model: its 28×28 pixels and its cues for the digit gate (`app.gate.cue_row`: None for
+an MNIST-format upload, and for every upload when the model has no gate)."""
 
 
 Result = Classification | BadItem
@@ -119,8 +121,8 @@ class Service:
         own = np.array(pixels, order="C")  # the caller's buffer may change after we return
         own.flags.writeable = False
         with self.batcher.reserve(len(own)) as reservation:
-            # Notes left untouched: the gate treats the pixels as an MNIST-format upload's (they are, by contract).
-            return await self._classify(reservation, [(image, CueNotes()) for image in own])
+            # No cues: the gate treats the pixels as an MNIST-format upload's (they are, by contract).
+            return await self._classify(reservation, [(image, None) for image in own])
 
     async def _classify(self, reservation: Reservation, prepared: list[Prepared | BadItem]) -> list[Result]:
         """Queue the prepared images on `reservation` as one submission and wait (bounded) for their rows; bad
@@ -128,7 +130,9 @@ class Service:
         good = [item for item in prepared if not isinstance(item, BadItem)]
         if not good:  # nothing for the model: the per-image errors are the whole answer
             return [item for item in prepared if isinstance(item, BadItem)]
-        future = reservation.submit(good[0][0][None] if len(good) == 1 else np.stack([item[0] for item in good]))
+        pixels = good[0][0][None] if len(good) == 1 else np.stack([item[0] for item in good])
+        cues = stack_cues([(None if item[1] is None else item[1][None], 1) for item in good])
+        future = reservation.submit(pixels, cues)
         # A timer that fails the future itself (cheaper than asyncio.timeout's task cancellation); a future
         # that is done before its images reached the model makes the batcher skip them.
         timeout_s = self.settings.request_timeout_s
@@ -138,15 +142,17 @@ class Service:
         finally:
             timer.cancel()
             future.cancel()  # no-op when answered; when this request is cancelled, its images are skipped
-        answers = iter(self._answers(rows, good))
+        answers = iter(self._answers(rows))
         return [item if isinstance(item, BadItem) else _classification(item, *next(answers)) for item in prepared]
 
-    def _answers(self, rows: list[Probabilities], uploads: list[Prepared]) -> list[tuple[Probabilities, bool | None]]:
-        """(probabilities, is_digit) per row of the model: with a gate, its verdicts from the rest of each row."""
+    def _answers(self, rows: list[Probabilities]) -> list[tuple[Probabilities, bool | None]]:
+        """(probabilities, is_digit) per row of the model: with a gate, its score (the row's last value, taken off)
+        against the gate's threshold."""
         gate = getattr(self.model, "digit_gate", None)
         if gate is None:
             return [(row, None) for row in rows]
-        return [(row[:10], verdict) for row, verdict in zip(rows, gate.verdicts(rows, uploads), strict=True)]
+        threshold = gate.threshold
+        return [(row, row.pop() >= threshold) for row in rows]
 
     async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[Prepared | BadItem]:
         """Preprocess the image bytes, small ones inline, the rest concurrently on the decode threads; refused
@@ -155,8 +161,8 @@ class Service:
         big = [(index, item) for index, item in enumerate(prepared) if isinstance(item, bytes)]
         if big:
             loop = asyncio.get_running_loop()
-            limit = self.settings.max_image_pixels
-            jobs = [loop.run_in_executor(self.decode_pool, self._prepare_image, data, limit) for _, data in big]
+            limit, cues = self.settings.max_image_pixels, self._gated
+            jobs = [loop.run_in_executor(self.decode_pool, prepare_image, data, limit, cues) for _, data in big]
             for (index, _), item in zip(big, await asyncio.gather(*jobs), strict=True):
                 prepared[index] = item
         return prepared  # type: ignore[return-value]  # every bytes item was replaced
@@ -171,7 +177,7 @@ class Service:
         taken: list[bytes | BadItem | Prepared] = []
         for blob in blobs:
             pixels = next(found) if isinstance(blob, bytes) else None
-            taken.append(blob if pixels is None else (pixels, CueNotes()))
+            taken.append(blob if pixels is None else (pixels, None))
         return taken
 
     def _prepare_inline(self, data: bytes) -> Prepared | BadItem | bytes:
@@ -179,28 +185,33 @@ class Service:
         else give it back for the decode threads (the pixel count is read from the header, nothing decoded)."""
         inline, limit = self.settings.inline_decode_max_pixels, self.settings.max_image_pixels
         if inline >= limit:
-            return self._prepare_image(data, limit)
+            return prepare_image(data, limit, self._gated)
         if inline == 0:
             return data
-        result = self._prepare_image(data, inline)
+        result = prepare_image(data, inline, self._gated)
         if isinstance(result, BadItem) and result.status_code == 413:
             return data  # too big for the loop, maybe not for the service
         return result
 
-    @staticmethod
-    def _prepare_image(data: bytes, max_pixels: int) -> Prepared | BadItem:
-        """`to_mnist_pixels` with notes for the gate: what `inspect_upload` gives, with the cues measured on the
-        28×28 result left to the gate, which needs none for an MNIST-format upload (`app.gate.features`)."""
-        notes = CueNotes()
-        try:
-            pixels = to_mnist_pixels(data, max_pixels, notes)
-        except ImageError as exc:
-            return BadItem.from_error(exc)
-        except Exception:  # a decoder bug must not turn one user's bad file into a 500 for the request
-            log.exception("preprocess raised something other than ImageError; treating the image as undecodable")
-            return BadItem(400, "the image could not be decoded")
-        pixels.flags.writeable = False
-        return pixels, notes
+    @property
+    def _gated(self) -> bool:
+        """Whether the model has a digit gate (then uploads' cues are measured where they are preprocessed)."""
+        return getattr(self.model, "digit_gate", None) is not None
+
+
+def prepare_image(data: bytes, max_pixels: int, measure_cues: bool) -> Prepared | BadItem:
+    """`to_mnist_pixels`, with the upload's cues for the gate when `measure_cues` (on the decode thread that did the
+    preprocessing: the cues measured on the 28×28 result cost ~0.1 ms, kept off the event loop)."""
+    notes = CueNotes()
+    try:
+        pixels = to_mnist_pixels(data, max_pixels, notes)
+    except ImageError as exc:
+        return BadItem.from_error(exc)
+    except Exception:  # a decoder bug must not turn one user's bad file into a 500 for the request
+        log.exception("preprocess raised something other than ImageError; treating the image as undecodable")
+        return BadItem(400, "the image could not be decoded")
+    pixels.flags.writeable = False
+    return pixels, cue_row(notes.cues(pixels)) if measure_cues and notes.parts is not None else None
 
 
 def _classification(item: Prepared, probabilities: Probabilities, is_digit: bool | None) -> Classification:

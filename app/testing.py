@@ -70,7 +70,7 @@ class StubModel:
         if self.fail_warm_up:
             raise RuntimeError("stub warm-up failure")
 
-    def predict(self, pixels: np.ndarray) -> torch.Tensor:
+    def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
         """Uniform probabilities for each image (uint8 N×28×28), after the gate opens."""
         self.batch_sizes.append(len(pixels))
         self.entered.set()

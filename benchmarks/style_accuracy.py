@@ -25,8 +25,7 @@ import torch
 from PIL import Image
 
 from app.config import Settings
-from app.gate.digit_gate import PROBABILITIES
-from app.predictor import Predictor
+from app.predictor import PROBABILITIES, Predictor
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
 from benchmarks.renders import SPLITS, STYLES, DigitPool, DigitRender, digit_pool, digit_renders, render_photo
 

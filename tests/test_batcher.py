@@ -18,8 +18,8 @@ from app.testing import StubModel
 class EchoModel(StubModel):
     """Answers each image with [its first pixel, 0, …], so every answer shows which image it came from."""
 
-    def predict(self, pixels: np.ndarray) -> torch.Tensor:
-        super().predict(pixels)
+    def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
+        super().predict(pixels, cues)
         rows = torch.zeros((len(pixels), 10))
         rows[:, 0] = torch.from_numpy(pixels[:, 0, 0].astype(np.float32))
         return rows
@@ -91,9 +91,9 @@ async def test_on_the_loop_requests_that_arrive_together_share_a_pass_on_the_loo
     threads = []
 
     class Recording(EchoModel):
-        def predict(self, pixels: np.ndarray) -> torch.Tensor:
+        def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
             threads.append(threading.current_thread())
-            return super().predict(pixels)
+            return super().predict(pixels, cues)
 
     model = Recording()
     batcher = make_batcher(model, on_loop=True)

@@ -35,8 +35,8 @@ class RecordingModel(StubModel):
         self.metadata = ModelMetadata(command="stub", mean=MEAN, std=STD)
         self.seen: list[np.ndarray] = []
 
-    def predict(self, pixels: np.ndarray) -> torch.Tensor:
-        super().predict(pixels)
+    def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
+        super().predict(pixels, cues)
         self.seen.extend(pixels.copy())
         rows = torch.zeros((len(pixels), 10))
         rows[:, 0] = torch.from_numpy(pixels.reshape(len(pixels), -1).mean(axis=1))

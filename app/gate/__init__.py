@@ -3,19 +3,21 @@ penultimate activations, a summary of its answer and the preprocessing cues, fit
 in the checkpoint's `digit_gate` metadata.
 
 - `features`: what the gate weighs, computed by the same functions at fitting and at serving time.
-- `digit_gate`: the gate's parameters, its score, and its part of the predictor's rows and the service's answers.
+- `digit_gate`: the gate's parameters, its score (the plain formula, and the predictor's batched tensor version).
 - `fitting`: the fit (class-balanced, deterministic) and the threshold choice (a false-flag budget per group).
 - `fit`: the command that fits a checkpoint's gate on exported renders and MNIST and writes it back.
 """
 
-from app.gate.digit_gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, describe_gate
+from app.gate.digit_gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, ServingGate, describe_gate
 from app.gate.features import (
     CUE_FEATURES,
     FEATURE_NAMES,
     NETWORK_FEATURES,
     channel_summaries,
     cue_features,
+    cue_row,
     network_features,
+    stack_cues,
 )
 
 __all__ = [
@@ -27,7 +29,10 @@ __all__ = [
     "DigitGate",
     "GateError",
     "cue_features",
+    "cue_row",
     "describe_gate",
     "channel_summaries",
     "network_features",
+    "ServingGate",
+    "stack_cues",
 ]

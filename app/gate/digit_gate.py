@@ -6,10 +6,10 @@ checkpoint's `digit_gate` metadata.
 Why a small MLP and not a logistic regression: on the threshold split it flagged 88.9 % of non-digits against
 67.4 % for the logistic regression at the same false-flag budgets (see README, "Is it a digit?").
 
-The first layer is linear, so its pre-activations split into a network term (fc1 and the answer summary,
-computed batched by the predictor beside the forward pass: `network_term`) and a cue term (`finish`, per request,
-by the service). An MNIST-format upload's cues are constants (`features.MNIST_FORMAT_CUES`), so the predictor
-finishes its score itself and the service only compares a number.
+At serving time the whole score is computed by the predictor, batched, right after the forward pass
+(`DigitGate.on`: the standardising folded into the first layer, a handful of tensor operations); the cues come
+with the images (measured where each upload was preprocessed), and an MNIST-format upload's are constants
+(`features.MNIST_FORMAT_CUES`), folded into a bias of their own. The service only compares a number.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from app.gate.features import FEATURE_NAMES, MNIST_FORMAT_CUES, NETWORK_FEATURES, cue_features
-from app.preprocess.cues import CueNotes
+from app.gate.features import FEATURE_NAMES, MNIST_FORMAT_CUES, NETWORK_FEATURES
 
 NO_GATE_NOTE = (
     "this checkpoint has no digit gate: `is_digit` is null in every answer; fit one with "
     "`python -m app.gate.fit --checkpoint PATH ...` (see README, 'Is it a digit?')"
 )
-PROBABILITIES = 10
 PARAMETERS = ("mean", "std", "hidden_weights", "hidden_bias", "output_weights")
 """The array parameters of `digit_gate` (with `features`, `output_bias`, `threshold`)."""
 
@@ -40,6 +38,27 @@ def describe_gate(gate: DigitGate | None, *, switched_off: bool = False) -> dict
     if gate is not None:
         return gate.describe()
     return {"note": GATE_OFF_NOTE if switched_off else NO_GATE_NOTE}
+
+
+@dataclass(frozen=True)
+class ServingGate:
+    """`DigitGate.on(device)`: the score as a few float32 tensor operations on the predictor's device."""
+
+    network_weights: torch.Tensor  # 258×H, standardising folded in
+    cue_weights: torch.Tensor  # 9×H
+    bias: torch.Tensor  # H
+    mnist_format_bias: torch.Tensor  # H: `bias` plus the cue term of `MNIST_FORMAT_CUES`
+    output_weights: torch.Tensor  # H
+    output_bias: torch.Tensor  # scalar
+
+    def scores(self, features: torch.Tensor, cues: torch.Tensor | None) -> torch.Tensor:
+        """N float32 scores from `network_features` (N×258) and the cue matrix (N×9 `CUE_FEATURES`; None: every
+        upload MNIST-format)."""
+        if cues is None:
+            hidden = torch.addmm(self.mnist_format_bias, features, self.network_weights)
+        else:
+            hidden = torch.addmm(self.bias, features, self.network_weights).addmm_(cues, self.cue_weights)
+        return torch.addmv(self.output_bias, hidden.relu_(), self.output_weights)
 
 
 class GateError(ValueError):
@@ -71,13 +90,6 @@ class DigitGate:
         finite = np.isfinite([self.output_bias, self.threshold]).all() and np.isfinite(self.hidden_bias).all()
         if not (self.std > 0).all() or not finite:
             raise GateError("digit_gate std must be positive, biases and threshold finite")
-        # Standardising folded into the first layer: Wᵀ (x − m) / s + b = (W / s)ᵀ x + (b − (m / s)ᵀ W).
-        scaled = self.hidden_weights / self.std[:, None]
-        cut = len(NETWORK_FEATURES)
-        folded_bias = self.hidden_bias - (self.mean / self.std) @ self.hidden_weights
-        object.__setattr__(self, "_network", scaled[:cut].astype(np.float32))
-        object.__setattr__(self, "_network_bias", folded_bias.astype(np.float32))
-        object.__setattr__(self, "_cues", scaled[cut:])
 
     @property
     def hidden(self) -> int:
@@ -85,52 +97,28 @@ class DigitGate:
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Scores of N×F feature rows (`FEATURE_NAMES` order), float64: the plain formula, for fitting and
-        benchmarks (serving computes the same in two parts: `network_term`, then `finish`)."""
+        benchmarks (serving computes the same in float32 with `on`)."""
         hidden = np.maximum(((features - self.mean) / self.std) @ self.hidden_weights + self.hidden_bias, 0.0)
         return hidden @ self.output_weights + self.output_bias
 
-    def network_term(self, features: np.ndarray) -> np.ndarray:
-        """The first layer's pre-activations from N×258 `network_features` alone (N×H float32, bias included)."""
-        network: np.ndarray = self._network  # type: ignore[attr-defined]
-        bias: np.ndarray = self._network_bias  # type: ignore[attr-defined]
-        return features @ network + bias
+    def on(self, device: torch.device) -> ServingGate:
+        """The gate as the predictor runs it: float32 tensors on `device`, standardising folded into the first
+        layer, Wᵀ (x − m) / s + b = (W / s)ᵀ x + (b − (m / s)ᵀ W)."""
+        scaled = self.hidden_weights / self.std[:, None]
+        bias = self.hidden_bias - (self.mean / self.std) @ self.hidden_weights
+        cut = len(NETWORK_FEATURES)
 
-    def finish(self, network_term: np.ndarray, cue_features: np.ndarray) -> np.ndarray:
-        """Scores from `network_term` rows (N×H) and the uploads' `cue_features` (N×9), float64."""
-        cues: np.ndarray = self._cues  # type: ignore[attr-defined]
-        hidden = np.maximum(np.asarray(network_term, np.float64) + np.asarray(cue_features) @ cues, 0.0)
-        return hidden @ self.output_weights + self.output_bias
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
 
-    # --- serving: the predictor's rows and the service's verdicts ------------------------------------------
-    # A row (one per image, float32): 10 probabilities | the score if the upload was MNIST-format | the network
-    # term (H values).
-
-    @property
-    def row_width(self) -> int:
-        return PROBABILITIES + 1 + self.hidden
-
-    def rows(self, probabilities: torch.Tensor, features: np.ndarray) -> torch.Tensor:
-        """The predictor's answer with the gate: N×`row_width` float32 on the CPU, from calibrated probabilities
-        (N×10 float32) and `network_features` (N×258)."""
-        term = self.network_term(features)
-        if_mnist_format = self.finish(term, np.asarray(MNIST_FORMAT_CUES)[None])
-        columns = [probabilities.cpu().numpy(), if_mnist_format[:, None], term]
-        return torch.from_numpy(np.concatenate(columns, axis=1, dtype=np.float32))
-
-    def verdicts(self, rows: list[list[float]], uploads: list[tuple[np.ndarray, CueNotes]]) -> list[bool]:
-        """`is_digit` of each image from its row and its upload (28×28 pixels and the notes its preprocessing
-        took: untouched for an MNIST-format upload, whose score the row already holds)."""
-        verdicts: list[bool | None] = [
-            row[PROBABILITIES] >= self.threshold if notes.parts is None else None
-            for row, (_, notes) in zip(rows, uploads, strict=True)
-        ]
-        rest = [index for index, verdict in enumerate(verdicts) if verdict is None]
-        if rest:
-            terms = np.array([rows[index][PROBABILITIES + 1 :] for index in rest])
-            cues = np.array([cue_features(uploads[index][1].cues(uploads[index][0])) for index in rest])
-            for index, score in zip(rest, self.finish(terms, cues), strict=True):
-                verdicts[index] = bool(score >= self.threshold)
-        return verdicts  # type: ignore[return-value]  # every None was replaced
+        return ServingGate(
+            network_weights=tensor(scaled[:cut]),
+            cue_weights=tensor(scaled[cut:]),
+            bias=tensor(bias),
+            mnist_format_bias=tensor(bias + np.asarray(MNIST_FORMAT_CUES) @ scaled[cut:]),
+            output_weights=tensor(self.output_weights),
+            output_bias=tensor(np.asarray(self.output_bias)),
+        )
 
     def describe(self) -> dict[str, object]:
         """For GET /model: size, threshold and how it was fitted (not the weights: thousands of numbers)."""

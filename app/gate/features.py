@@ -51,32 +51,31 @@ exactly as the values do: the maximum of the maps (ReLU outputs, never negative)
 per batch of 32; `app/gate` runs on every forward pass)."""
 
 
-def channel_summaries(maps: torch.Tensor) -> torch.Tensor:
-    """N×128 float32: the mean, then the maximum, of each of the 64 channels of `Net.conv_maps` output `maps`
-    (N×64×12×12, any layout and float dtype).
+def channel_summaries(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the maximum of each of the 64 channels of `Net.conv_maps` output `maps` (N×64×12×12, any
+    layout and float dtype): two N×64 tensors in the maps' dtype.
 
     Call it right after `conv_maps`, before fc1 streams its 2.4 MB of weights through the cache: on the maps
     still in cache it costs ~45 µs per batch of 32 on one CPU thread, after fc1 ~175 µs (measured)."""
-    means = F.avg_pool2d(maps, maps.shape[-2:]).flatten(1).float()  # several times cheaper than torch's mean here
+    means = F.avg_pool2d(maps, maps.shape[-2:]).flatten(1)  # several times cheaper than torch's mean here
     bits = maps.view(SAME_WIDTH_INTEGER[maps.dtype])  # ReLU output: non-negative, see SAME_WIDTH_INTEGER
     maxima = bits.permute(0, 2, 3, 1).reshape(len(maps), -1, maps.shape[1]).amax(dim=1).view(maps.dtype)
-    return torch.cat([means, maxima.float()], dim=1)
+    return means, maxima
 
 
 def network_features(
-    summaries: torch.Tensor, fc1: torch.Tensor, logits: torch.Tensor, probabilities: torch.Tensor
-) -> np.ndarray:
-    """N×258 float32: fc1's activations (N×128), the `channel_summaries` (N×128), the top calibrated probability
-    (of `probabilities`, the N×10 softmax(logits / T) the predictor answers with anyway), logsumexp(logits).
+    summaries: tuple[torch.Tensor, torch.Tensor], fc1: torch.Tensor, logits: torch.Tensor, probabilities: torch.Tensor
+) -> torch.Tensor:
+    """N×258 float32 on the network's device, in `NETWORK_FEATURES` order: fc1's activations (N×128), the
+    `channel_summaries` (means, maxima), the top calibrated probability (of `probabilities`, the N×10
+    softmax(logits / T) the predictor answers with anyway), logsumexp(logits).
 
-    In numpy: on a batch of 32 its few small operations cost a fraction of torch's per-operation overhead (this
-    runs on every forward pass of the service)."""
-    z = logits.float().cpu().numpy().astype(np.float64)
-    peak = z.max(axis=1, keepdims=True)
-    energy = peak + np.log(np.exp(z - peak).sum(axis=1, keepdims=True))  # logsumexp(z), stably
-    top = probabilities.float().cpu().numpy().max(axis=1, keepdims=True)
-    network = [fc1.float().cpu().numpy(), summaries.cpu().numpy(), top, energy]
-    return np.concatenate(network, axis=1, dtype=np.float32)
+    Few operations on purpose: right after a forward pass each distinct tensor operation costs tens of µs on a
+    CPU (its code and data left the caches), far more than its arithmetic on a batch of 32, so the serving
+    gate's share of a batch is mostly its operation count (see `DigitGate.on`)."""
+    energy = torch.logsumexp(logits.float(), dim=1, keepdim=True)
+    top = probabilities.amax(dim=1, keepdim=True)
+    return torch.cat([fc1, *summaries, top, energy], dim=1).float()  # cat promotes the half-precision parts
 
 
 def cue_features(cues: Cues) -> list[float]:
@@ -89,3 +88,19 @@ def cue_features(cues: Cues) -> list[float]:
 def cue_matrix(cues: Sequence[Cues]) -> np.ndarray:
     """N×9 float64: `cue_features` of each upload."""
     return np.array([cue_features(item) for item in cues], dtype=np.float64).reshape(len(cues), len(CUE_FEATURES))
+
+
+def cue_row(cues: Cues) -> np.ndarray | None:
+    """What the service hands the predictor for one upload: its `cue_features` as a float32 row, or None for an
+    MNIST-format upload (the gate knows its constant cues)."""
+    return None if cues.mnist_format else np.asarray(cue_features(cues), dtype=np.float32)
+
+
+def stack_cues(blocks: Sequence[tuple[np.ndarray | None, int]]) -> np.ndarray | None:
+    """One N×9 float32 cue matrix from blocks of (n×9 rows, n), where a block of None stands for n MNIST-format
+    uploads; None when every block is (nothing to stack: the predictor's fast path)."""
+    if all(rows is None for rows, _ in blocks):
+        return None
+    constant = np.asarray(MNIST_FORMAT_CUES, np.float32)
+    filled = [np.broadcast_to(constant, (count, len(constant))) if rows is None else rows for rows, count in blocks]
+    return np.concatenate(filled, axis=0, dtype=np.float32)

@@ -1,6 +1,6 @@
-"""app.gate: the features (order, values), the gate's formula against hand-computed numbers, its split into the
-predictor's and the service's terms, the metadata round trip (and through a checkpoint file), the fit and the
-threshold choice."""
+"""app.gate: the features (order, values), the gate's formula against hand-computed numbers, the predictor's
+batched tensor version of it (cues given or MNIST-format), the cue matrix, the metadata round trip (and through
+a checkpoint file), the fit and the threshold choice."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from app.gate import (
     GateError,
     channel_summaries,
     cue_features,
+    cue_row,
     network_features,
+    stack_cues,
 )
 from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
 from app.gate.fitting import fit_gate, highest_safe_threshold
@@ -72,10 +74,11 @@ def test_network_features_values(dtype, layout):
     maps = maps.to(dtype).contiguous(memory_format=layout)
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
     summaries = channel_summaries(maps)
-    assert summaries.shape == (2, 128) and summaries.dtype == torch.float32
-    features = network_features(summaries, fc1, logits, apply_temperature(torch.log_softmax(logits, dim=1), 2.0))
+    assert [part.shape for part in summaries] == [(2, 64), (2, 64)] and summaries[1].dtype == dtype
+    probabilities = apply_temperature(torch.log_softmax(logits, dim=1), 2.0)
+    features = network_features(summaries, fc1.to(dtype), logits, probabilities).numpy()
     assert features.shape == (2, 258) and features.dtype == np.float32
-    assert np.array_equal(features[:, :128], fc1.numpy())
+    assert np.array_equal(features[:, :128], fc1.numpy())  # 0–255: exact in every dtype tested
     means, maxima = features[:, 128:192], features[:, 192:256]
     assert means[0, 3] == pytest.approx(6 / 144, rel=1e-2) and np.count_nonzero(means[0]) == 1
     assert maxima[0, 3] == 6.0 and np.count_nonzero(maxima[0]) == 1
@@ -118,11 +121,31 @@ def test_scores_follow_the_formula_by_hand():
     assert gate.scores(x).tolist() == [2.5 * 1.0 - 1.0, 2.0 * 3.0 - 1.0]
 
 
-def test_network_term_plus_finish_equals_the_formula():
-    gate = random_gate()
-    x = np.random.default_rng(1).normal(size=(5, F))
-    term = gate.network_term(x[:, :258].astype(np.float32))
-    assert np.allclose(gate.finish(term, x[:, 258:]), gate.scores(x), rtol=1e-4, atol=1e-4)
+def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uploads():
+    gate = random_gate(hidden=8)
+    served = gate.on(torch.device("cpu"))
+    x = np.random.default_rng(1).normal(size=(5, F)).astype(np.float32)
+    network, cues = torch.from_numpy(x[:, :258]), torch.from_numpy(x[:, 258:])
+    assert np.allclose(served.scores(network, cues).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    x[:, 258:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
+    assert np.allclose(served.scores(network, None).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+
+
+def test_stack_cues_fills_mnist_format_blocks_with_their_constant_cues():
+    measured = np.arange(18, dtype=np.float32).reshape(2, 9)
+    assert stack_cues([(None, 3), (None, 1)]) is None  # all MNIST-format: the predictor's cheaper path
+    stacked = stack_cues([(None, 2), (measured, 2), (None, 1)])
+    assert stacked is not None and stacked.shape == (5, 9) and stacked.dtype == np.float32
+    assert np.array_equal(stacked[[0, 1, 4]], np.tile(MNIST_FORMAT_CUES, (3, 1)))
+    assert np.array_equal(stacked[2:4], measured)
+
+
+def test_cue_row_is_none_for_an_mnist_format_upload_and_the_features_otherwise():
+    mnist = CueNotes().complete([1, 0.75, 0.33, 1.8, 0])
+    assert cue_row(mnist) is None
+    drawn = dataclasses.replace(mnist, parts=2, holes=1, mnist_format=False, inverted=False)
+    row = cue_row(drawn)
+    assert row is not None and row.dtype == np.float32 and row.tolist() == pytest.approx(cue_features(drawn))
 
 
 def test_metadata_round_trip_and_refusals():

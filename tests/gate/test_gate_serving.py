@@ -1,5 +1,5 @@
 """`is_digit` as served: a gated checkpoint flags rendered letters and shapes and passes real MNIST digits, in
-every answer form; the predictor's split computation equals the gate's plain formula; without a gate it is null."""
+every answer form; the predictor's batched score equals the gate's plain formula; without a gate it is null."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from app.config import Settings, load_settings
-from app.gate.features import CUE_FEATURES, FC1_FEATURES, NETWORK_FEATURES
+from app.gate.features import CUE_FEATURES, FC1_FEATURES, NETWORK_FEATURES, stack_cues
 from app.gate.fit import Examples, feature_matrix, mnist_cues
 from app.main import create_app
-from app.predictor import Predictor
-from app.preprocess import inspect_upload, to_mnist_pixels
-from app.preprocess.cues import CueNotes
+from app.predictor import PROBABILITIES, Predictor
+from app.preprocess import MAX_PIXELS, inspect_upload, to_mnist_pixels
+from app.service import prepare_image
 from app.testing import serve_in_process
 from benchmarks.renders import digit_pool, digit_renders, render_nondigit
 from mnist_model import CheckpointError
@@ -131,26 +131,23 @@ async def test_model_card_summarises_the_gate(gated_client):
 
 
 def test_served_verdicts_equal_the_gates_formula(gated_checkpoint, mnist_root, test_split_nondigits, mnist_test_pngs):
-    """The predictor's rows plus the service's finish (network and cue terms apart, MNIST-format uploads finished
-    in the predictor) give the verdicts of the plain formula on `feature_matrix` (as the fit computes it)."""
+    """The predictor's batched score (from the cues the service hands it: measured for a preprocessed upload, None
+    for an MNIST-format one) gives the verdicts of the plain formula on `feature_matrix` (as the fit computes it)."""
     predictor = Predictor(load_settings(model_path=gated_checkpoint, device="cpu"))
     gate = predictor.digit_gate
     uploads = [*test_split_nondigits["letters"], *test_split_nondigits["shapes"], *mnist_test_pngs]
     uploads += [render.data for render in digit_renders("photo", "test", 5, pool=digit_pool("test", mnist_root))]
-    notes, images = [], []
-    for data in uploads:
-        notes.append(CueNotes())
-        images.append(to_mnist_pixels(data, notes=notes[-1]))
-    pixels = np.stack(images)
-    rows = predictor.predict(pixels.copy()).tolist()
-    served = gate.verdicts(rows, list(zip(pixels, notes, strict=True)))
+    prepared = [prepare_image(data, MAX_PIXELS, measure_cues=True) for data in uploads]
+    pixels = np.stack([image for image, _ in prepared])
+    cues = stack_cues([(None if row is None else row[None], 1) for _, row in prepared])
+    served = (predictor.predict(pixels.copy(), cues)[:, PROBABILITIES] >= gate.threshold).tolist()
     inspected = [inspect_upload(data) for data in uploads]
     examples = Examples(
         pixels, [cues for _, cues in inspected], np.ones(len(uploads), bool), np.array([""] * len(uploads)), {}
     )
     expected = gate.scores(feature_matrix(predictor, examples)) >= gate.threshold
-    assert served == expected.tolist()
-    assert any(note.parts is None for note in notes) and any(note.parts is not None for note in notes)
+    assert served == expected.tolist() and 0 < sum(served) < len(served)
+    assert any(row is None for _, row in prepared) and any(row is not None for _, row in prepared)
     assert mnist_cues(pixels[-25:-5]) == [cues for _, cues in inspected[-25:-5]]
 
 
