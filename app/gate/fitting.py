@@ -13,21 +13,31 @@ from app.gate.digit_gate import DigitGate
 
 
 def fit_gate(
-    features: np.ndarray, is_digit: np.ndarray, hidden: int = 64, l2: float = 1e-3, max_iter: int = 300, seed: int = 0
+    features: np.ndarray,
+    is_digit: np.ndarray,
+    hidden: int = 64,
+    l2: float = 1e-3,
+    max_iter: int = 300,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> DigitGate:
     """A gate (threshold 0: choose it with `highest_safe_threshold`) fitted on N×F `features` and N booleans
     `is_digit` to predict the log-odds of "one digit". Both classes weigh the same in the loss whatever their
-    counts, so the threshold, not the class mix, sets the trade-off; plus `l2` · |weights|² / 2. Features that
-    are constant get std 1 (they cannot matter)."""
+    counts, so the threshold, not the class mix, sets the trade-off; plus `l2` · |weights|² / 2. Within a class,
+    example i weighs `weights[i]` (positive; default all 1), e.g. to stress the non-digits that are hardest to
+    tell from digits. Features that are constant get std 1 (they cannot matter)."""
     if features.ndim != 2 or len(features) != len(is_digit) or len(set(is_digit.tolist())) != 2:
         raise ValueError("need N×F features and N labels of both classes")
+    relative = np.ones(len(is_digit)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if relative.shape != (len(is_digit),) or not (relative > 0).all():
+        raise ValueError("need one positive weight per example")
     mean = features.mean(axis=0)
     std = features.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     x = torch.from_numpy((features - mean) / std)
     y = torch.from_numpy(is_digit.astype(np.float64))
-    positives = float(y.sum())
-    sample_weight = torch.where(y > 0, 0.5 / positives, 0.5 / (len(y) - positives))
+    w = torch.from_numpy(relative)
+    sample_weight = torch.where(y > 0, 0.5 * w / w[y > 0].sum(), 0.5 * w / w[y == 0].sum())
     generator = torch.Generator().manual_seed(seed)
     w1 = (
         torch.randn(x.shape[1], hidden, generator=generator, dtype=torch.float64) / x.shape[1] ** 0.5

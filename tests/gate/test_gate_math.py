@@ -200,6 +200,21 @@ def test_fit_separates_a_synthetic_problem_and_is_deterministic():
     assert np.array_equal(again.hidden_weights, gate.hidden_weights) and again.output_bias == gate.output_bias
 
 
+def test_weights_make_the_fit_care_more_about_a_hard_group_of_non_digits():
+    rng = np.random.default_rng(3)
+    digits, easy, hard = 600, 500, 100  # the hard non-digits overlap the digits, the easy ones are far away
+    x = np.zeros((digits + easy + hard, F))
+    x[:, 0] = np.concatenate([rng.normal(2.0, 1.0, digits), rng.normal(-4.0, 1.0, easy), rng.normal(1.0, 1.0, hard)])
+    is_digit = np.arange(len(x)) < digits
+    hard_rows = np.arange(len(x)) >= digits + easy
+    plain = fit_gate(x, is_digit, hidden=4, max_iter=100)
+    stressed = fit_gate(x, is_digit, hidden=4, max_iter=100, weights=np.where(hard_rows, 5.0, 1.0))
+    flagged = [float((gate.scores(x[hard_rows]) < 0).mean()) for gate in (plain, stressed)]
+    assert flagged[1] > flagged[0] + 0.2, flagged  # the boundary moved toward the digits to catch the hard ones
+    with pytest.raises(ValueError, match="positive weight"):
+        fit_gate(x, is_digit, weights=np.zeros(len(x)))
+
+
 def test_threshold_is_the_highest_that_keeps_every_groups_false_flags_in_budget():
     x, is_digit, group = synthetic(3000, seed=2)
     gate = fit_gate(x, is_digit, hidden=8, max_iter=100)
