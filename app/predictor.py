@@ -147,8 +147,9 @@ class Predictor:
         maps = self._conv_maps(pixels)
         summaries = channel_summaries(maps)  # now, while the maps are still in cache (see channel_summaries)
         fc1, logits = self._dense(maps)
-        probabilities = self._calibrated(logits)
-        return probabilities, network_features(summaries, fc1, logits, probabilities)
+        log_probabilities = self._log_probabilities(logits)
+        probabilities = apply_temperature(log_probabilities, self.temperature)
+        return probabilities, network_features(summaries, fc1, logits, log_probabilities, probabilities)
 
     def _conv_maps(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 N×28×28 images → the network's convolutional maps: copied to the device, normalised with the
@@ -165,9 +166,14 @@ class Predictor:
         return fc1, self.model.logits(fc1)
 
     def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        """softmax(log_softmax(logits) / T): the calibrated probabilities (float32)."""
+        return apply_temperature(self._log_probabilities(logits), self.temperature)
+
+    @staticmethod
+    def _log_probabilities(logits: torch.Tensor) -> torch.Tensor:
         # log_softmax as the network's forward ends (same values bit for bit); softmax of log-probabilities in
         # float32 renormalises whatever rounding half precision left.
-        return apply_temperature(F.log_softmax(logits, dim=1).float(), self.temperature)
+        return F.log_softmax(logits, dim=1).float()
 
     def describe(self) -> dict[str, object]:
         """Where and how the model runs, for GET /model."""

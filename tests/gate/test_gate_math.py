@@ -75,8 +75,9 @@ def test_network_features_values(dtype, layout):
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
     summaries = channel_summaries(maps)
     assert [part.shape for part in summaries] == [(2, 64), (2, 64)] and summaries[1].dtype == dtype
-    probabilities = apply_temperature(torch.log_softmax(logits, dim=1), 2.0)
-    features = network_features(summaries, fc1.to(dtype), logits, probabilities).numpy()
+    log_probabilities = torch.log_softmax(logits, dim=1)
+    probabilities = apply_temperature(log_probabilities, 2.0)
+    features = network_features(summaries, fc1.to(dtype), logits, log_probabilities, probabilities).numpy()
     assert features.shape == (2, 258) and features.dtype == np.float32
     assert np.array_equal(features[:, :128], fc1.numpy())  # 0–255: exact in every dtype tested
     means, maxima = features[:, 128:192], features[:, 192:256]
