@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from app.batcher import DynamicBatcher, ModelUnavailable, QueueFull
+from app.gate.features import MNIST_FORMAT_CUES
 from app.testing import StubModel
 
 
@@ -110,6 +111,30 @@ async def test_a_request_is_answered_once_for_all_its_images(batchers):
     future = batcher.submit(images(7, 8, 9))
     assert isinstance(future, asyncio.Future)
     assert firsts(await future) == [7, 8, 9]
+
+
+async def test_cues_travel_with_their_images_and_mnist_format_ones_get_the_constant_cues(threaded):
+    gate = threading.Event()
+    seen: list[np.ndarray | None] = []
+
+    class Recording(EchoModel):
+        def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
+            seen.append(None if cues is None else cues.copy())
+            return super().predict(pixels, cues)
+
+    model = Recording(gate=gate)
+    batcher = threaded(model, max_batch_size=4)
+    first = batcher.submit(images(0))  # holds the worker while the next ones queue up
+    await asyncio.to_thread(model.entered.wait, 5)
+    measured = np.arange(27, dtype=np.float32).reshape(3, 9)
+    futures = [batcher.submit(images(1, 2)), batcher.submit(images(3, 4, 5), measured)]  # split 2 + 2 | 1
+    gate.set()
+    await asyncio.gather(first, *futures)
+    assert model.batch_sizes == [1, 4, 1]
+    assert seen[0] is None  # nothing but MNIST-format images: no cue matrix at all
+    constant = np.array(MNIST_FORMAT_CUES, np.float32)
+    assert seen[1] is not None and np.array_equal(seen[1], np.stack([constant, constant, measured[0], measured[1]]))
+    assert seen[2] is not None and np.array_equal(seen[2], measured[2:])
 
 
 async def test_batches_never_exceed_max_batch_size(threaded):
