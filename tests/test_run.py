@@ -232,7 +232,12 @@ def test_help_shows_defaults():
         [sys.executable, "-m", "training.run", "--help"], capture_output=True, text=True, cwd=REPO, check=True
     ).stdout
     out = " ".join(out.split())  # argparse wraps lines at the terminal width
-    for text in ("--data-dir DIR", "(default: 30)", "(default: models/mnist_cnn.safetensors)", "--resume"):
+    for text in (
+        "--data-dir DIR",
+        "--epochs N epochs to train (default: 60)",
+        "(default: models/mnist_cnn.safetensors)",
+        "--resume",
+    ):
         assert text in out
 
 

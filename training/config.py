@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="MNIST root: files under DIR/MNIST/raw, downloaded there when online (env MNIST_DATA_DIR)",
     )
-    add("--epochs", type=int, default=30, metavar="N", help="epochs to train")
+    add("--epochs", type=int, default=60, metavar="N", help="epochs to train")
     add("--batch-size", type=int, default=128, metavar="N", help="images per step on each process")
     add("--test-batch-size", type=int, default=1000, metavar="N", help="images per evaluation step")
     add("--lr", type=float, default=3e-3, metavar="LR", help="peak learning rate of the one-cycle AdamW schedule")
