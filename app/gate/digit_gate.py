@@ -40,9 +40,10 @@ def describe_gate(gate: DigitGate | None, *, switched_off: bool = False) -> dict
     return {"note": GATE_OFF_NOTE if switched_off else NO_GATE_NOTE}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ServingGate:
-    """`DigitGate.on(device)`: the score as a few float32 tensor operations on the predictor's device."""
+    """`DigitGate.on(device)`: the score as a few float32 tensor operations on the predictor's device. Compared
+    by identity: it holds tensors."""
 
     network_weights: torch.Tensor  # 258×H, standardising folded in
     cue_weights: torch.Tensor  # 9×H

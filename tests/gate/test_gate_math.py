@@ -24,6 +24,7 @@ from app.gate import (
     stack_cues,
 )
 from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
+from app.gate.fit import build_parser
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.preprocess.cues import CueNotes, Cues
 from mnist_model import ModelMetadata, Net, load_checkpoint, save_checkpoint
@@ -214,6 +215,20 @@ def test_weights_make_the_fit_care_more_about_a_hard_group_of_non_digits():
     assert flagged[1] > flagged[0] + 0.2, flagged  # the boundary moved toward the digits to catch the hard ones
     with pytest.raises(ValueError, match="positive weight"):
         fit_gate(x, is_digit, weights=np.zeros(len(x)))
+
+
+def test_fit_command_takes_group_weights_and_refuses_bad_ones(capsys):
+    required = ["--checkpoint", "c.safetensors", "--train", "t.npz", "--threshold", "h.npz"]
+    assert build_parser().parse_args(required).weight == ["letters=2", "symbols=2"]  # the default, parsed by `fit`
+    assert build_parser().parse_args([*required, "--weight", "letters=3", "shapes=0.5"]).weight == [
+        ("letters", 3.0),
+        ("shapes", 0.5),
+    ]
+    assert build_parser().parse_args([*required, "--weight"]).weight == []  # all equal
+    for bad in ("letters", "letters=0", "=2", "letters=x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*required, "--weight", bad])
+        assert "expected GROUP=W" in capsys.readouterr().err
 
 
 def test_threshold_is_the_highest_that_keeps_every_groups_false_flags_in_budget():
