@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     digit_gate: bool = Field(
         True,
         description="answer is_digit with the checkpoint's not-a-digit gate; false skips it (is_digit null) for the "
-        "throughput it costs on CPU (README: 8-11 %)",
+        "throughput it costs on CPU (measured in the README, Benchmarks)",
     )
     forward_on: Literal["auto", "loop", "thread"] = Field(
         "auto",
