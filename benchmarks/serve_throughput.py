@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from app.config import DEFAULT_MODEL_PATH
+from app.config import DEFAULT_MODEL_PATH, Settings
 from app.testing import running_server
 from mnist_model import ModelMetadata, Net, save_checkpoint
 from mnist_model.checkpoint import read_metadata, write_metadata
@@ -70,6 +70,8 @@ PNG, PHOTO, BATCH = "28×28 PNG", "1024×768 JPEG photo", "64 PNGs per /predict/
 BATCH_IMAGES = 64
 BATCH_CONCURRENCY = 4
 MODEL_ONLY = "model alone"
+DEFAULT_BATCH = Settings.model_fields["max_batch_size"].default
+"""The servers' MNIST_SERVE_MAX_BATCH_SIZE (its default): the model alone runs full batches of it."""
 
 
 @dataclass
@@ -257,7 +259,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], C
                 for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
                     cell = cells.setdefault((load, concurrency, name), Cell())
                     if name == MODEL_ONLY:
-                        images_per_s = model_only(checkpoint, args.precision, 32, args.duration, server)
+                        images_per_s = model_only(checkpoint, args.precision, DEFAULT_BATCH, args.duration, server)
                         cell.rounds.append({"rps": images_per_s / BATCH_IMAGES, "p50": 0.0, "p99": 0.0, "non_200": 0})
                         continue
                     before = batch_totals(urls[name])
@@ -297,7 +299,7 @@ def report(cells: dict[tuple[str, int, str], Cell], args: argparse.Namespace) ->
     for (load, concurrency, name), cell in cells.items():
         if name == MODEL_ONLY:
             rate = f"{cell.median('rps'):.0f} ({cell.median('rps') * BATCH_IMAGES:.0f} images/s)"
-            lines.append(f"| {load} | – | {name} (batches of 32) | {rate} | | | 32 | |")
+            lines.append(f"| {load} | – | {name} (batches of {DEFAULT_BATCH}) | {rate} | | | {DEFAULT_BATCH} | |")
             continue
         mean_batch = f"{cell.images / cell.passes:.1f}" if cell.passes else "–"
         rate = f"{cell.median('rps'):.0f}"
