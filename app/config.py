@@ -65,8 +65,8 @@ class Settings(BaseSettings):
         28 * 28, ge=0, description="images up to this many pixels are preprocessed on the event loop (0: none)"
     )
     # 64, a whole /predict/batch request in one pass: on one CPU thread (bf16) a pass of 64 took 3.3 ms, 19,300
-    # images/s, against 15,600 at 32 and 21,300 at 128 (app.malloc keeps big batches off fresh pages); raise it on
-    # a GPU.
+    # images/s, against 15,600 at 32 and 21,300 at 128 (mnist_model.malloc keeps big batches off fresh pages);
+    # raise it on a GPU.
     max_batch_size: int = Field(64, ge=1, description="most images in one forward pass; 1 turns batching off")
     # Only spent while other requests are mid-decode, so a lone request never waits (see app.batcher).
     max_batch_wait_ms: float = Field(

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
 from app.gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, channel_summaries, network_features
-from app.malloc import keep_freed_memory
 from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
 from mnist_model.calibration import apply_temperature
 from mnist_model.hardware import native_bf16
 from mnist_model.inference import InferenceNet
+from mnist_model.malloc import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Predictor:
         self.device = resolve_device(settings.device)
         if self.device.type == "cpu":  # torch's own default counts the host's cores, not a container's quota
             torch.set_num_threads(settings.num_threads or available_cpus())
-            keep_freed_memory()  # the activations' buffers reused, not faulted in afresh (see app.malloc)
+            keep_freed_memory()  # the activations' buffers reused, not faulted in afresh (see mnist_model.malloc)
         self.dtype = resolve_dtype(settings.precision, self.device)
         if self.device.type == "cpu" and self.dtype == torch.float16:  # no fast float16 kernels on CPU
             log.warning("MNIST_SERVE_PRECISION=float16 is CUDA-only; CPU runs float32 (try bfloat16)")

@@ -1,4 +1,4 @@
-"""app.malloc: freed activation buffers are reused instead of faulted in afresh on every forward pass."""
+"""mnist_model.malloc: freed activation buffers are reused instead of faulted in afresh on every forward pass."""
 
 import platform
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from app import malloc
+from mnist_model import malloc
 
 FAULTS = """
 import ctypes, resource, torch
@@ -17,7 +17,7 @@ def faults():
         torch.ones(4 << 20, dtype=torch.uint8)  # 4 MiB written, then freed: like a forward pass's activations
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 print(faults())
-from app.malloc import keep_freed_memory
+from mnist_model.malloc import keep_freed_memory
 assert keep_freed_memory()
 faults()  # the heap grows once
 print(faults())

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from mnist_model import ModelMetadata, Net, save_checkpoint
 from mnist_model.device import DeviceError
 from mnist_model.hardware import native_bf16
+from mnist_model.malloc import keep_freed_memory
 from training import distributed, reports
 from training.calibrate import FinalEvaluation, evaluate_and_calibrate
 from training.config import RUN_SHAPING, augmentation, launch_command, parse_args, run_config
@@ -115,6 +116,8 @@ def train(args: argparse.Namespace, runtime: distributed.Runtime, argv: list[str
     """
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
+    if runtime.device.type == "cpu":
+        keep_freed_memory()  # each step's activations reuse the last one's pages (see mnist_model.malloc)
     amp_dtype = pick_amp_dtype(args.amp, runtime.device)
     details = {"world_size": runtime.world_size, "device": str(runtime.device), "amp": str(amp_dtype)}
     log.info("config: %s", {**vars(args), **details, "threads": torch.get_num_threads()})
