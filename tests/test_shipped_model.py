@@ -24,6 +24,13 @@ def test_shipped_checkpoint_metadata_describes_its_training(shipped_checkpoint):
     assert metadata.command in card and f"T = {metadata.temperature:.3f}" in card
 
 
+def test_readme_introduction_quotes_the_shipped_checkpoints_test_accuracy(shipped_checkpoint):
+    """The first figure a newcomer reads: it stayed at the first checkpoint's 99.50 % through two newer ones."""
+    _, metadata = load_checkpoint(shipped_checkpoint)
+    introduction = (REPO / "README.md").read_text().split("\n## ", 1)[0]
+    assert f"trained here to **{100 * metadata.test_accuracy:.2f} %** on the MNIST test set" in introduction
+
+
 @pytest.mark.slow
 def test_shipped_checkpoint_scores_at_least_99_5_percent(mnist_root, shipped_checkpoint):
     model, metadata = load_checkpoint(shipped_checkpoint)
