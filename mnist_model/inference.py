@@ -2,7 +2,7 @@
 
 Why a second path: in inference, two steps of the tutorial's forward pass cost more than their arithmetic. Torch's
 max-pool of conv2's output (bf16, channels-last, on a CPU) also computes the indices that only backward needs and
-took ~25 % of a batch of 32 on one thread; and flattening channels-last maps for fc1 copies them. Here the pool is
+took ~22 % of a batch of 32 on one thread; and flattening channels-last maps for fc1 copies them. Here the pool is
 two elementwise maxima on the maps' integer view (`max_pool_relu`, exact), left in channels-last memory, and fc1's
 weight columns are permuted once to that memory order, so the flattening is a view: ~20 % less per forward pass
 (1.49 vs 1.84 ms for a batch of 32, bf16, one thread; `tests/test_inference.py` pins the same logits).
