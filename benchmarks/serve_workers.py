@@ -8,8 +8,10 @@ WEB_CONCURRENCY workers on all CPUs. Memory: after warm-up and a few thousand re
 batches), the proportional set size (PSS, /proc/PID/smaps_rollup: shared pages divided among the processes
 sharing them) of the master and of each worker, and each worker's private (unshared) memory. The cost of one
 more worker is the growth of the total from the smallest to the largest count, per worker added; the projection
-for more CPUs extrapolates it (printed as such). Throughput: `hey -c 64` with a 28×28 PNG against the two
-worker counts of --compare in interleaved rounds (hey shares the machine's CPUs with the workers).
+for more CPUs extrapolates it (printed as such), unless --workers ran that many: 16 workers here each get one
+torch thread, as on a 16-CPU host by default, so `--workers 1 2 16` measures the 16-CPU default's memory.
+Throughput: `hey -c 64` with a 28×28 PNG against the two worker counts of --compare in interleaved rounds (hey
+shares the machine's CPUs with the workers).
 """
 
 from __future__ import annotations
@@ -127,11 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout.write(
         f"{available_cpus()} CPUs available; memory after warm-up and load\n\n" + "\n".join(lines) + "\n\n"
         f"Each worker beyond the first: {per_worker:.0f} MiB PSS (total growth from {low} to {high} workers).\n"
-        f"Extrapolated, not measured: {args.project} workers ≈ {projected:.0f} MiB total PSS.\n"
+        f"{projection(args.project, totals, projected)}\n"
         f"req/s at c=64, {first} worker(s): {statistics.median(rates[first]):.0f}, {second} workers: "
         f"{statistics.median(rates[second]):.0f}; ratio per round median {statistics.median(ratios):.2f}× "
         f"({min(ratios):.2f}–{max(ratios):.2f}) over {args.rounds} rounds\n"
     )
+
+
+def projection(workers: int, totals: dict[int, float], projected: float) -> str:
+    """The line on `workers` workers: the measured total when that count was run (--workers 1 2 16 measures what a
+    16-CPU host starts by default: one single-threaded worker per CPU), else the extrapolation, marked as such."""
+    if workers in totals:
+        return f"Measured: {workers} workers take {totals[workers]:.0f} MiB total PSS."
+    return f"Extrapolated, not measured: {workers} workers ≈ {projected:.0f} MiB total PSS."
 
 
 if __name__ == "__main__":
