@@ -259,3 +259,14 @@ def test_export_renders_only_the_categories_asked_for(mnist_root: Path, tmp_path
     assert set(saved["group"].tolist()) | set(saved["refused_group"].tolist()) == {"letters"}
     assert len(saved["group"]) + len(saved["refused_group"]) == 3 and counts.get("letters", 0) == len(saved["group"])
     assert (saved["label"] == -1).all()
+
+
+def test_every_font_of_every_split_loads_and_draws_its_glyphs() -> None:
+    """Source Serif Pro comes from its own package (not matplotlib's folder): each face must load and draw every
+    letter and symbol its split asks of it, not a missing-glyph box."""
+    for split in SPLITS:
+        for name in glyphs.LETTER_FONTS[split]:
+            assert all(glyphs.has_glyph(name, char) for char in glyphs.LETTERS), (split, name)
+        for name in glyphs.SYMBOL_FONTS[split]:
+            assert all(glyphs.has_glyph(name, char) for char in glyphs.SYMBOLS), (split, name)
+    assert any(name.startswith("SourceSerifPro") for name in glyphs.LETTER_FONTS["train"])
