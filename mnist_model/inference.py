@@ -51,8 +51,10 @@ class InferenceNet:
         weight = net.fc1.weight.detach()  # 128 × (C·H·W), columns in the NCHW flattening order
         outputs, channels = weight.shape[0], net.conv2.out_channels
         side = round((weight.shape[1] // channels) ** 0.5)  # 12: the pooled maps are square
-        self.fc1_weight = weight.view(outputs, channels, side, side).permute(0, 2, 3, 1).reshape(outputs, -1)
-        self.fc1_weight = self.fc1_weight.contiguous()  # columns in the NHWC order: flattening NHWC maps is free
+        # columns in the NHWC order: flattening channels-last maps is then free
+        self.fc1_weight = (
+            weight.view(outputs, channels, side, side).permute(0, 2, 3, 1).reshape(outputs, -1).contiguous()
+        )
 
     def conv_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised N×1×28×28 images → `Net.conv_maps` (N×64×12×12, channels-last memory)."""

@@ -49,9 +49,9 @@ def channel_summaries(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and the maximum of each of the 64 channels of `Net.conv_maps` output `maps` (N×64×12×12, any
     layout and float dtype): two N×64 tensors in the maps' dtype.
 
-    Call it right after `conv_maps`, before fc1 streams its 2.4 MB of weights through the cache: an earlier session
-    measured ~45 µs per batch of 32 on one CPU thread there against ~175 µs after fc1; timed between the other steps
-    of `Predictor.predict` (one-off script, a later session) it took ~85 µs for a batch of 32, ~115 µs for 64."""
+    Call it right after `conv_maps`, before fc1 streams its 2.4 MB of weights through the cache: between the other
+    steps of `Predictor.predict` it takes ~85 µs for a batch of 32 and ~115 µs for 64 on one CPU thread (one-off
+    timing); after fc1 it took about four times as long (an earlier measurement)."""
     means = F.avg_pool2d(maps, maps.shape[-2:]).flatten(1)  # several times cheaper than torch's mean here
     # ReLU output, never negative: its maximum is taken on the integer view (see SAME_WIDTH_INTEGER), ~10× cheaper
     # on a CPU than torch's float maximum of the same channels-last half-precision data (12 vs ~80 µs, batch of 32).

@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-SERIF_DIR = Path(font_source_serif_pro.font_directory)
-"""Where Source Serif Pro's faces are (every other font is matplotlib's, in FONT_DIR)."""
+FONT_DIRS = (FONT_DIR, Path(font_source_serif_pro.font_directory))
+"""Where the fonts named below are looked up, in order: matplotlib's, then Source Serif Pro's package."""
 LETTER_FONTS = {
     "train": (
         "DejaVuSans.ttf",
@@ -160,9 +160,11 @@ RENDER_SIZE = 160
 
 @functools.cache
 def font(name: str) -> ImageFont.FreeTypeFont:
-    """A TrueType font (matplotlib's, or Source Serif Pro's) at RENDER_SIZE."""
-    folder = SERIF_DIR if name.startswith("SourceSerifPro") else FONT_DIR
-    return ImageFont.truetype(str(folder / name), RENDER_SIZE)
+    """A TrueType font from the first of FONT_DIRS that has it, at RENDER_SIZE."""
+    path = next((folder / name for folder in FONT_DIRS if (folder / name).is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"font {name} is in none of {[str(folder) for folder in FONT_DIRS]}")
+    return ImageFont.truetype(str(path), RENDER_SIZE)
 
 
 def typeset(text: str, font_name: str) -> np.ndarray:
