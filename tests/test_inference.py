@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_model import Net
-from mnist_model.inference import InferenceNet, max_pool_relu
+from mnist_model.inference import SAME_WIDTH_INTEGER, InferenceNet, max_pool_relu, relu_
 
 FLOATS = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -27,6 +27,26 @@ def test_max_pool_relu_equals_torchs_pool_then_relu_bit_for_bit(dtype, channels_
     assert torch.equal(pooled, expected)
     assert not torch.signbit(pooled).any()  # relu gives +0.0, never -0.0
     assert pooled.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_relu_in_place_equals_torchs_relu_and_never_leaves_minus_zero(dtype, channels_last):
+    torch.manual_seed(0)
+    maps = torch.randn(2, 3, 4, 6).to(dtype)
+    maps[0, 0, 0, :4] = torch.tensor([-0.0, 0.0, -1e-30, 1e-30])  # signed zeros and (for half types) underflows
+    if channels_last:
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    expected = F.relu(maps)
+    negatives = int((maps < 0).sum())
+    result = relu_(maps)
+    assert result is maps  # in place
+    assert torch.equal(result, expected)
+    assert not torch.signbit(result).any()
+    integers = SAME_WIDTH_INTEGER[dtype]
+    positive = expected > 0
+    assert torch.equal(result.view(integers)[positive], expected.view(integers)[positive])  # same bits where kept
+    assert negatives > 10 and int((result == 0).sum()) >= negatives  # the negatives were there, and are zeros now
 
 
 def test_max_pool_relu_leaves_its_input_as_it_was():
