@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
-from app.gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, channel_summaries, network_features
+from app.gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, channel_means, network_features
 from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
 from mnist_model.calibration import apply_temperature
@@ -139,7 +139,7 @@ class Predictor:
             return torch.cat([probabilities, scores[:, None]], dim=1).cpu()
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Calibrated probabilities (N×10, on the CPU) and `app.gate.network_features` (N×258 float32) of
+        """Calibrated probabilities (N×10, on the CPU) and `app.gate.network_features` (N×194 float32) of
         MNIST-format images, as the service computes them (same device, precision, normalisation): what the gate
         is fitted on."""
         with torch.inference_mode():
@@ -149,11 +149,11 @@ class Predictor:
     def _gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """`gate_inputs` with the probabilities left on the device: one forward pass (call in inference mode)."""
         maps = self._conv_maps(pixels)
-        summaries = channel_summaries(maps)  # now, while the maps are still in cache (see channel_summaries)
+        means = channel_means(maps)  # now, while the maps are still in cache (see channel_means)
         fc1, logits = self._dense(maps)
         log_probabilities = self._log_probabilities(logits)
         probabilities = apply_temperature(log_probabilities, self.temperature)
-        return probabilities, network_features(summaries, fc1, logits, log_probabilities, probabilities)
+        return probabilities, network_features(means, fc1, logits, log_probabilities, probabilities)
 
     def _conv_maps(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 N×28×28 images → the network's convolutional maps: copied to the device, normalised with the

@@ -45,7 +45,7 @@ class ServingGate:
     """`DigitGate.on(device)`: the score as a few float32 tensor operations on the predictor's device. Compared
     by identity: it holds tensors."""
 
-    network_weights: torch.Tensor  # 258×H, standardising folded in
+    network_weights: torch.Tensor  # 194×H, standardising folded in
     cue_weights: torch.Tensor  # 9×H
     bias: torch.Tensor  # H
     mnist_format_bias: torch.Tensor  # H: `bias` plus the cue term of `MNIST_FORMAT_CUES`
@@ -53,7 +53,7 @@ class ServingGate:
     output_bias: torch.Tensor  # scalar
 
     def scores(self, features: torch.Tensor, cues: torch.Tensor | None) -> torch.Tensor:
-        """N float32 scores from `network_features` (N×258) and the cue matrix (N×9 `CUE_FEATURES`; None: every
+        """N float32 scores from `network_features` (N×194) and the cue matrix (N×9 `CUE_FEATURES`; None: every
         upload MNIST-format)."""
         if cues is None:
             hidden = torch.addmm(self.mnist_format_bias, features, self.network_weights)

@@ -15,16 +15,17 @@ import torch
 import torch.nn.functional as F
 
 from app.preprocess.cues import Cues
-from mnist_model.inference import SAME_WIDTH_INTEGER
 
 FC1_FEATURES = tuple(f"fc1_{index}" for index in range(128))
-CONV_FEATURES = (*(f"conv_mean_{index}" for index in range(64)), *(f"conv_max_{index}" for index in range(64)))
+CONV_FEATURES = tuple(f"conv_mean_{index}" for index in range(64))
 NETWORK_FEATURES = (*FC1_FEATURES, *CONV_FEATURES, "max_probability", "energy")
-"""fc1 after its ReLU (what the last layer classifies); the mean and the maximum of each of the 64 channels of the
-convolutional block's output (`Net.conv_maps`: which strokes, corners and curves it found anywhere, before fc1
-maps them onto the ten digits; with them the gate flags ~6 points more of the threshold split's non-digits,
-letters 69 → 84 %); the calibrated top probability; the energy, logsumexp of the logits (large when the network
-sees strong evidence for some digit, whatever the softmax says)."""
+"""fc1 after its ReLU (what the last layer classifies); the mean of each of the 64 channels of the convolutional
+block's output (`Net.conv_maps`: which strokes, corners and curves it found anywhere, before fc1 maps them onto the
+ten digits; with them the gate flags ~5 points more of the threshold split's non-digits, letters 78 → 88 %); the
+calibrated top probability; the energy, logsumexp of the logits (large when the network sees strong evidence for
+some digit, whatever the softmax says). The channels' maxima were weighed too until they were found to cost ~100 µs
+of a gated batch of 64 (~40 % of the gate's cost) for ~0.4 points of non-digits flagged (README, "Is it a
+digit?")."""
 CUE_FEATURES = (
     "parts",
     "dropped_ink",
@@ -45,30 +46,26 @@ network's features alone (and the flag). Every other upload's cues come free fro
 FEATURE_NAMES = (*NETWORK_FEATURES, *CUE_FEATURES)
 
 
-def channel_summaries(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and the maximum of each of the 64 channels of `Net.conv_maps` output `maps` (N×64×12×12, any
-    layout and float dtype): two N×64 tensors in the maps' dtype.
+def channel_means(maps: torch.Tensor) -> torch.Tensor:
+    """The mean of each of the 64 channels of `Net.conv_maps` output `maps` (N×64×12×12, any layout and float
+    dtype): N×64 in the maps' dtype.
 
-    Call it right after `conv_maps`, before fc1 streams its 2.4 MB of weights through the cache: between the other
-    steps of `Predictor.predict` it takes ~85 µs for a batch of 32 and ~115 µs for 64 on one CPU thread (one-off
-    timing); after fc1 it took about four times as long (an earlier measurement)."""
-    means = F.avg_pool2d(maps, maps.shape[-2:]).flatten(1)  # several times cheaper than torch's mean here
-    # ReLU output, never negative: its maximum is taken on the integer view (see SAME_WIDTH_INTEGER), ~10× cheaper
-    # on a CPU than torch's float maximum of the same channels-last half-precision data (12 vs ~80 µs, batch of 32).
-    bits = maps.view(SAME_WIDTH_INTEGER[maps.dtype])
-    maxima = bits.permute(0, 2, 3, 1).reshape(len(maps), -1, maps.shape[1]).amax(dim=1).view(maps.dtype)
-    return means, maxima
+    Call it right after `conv_maps`, before fc1 streams its 2.4 MB of weights through the cache: there it takes
+    ~100 µs for a batch of 64 on one CPU thread (one-off timing); after fc1 it took about four times as long (an
+    earlier measurement). `avg_pool2d` over the whole map is several times cheaper here than torch's `mean` or a
+    matrix product with a column of ones."""
+    return F.avg_pool2d(maps, maps.shape[-2:]).flatten(1)
 
 
 def network_features(
-    summaries: tuple[torch.Tensor, torch.Tensor],
+    means: torch.Tensor,
     fc1: torch.Tensor,
     logits: torch.Tensor,
     log_probabilities: torch.Tensor,
     probabilities: torch.Tensor,
 ) -> torch.Tensor:
-    """N×258 float32 on the network's device, in `NETWORK_FEATURES` order: fc1's activations (N×128), the
-    `channel_summaries` (means, maxima), the top calibrated probability (of `probabilities`, the N×10
+    """N×194 float32 on the network's device, in `NETWORK_FEATURES` order: fc1's activations (N×128), the
+    `channel_means` (N×64), the top calibrated probability (of `probabilities`, the N×10
     softmax(logits / T) the predictor answers with anyway), the energy logsumexp(logits).
 
     The energy is read off what the predictor computed anyway: log_softmax(z) = z − logsumexp(z) for every
@@ -79,7 +76,7 @@ def network_features(
     batch is mostly its operation count."""
     energy = logits.amax(dim=1, keepdim=True).float() - log_probabilities.amax(dim=1, keepdim=True)
     top = probabilities.amax(dim=1, keepdim=True)
-    return torch.cat([fc1, *summaries, top, energy], dim=1).float()  # cat promotes the half-precision parts
+    return torch.cat([fc1, means, top, energy], dim=1).float()  # cat promotes the half-precision parts
 
 
 def cue_features(cues: Cues) -> list[float]:

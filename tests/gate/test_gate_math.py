@@ -17,7 +17,7 @@ from app.gate import (
     FEATURE_NAMES,
     DigitGate,
     GateError,
-    channel_summaries,
+    channel_means,
     cue_features,
     cue_row,
     network_features,
@@ -47,13 +47,12 @@ def random_gate(hidden: int = 4, seed: int = 0) -> DigitGate:
     )
 
 
-def test_feature_names_put_fc1_then_the_channel_summaries_then_the_answer_summary_then_the_cues():
-    assert len(FEATURE_NAMES) == 128 + 128 + 2 + 9
+def test_feature_names_put_fc1_then_the_channel_means_then_the_answer_summary_then_the_cues():
+    assert len(FEATURE_NAMES) == 128 + 64 + 2 + 9
     assert FEATURE_NAMES[:2] == ("fc1_0", "fc1_1") and FEATURE_NAMES[127] == "fc1_127"
     assert FEATURE_NAMES[128] == "conv_mean_0" and FEATURE_NAMES[191] == "conv_mean_63"
-    assert FEATURE_NAMES[192] == "conv_max_0" and FEATURE_NAMES[255] == "conv_max_63"
-    assert FEATURE_NAMES[256:258] == ("max_probability", "energy")
-    assert FEATURE_NAMES[258:] == CUE_FEATURES
+    assert FEATURE_NAMES[192:194] == ("max_probability", "energy")
+    assert FEATURE_NAMES[194:] == CUE_FEATURES
     assert set(CUE_FEATURES) == {field.name for field in dataclasses.fields(Cues)}
 
 
@@ -71,26 +70,24 @@ def test_network_features_values(dtype, layout):
     maps = torch.zeros(2, 64, 12, 12)
     maps[0, 3, 5, 7] = 6.0  # one strong response: mean 6 / 144, max 6
     maps[1, :, :6, :] = 2.0  # the top half of every channel: mean 1, max 2
-    maps[1, 5, 11, 0] = 3.5  # a larger value at the bottom-left: the max must find it, the mean barely moves
+    maps[1, 5, 11, 0] = 3.5  # one more value at the bottom-left: its channel's mean moves by 3.5 / 144
     maps = maps.to(dtype).contiguous(memory_format=layout)
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
-    summaries = channel_summaries(maps)
-    assert [part.shape for part in summaries] == [(2, 64), (2, 64)] and summaries[1].dtype == dtype
+    means = channel_means(maps)
+    assert means.shape == (2, 64) and means.dtype == dtype
     log_probabilities = torch.log_softmax(logits, dim=1)
     probabilities = apply_temperature(log_probabilities, 2.0)
-    features = network_features(summaries, fc1.to(dtype), logits, log_probabilities, probabilities).numpy()
-    assert features.shape == (2, 258) and features.dtype == np.float32
+    features = network_features(means, fc1.to(dtype), logits, log_probabilities, probabilities).numpy()
+    assert features.shape == (2, 194) and features.dtype == np.float32
     assert np.array_equal(features[:, :128], fc1.numpy())  # 0–255: exact in every dtype tested
-    means, maxima = features[:, 128:192], features[:, 192:256]
+    means = features[:, 128:192]
     assert means[0, 3] == pytest.approx(6 / 144, rel=1e-2) and np.count_nonzero(means[0]) == 1
-    assert maxima[0, 3] == 6.0 and np.count_nonzero(maxima[0]) == 1
     assert means[1, 5] == pytest.approx(1 + 3.5 / 144, rel=1e-2) and np.allclose(np.delete(means[1], 5), 1.0)
-    assert maxima[1, 5] == 3.5 and np.array_equal(np.delete(maxima[1], 5), np.full(63, 2.0, np.float32))
     # softmax(logits / 2): row 0 is ≈ (e, 1) / (e + 1) over the first two; row 1 uniform.
-    assert float(features[0, 256]) == pytest.approx(math.e / (math.e + 1 + 8 * math.exp(-15)), rel=1e-6)
-    assert float(features[1, 256]) == pytest.approx(0.1, rel=1e-6)
-    assert float(features[0, 257]) == pytest.approx(math.log(math.exp(2) + 1 + 8 * math.exp(-30)), rel=1e-6)
-    assert float(features[1, 257]) == pytest.approx(1 + math.log(10), rel=1e-6)
+    assert float(features[0, 192]) == pytest.approx(math.e / (math.e + 1 + 8 * math.exp(-15)), rel=1e-6)
+    assert float(features[1, 192]) == pytest.approx(0.1, rel=1e-6)
+    assert float(features[0, 193]) == pytest.approx(math.log(math.exp(2) + 1 + 8 * math.exp(-30)), rel=1e-6)
+    assert float(features[1, 193]) == pytest.approx(1 + math.log(10), rel=1e-6)
 
 
 def test_cue_features_follow_cue_features_order_with_booleans_as_numbers():
@@ -127,9 +124,9 @@ def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uplo
     gate = random_gate(hidden=8)
     served = gate.on(torch.device("cpu"))
     x = np.random.default_rng(1).normal(size=(5, F)).astype(np.float32)
-    network, cues = torch.from_numpy(x[:, :258]), torch.from_numpy(x[:, 258:])
+    network, cues = torch.from_numpy(x[:, :194]), torch.from_numpy(x[:, 194:])
     assert np.allclose(served.scores(network, cues).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
-    x[:, 258:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
+    x[:, 194:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
     assert np.allclose(served.scores(network, None).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
 
 
@@ -186,7 +183,7 @@ def synthetic(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     is_digit = rng.random(count) < 0.6
     x = rng.normal(size=(count, F))
     x[:, 0] += np.where(is_digit, 2.0, -2.0)
-    x[:, 258] += np.where(is_digit, -1.5, 1.5)
+    x[:, 194] += np.where(is_digit, -1.5, 1.5)
     group = np.where(~is_digit, "non", np.where(rng.random(count) < 0.5, "a", "b"))
     x[group == "a", 0] += rng.normal(scale=1.0, size=int((group == "a").sum()))
     return x, is_digit, group
