@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from app.gate import (
     CUE_FEATURES,
     FEATURE_NAMES,
+    NETWORK_FEATURES,
     DigitGate,
     GateError,
     channel_means,
@@ -32,6 +33,7 @@ from mnist_model.calibration import apply_temperature
 from mnist_model.checkpoint import read_metadata, write_metadata
 
 F = len(FEATURE_NAMES)
+CUT = len(NETWORK_FEATURES)  # the cues follow the network's features
 
 
 def random_gate(hidden: int = 4, seed: int = 0) -> DigitGate:
@@ -68,8 +70,8 @@ def test_feature_names_put_fc1_then_the_channel_means_then_the_answer_summary_th
 def test_network_features_values(dtype, layout):
     fc1 = torch.arange(2 * 128, dtype=torch.float32).reshape(2, 128)
     maps = torch.zeros(2, 64, 12, 12)
-    maps[0, 3, 5, 7] = 6.0  # one strong response: mean 6 / 144, max 6
-    maps[1, :, :6, :] = 2.0  # the top half of every channel: mean 1, max 2
+    maps[0, 3, 5, 7] = 6.0  # one strong response: mean 6 / 144
+    maps[1, :, :6, :] = 2.0  # the top half of every channel: mean 1
     maps[1, 5, 11, 0] = 3.5  # one more value at the bottom-left: its channel's mean moves by 3.5 / 144
     maps = maps.to(dtype).contiguous(memory_format=layout)
     logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
@@ -124,9 +126,9 @@ def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uplo
     gate = random_gate(hidden=8)
     served = gate.on(torch.device("cpu"))
     x = np.random.default_rng(1).normal(size=(5, F)).astype(np.float32)
-    network, cues = torch.from_numpy(x[:, :194]), torch.from_numpy(x[:, 194:])
+    network, cues = torch.from_numpy(x[:, :CUT]), torch.from_numpy(x[:, CUT:])
     assert np.allclose(served.scores(network, cues).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
-    x[:, 194:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
+    x[:, CUT:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
     assert np.allclose(served.scores(network, None).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
 
 
@@ -183,7 +185,7 @@ def synthetic(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     is_digit = rng.random(count) < 0.6
     x = rng.normal(size=(count, F))
     x[:, 0] += np.where(is_digit, 2.0, -2.0)
-    x[:, 194] += np.where(is_digit, -1.5, 1.5)
+    x[:, CUT] += np.where(is_digit, -1.5, 1.5)  # the first cue
     group = np.where(~is_digit, "non", np.where(rng.random(count) < 0.5, "a", "b"))
     x[group == "a", 0] += rng.normal(scale=1.0, size=int((group == "a").sum()))
     return x, is_digit, group
