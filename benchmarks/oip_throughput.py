@@ -44,16 +44,8 @@ from PIL import Image
 
 from app.oip.codec import HEADER_LENGTH
 from app.testing import running_server
-from benchmarks.serve_throughput import (
-    REPO,
-    SERVE,
-    UVICORN_QUIET,
-    add_server_flags,
-    hey,
-    mnist_test_digits,
-    pinned,
-    server_env,
-)
+from benchmarks.serve_throughput import SERVE, server_env
+from benchmarks.serving import REPO, UVICORN_QUIET, add_server_flags, hey, mnist_test_digits, pinned
 from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.oip_throughput")

@@ -32,7 +32,7 @@ from PIL import Image
 
 from app.cpus import available_cpus
 from app.testing import running_server
-from benchmarks.serve_throughput import REPO, batch_body, encode, mnist_test_digits
+from benchmarks.serving import REPO, batch_body, encode, mnist_test_digits
 
 log = logging.getLogger("benchmarks.serve_workers")
 
