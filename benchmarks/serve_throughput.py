@@ -19,8 +19,8 @@ Servers:
   of servers: mnist-serve (`gated`) beside itself on a copy of the checkpoint without its digit gate (`no gate`,
   `is_digit` null), started together, each pair measured back to back (in alternating order) at the highest
   concurrency and on the batch load, then stopped. Fresh processes of the same code differ by up to ~7 % in
-  forward time, as much as the effect measured, so one pair cannot tell; the ratios are the
-  median and spread over pairs. Left out for a checkpoint without a gate.
+  forward time, as much as the effect measured, so one pair cannot tell; the ratios are the median and spread
+  over pairs. Left out for a checkpoint without a gate.
 
 Loads: a 28×28 MNIST test digit as PNG to POST /predict at each concurrency (all servers); a 1024×768 JPEG photo
 of it at the highest concurrency (mnist-serve, no batching); 64 MNIST test digits as base64 PNGs in one JSON
