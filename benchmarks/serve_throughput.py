@@ -194,6 +194,12 @@ class Bench:
         return ", ".join(f"{name} {self.cells[(load, concurrency, name)].rounds[-1]['rps']:.0f}/s" for name in names)
 
 
+def rotated(names: Sequence[str], turn: int) -> list[str]:
+    """`names` starting at the turn-th (modulo their count): who goes first changes from round to round."""
+    start = turn % len(names)
+    return [*names[start:], *names[:start]]
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], Cell]:
     """Start the servers, then for each load step run `rounds` rounds that visit every server in turn; then the
     gate pairs (`--gate-pairs`), each started fresh, measured once and stopped."""
@@ -221,14 +227,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[tuple[str, int, str], C
         urls = bench.start(stack, MAIN_SERVERS)
         for load, concurrency, names in plan:
             for round_index in range(args.rounds):
-                order = names[round_index % len(names) :] + names[: round_index % len(names)]
-                rates = bench.measure(urls, load, concurrency, order)
+                rates = bench.measure(urls, load, concurrency, rotated(names, round_index))
                 log.info("%s c=%d round %d: %s", load, concurrency, round_index + 1, rates)
     ungated = without_gate(checkpoint, workdir)
     for pair in range(args.gate_pairs if ungated is not None else 0):
         with contextlib.ExitStack() as stack:
             urls = bench.start(stack, (GATED, NO_GATE), ungated)
-            order = [GATED, NO_GATE] if pair % 2 == 0 else [NO_GATE, GATED]
+            order = rotated([GATED, NO_GATE], pair)
             for load, concurrency in ((PNG, high), (BATCH, BATCH_CONCURRENCY)):
                 rates = bench.measure(urls, load, concurrency, order)
                 log.info("gate pair %d, %s c=%d: %s", pair + 1, load, concurrency, rates)
