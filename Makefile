@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train lint lock screenshot bench-train bench-serve clean
+.PHONY: help setup serve test test-fast test-gpu train gate lint lock screenshot bench-train bench-serve clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,8 +41,30 @@ test-gpu: setup  ## run the CUDA-marked tests (needs a CUDA GPU)
 		'make test-gpu: torch sees no CUDA GPU, so every cuda test would skip')"
 	$(BIN)/python -m pytest -m cuda
 
-train: setup  ## train the shipped model with the default recipe
+train: setup  ## train the shipped model with the default recipe into models/, then fit its digit gate (make gate)
 	$(BIN)/python -m training.run
+	$(MAKE) gate
+
+# The not-a-digit gate is fitted after training, on uploads rendered and preprocessed as the service does: exported
+# once into $(DATA) (seeded: the same files whatever WORKERS is), then reused by every fit. README, "Is it a digit?".
+DATA ?= data
+WORKERS ?= $(shell nproc)
+GATE_TRAIN := $(DATA)/renders-train.npz $(DATA)/renders-train-nondigits1.npz $(DATA)/renders-train-glyphs2.npz
+GATE_THRESHOLD := $(DATA)/renders-threshold.npz
+EXPORT = $(BIN)/python -m benchmarks.renders.export --data-dir $(DATA) --workers $(WORKERS) --out $@
+
+gate: setup $(GATE_TRAIN) $(GATE_THRESHOLD)  ## fit the digit gate into models/mnist_cnn.safetensors (renders exported first, once)
+	MNIST_SERVE_NUM_THREADS=1 $(BIN)/python -m app.gate.fit --checkpoint models/mnist_cnn.safetensors \
+		--train $(GATE_TRAIN) --threshold $(GATE_THRESHOLD) --data-dir $(DATA)
+
+$(DATA)/renders-train.npz: | setup
+	$(EXPORT) --split train --per-style 700 --per-category 700 --seed 0
+$(DATA)/renders-train-nondigits1.npz: | setup
+	$(EXPORT) --split train --per-style 0 --per-category 1500 --seed 1
+$(DATA)/renders-train-glyphs2.npz: | setup
+	$(EXPORT) --split train --per-style 0 --per-category 1500 --categories letters symbols --seed 2
+$(GATE_THRESHOLD): | setup
+	$(EXPORT) --split threshold --per-style 300 --per-category 300
 
 # .pre-commit-config.yaml runs these same three commands from $(BIN) (`$(BIN)/pre-commit install` to use it).
 lint: setup  ## ruff lint, ruff format check, mypy type check (settings in pyproject.toml)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from mnist_model.network import ARCHITECTURE, Net
 from mnist_model.normalize import MNIST_MEAN, MNIST_STD
@@ -110,7 +110,23 @@ def _current_umask() -> int:
 def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: ModelMetadata) -> None:
     """Write the model's weights (moved to CPU, contiguous) and metadata to `path` atomically."""
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata.to_safetensors()))
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(serialize(tensors, metadata)))
+
+
+def serialize(tensors: dict[str, torch.Tensor], metadata: ModelMetadata) -> bytes:
+    """The safetensors file of `tensors` and `metadata`, byte for byte the same for the same content.
+
+    Why not `safetensors.torch.save` alone: it writes the JSON header from a hash map whose order changes with
+    every call, so rewriting a checkpoint with the same weights and metadata changed its bytes, and with them its
+    SHA-256, which the service answers as `model.version`. Here the header's keys are sorted (the tensors' bytes
+    and offsets are the library's, untouched) and the header padded with spaces to 8 bytes, as the format allows.
+    """
+    blob = save(tensors, metadata=metadata.to_safetensors())
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = header.encode()
+    encoded += b" " * (-len(encoded) % 8)
+    return len(encoded).to_bytes(8, "little") + encoded + blob[8 + size :]
 
 
 def write_metadata(path: str | Path, metadata: ModelMetadata) -> None:
@@ -121,7 +137,7 @@ def write_metadata(path: str | Path, metadata: ModelMetadata) -> None:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read the weights ({exc}); the file is corrupt or truncated") from exc
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata.to_safetensors()))
+    atomic_write(path, lambda tmp: tmp.write_bytes(serialize(tensors, metadata)))
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mnist_model import CheckpointError, ModelMetadata, Net, load_checkpoint, save_checkpoint
-from mnist_model.checkpoint import atomic_write, read_metadata
+from mnist_model.checkpoint import atomic_write, read_metadata, write_metadata
 from tests.helpers import TutorialNet
 
 METADATA = ModelMetadata(
@@ -55,6 +55,29 @@ def test_file_is_safetensors_with_readable_json_metadata(tmp_path: Path):
     assert json.loads(header["__metadata__"]["test_accuracy"]) == pytest.approx(0.991)
     assert json.loads(header["__metadata__"]["architecture"]) == "pytorch-examples-mnist-cnn"
     assert read_metadata(tmp_path / "m.safetensors").seed == 7
+
+
+def test_the_same_weights_and_metadata_make_the_same_bytes(tmp_path: Path):
+    """The SHA-256 of the file is the served `model.version`: rewriting unchanged content must not change it
+    (safetensors alone orders its header differently on each write)."""
+    torch.manual_seed(0)
+    model = Net()
+    for name in ("a", "b", "c"):
+        save_checkpoint(tmp_path / f"{name}.safetensors", model, METADATA)
+    first = (tmp_path / "a.safetensors").read_bytes()
+    assert (tmp_path / "b.safetensors").read_bytes() == first == (tmp_path / "c.safetensors").read_bytes()
+    write_metadata(tmp_path / "a.safetensors", read_metadata(tmp_path / "a.safetensors"))  # e.g. a gate refit
+    assert (tmp_path / "a.safetensors").read_bytes() == first
+
+
+def test_the_header_is_sorted_and_the_tensors_stay_aligned(tmp_path: Path):
+    save_checkpoint(tmp_path / "m.safetensors", Net(), METADATA)
+    blob = (tmp_path / "m.safetensors").read_bytes()
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    assert (8 + size) % 8 == 0  # the tensors' bytes start 8-byte aligned, as the format wants
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert read_metadata(tmp_path / "m.safetensors") == METADATA
 
 
 def test_missing_file_says_how_to_get_one(tmp_path: Path):

@@ -40,6 +40,28 @@ def test_every_training_command_parses():
         parse_args(argv[argv.index("training.run") + 1 :])  # exits 2 on a flag that does not exist
 
 
+GATE_STEPS = ("python -m benchmarks.renders.export", "MNIST_SERVE_NUM_THREADS=1 python -m app.gate.fit")
+
+
+def make_gate_dry_run(data: str) -> list[str]:
+    """The export and fit commands `make gate` would run with its renders in `data`, as one line each."""
+    run = subprocess.run(
+        ["make", "-n", "gate", "WORKERS=2", f"DATA={data}"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    lines = re.sub(r" *\\\n\s*", " ", run.stdout).replace(".venv/bin/", "").splitlines()
+    return [line.replace(data, "data") for line in lines if line.startswith(GATE_STEPS)]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_gate_commands_are_what_make_gate_runs_and_exports_happen_once(tmp_path):
+    documented = [line for line in CODE_LINES if line.startswith(GATE_STEPS)]
+    assert len(documented) == 5 and "make gate" in commands("make ")
+    assert make_gate_dry_run(str(tmp_path)) == documented  # four exports into an empty folder, then the fit
+    for line in documented[:4]:
+        (tmp_path / line.split("--out data/")[1].split()[0]).touch()
+    assert make_gate_dry_run(str(tmp_path)) == documented[4:]  # exported already: only the fit
+
+
 def test_settings_table_lists_every_variable_with_its_default():
     rows = dict(re.findall(r"^\| `(MNIST_SERVE_[A-Z_]+)` \| ([^|]+) \|", README, re.M))
     fields = Settings.model_fields

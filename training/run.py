@@ -353,6 +353,11 @@ def write_outputs(
     save_checkpoint(args.output, training.setup.evaluated, metadata)
     write_reports(args.output, metadata, history, final)
     log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * test.accuracy)
+    log.info(
+        "its not-a-digit gate is fitted next (until then the service answers is_digit: null): `make gate`, or "
+        "`python -m app.gate.fit --checkpoint %s ...` (README, 'Is it a digit?')",
+        args.output,
+    )
 
 
 def hyperparameters(args: argparse.Namespace, training: Training, data: Datasets) -> dict[str, object]:
