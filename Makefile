@@ -49,12 +49,13 @@ train: setup  ## train the shipped model with the default recipe into models/, t
 # once into $(DATA) (seeded: the same files whatever WORKERS is), then reused by every fit. README, "Is it a digit?".
 DATA ?= data
 WORKERS ?= $(shell nproc)
+CHECKPOINT ?= models/mnist_cnn.safetensors
 GATE_TRAIN := $(DATA)/renders-train.npz $(DATA)/renders-train-nondigits1.npz $(DATA)/renders-train-glyphs2.npz
 GATE_THRESHOLD := $(DATA)/renders-threshold.npz
 EXPORT = $(BIN)/python -m benchmarks.renders.export --data-dir $(DATA) --workers $(WORKERS) --out $@
 
-gate: setup $(GATE_TRAIN) $(GATE_THRESHOLD)  ## fit the digit gate into models/mnist_cnn.safetensors (renders exported first, once)
-	MNIST_SERVE_NUM_THREADS=1 $(BIN)/python -m app.gate.fit --checkpoint models/mnist_cnn.safetensors \
+gate: setup $(GATE_TRAIN) $(GATE_THRESHOLD)  ## fit the digit gate into $(CHECKPOINT) (renders exported first, once)
+	MNIST_SERVE_NUM_THREADS=1 $(BIN)/python -m app.gate.fit --checkpoint $(CHECKPOINT) \
 		--train $(GATE_TRAIN) --threshold $(GATE_THRESHOLD) --data-dir $(DATA)
 
 $(DATA)/renders-train.npz: | setup

@@ -354,8 +354,8 @@ def write_outputs(
     write_reports(args.output, metadata, history, final)
     log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * test.accuracy)
     log.info(
-        "its not-a-digit gate is fitted next (until then the service answers is_digit: null): `make gate`, or "
-        "`python -m app.gate.fit --checkpoint %s ...` (README, 'Is it a digit?')",
+        "fit its not-a-digit gate before serving it (until then the service answers is_digit: null): "
+        "`make gate CHECKPOINT=%s` (README, 'Is it a digit?')",
         args.output,
     )
 
