@@ -12,15 +12,14 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
 from app.gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, channel_means, network_features
 from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
 from mnist_model import device as device_rules
-from mnist_model.calibration import apply_temperature
 from mnist_model.hardware import native_bf16
+from mnist_model.head import CalibratedHead
 from mnist_model.inference import InferenceNet
 from mnist_model.malloc import keep_freed_memory
 
@@ -29,6 +28,8 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PROBABILITIES = 10
 """Columns of probabilities in a row of `Model.predict` (digits 0–9); with a digit gate its score follows."""
+FC1_UNITS = 128
+"""fc1's outputs: the first columns of `InferenceNet.readout`, the gate's folded rows after them."""
 
 
 class Model(Protocol):
@@ -97,14 +98,21 @@ class Predictor:
             self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate) if use_gate else None
         except GateError as exc:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
-        self._gate = self.digit_gate.on(self.device) if self.digit_gate is not None else None
+        # The head (fc2 onwards) and the gate's folded rows are built from the checkpoint's float32 weights.
+        self.head = CalibratedHead(model.fc2, self.metadata.temperature)
+        channels = model.conv2.out_channels
+        self._gate = self.digit_gate.serving(model.fc1, channels) if self.digit_gate is not None else None
         if with_gate and not settings.digit_gate:
             log.info("%s", GATE_OFF_NOTE)
         elif self.digit_gate is None and with_gate:
             log.warning("%s: %s", settings.model_path, NO_GATE_NOTE)
         # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast convolutions (~2× on CPU);
-        # InferenceNet runs the same function with a cheaper max-pool and flattening (mnist_model.inference).
-        self.model = InferenceNet(model.to(self.dtype).to(memory_format=torch.channels_last))
+        # InferenceNet runs the same function with a cheaper max-pool and flattening (mnist_model.inference), and
+        # computes the gate's folded rows in fc1's matrix product.
+        self.model = InferenceNet(
+            model.to(self.dtype).to(memory_format=torch.channels_last),
+            extra_rows=None if self._gate is None else self._gate.readout_rows,
+        )
         self.name = self.metadata.architecture
         self.temperature = self.metadata.temperature  # calibration fitted at training time (1.0: none)
         self.version = checkpoint_version(Path(settings.model_path))
@@ -126,34 +134,34 @@ class Predictor:
             torch.cuda.synchronize(self.device)
 
     def predict(self, pixels: np.ndarray, cues: np.ndarray | None = None) -> torch.Tensor:
-        """Copy to the device, normalise with the checkpoint's mean/std, run the network; calibrated probabilities,
-        softmax(log_probs / T) with the checkpoint's temperature T, as float32 on the CPU; with a gate, its score
-        follows (see `Model.predict`)."""
-        with torch.inference_mode():
-            if self._gate is None:
-                _, logits = self._dense(self._conv_maps(pixels))
-                return self._calibrated(logits).cpu()
-            probabilities, features = self._gate_inputs(pixels)
-            cue_matrix = None if cues is None else torch.from_numpy(cues).to(self.device, non_blocking=True)
-            scores = self._gate.scores(features, cue_matrix)
-            return torch.cat([probabilities, scores[:, None]], dim=1).cpu()
+        """Copy to the device, normalise with the checkpoint's mean/std, run the network to fc1 (with the gate's
+        rows); then on the CPU the calibrated probabilities, softmax(logits / T) with the checkpoint's
+        temperature T, as float32; with a gate, its score follows (see `Model.predict`)."""
+        readouts = self._readouts(pixels)
+        answer = self.head(readouts[:, :FC1_UNITS])
+        if self._gate is None:
+            return torch.from_numpy(answer.probabilities)
+        rows = np.empty((len(readouts), PROBABILITIES + 1), np.float32)
+        rows[:, :PROBABILITIES] = answer.probabilities
+        rows[:, PROBABILITIES] = self._gate.scores(readouts[:, FC1_UNITS:], answer, cues)
+        return torch.from_numpy(rows)
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Calibrated probabilities (N×10, on the CPU) and `app.gate.network_features` (N×194 float32) of
-        MNIST-format images, as the service computes them (same device, precision, normalisation): what the gate
-        is fitted on."""
+        """Calibrated probabilities (N×10) and `app.gate.network_features` (N×194 float32) of MNIST-format images,
+        as the service computes them (same device, precision, normalisation): what the gate is fitted on."""
         with torch.inference_mode():
-            probabilities, features = self._gate_inputs(pixels)
-            return probabilities.cpu(), features.cpu().numpy()
+            maps = self._conv_maps(pixels)
+            means = channel_means(maps).float().cpu().numpy()
+            pre_activations = self.model.readout(maps)[:, :FC1_UNITS].float().cpu().numpy()
+        answer = self.head(pre_activations.copy())
+        features = network_features(pre_activations, means, answer.max_probability, answer.energy)
+        return torch.from_numpy(answer.probabilities), features
 
-    def _gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """`gate_inputs` with the probabilities left on the device: one forward pass (call in inference mode)."""
-        maps = self._conv_maps(pixels)
-        means = channel_means(maps)  # now, while the maps are still in cache (see channel_means)
-        fc1, logits = self._dense(maps)
-        log_probabilities = self._log_probabilities(logits)
-        probabilities = apply_temperature(log_probabilities, self.temperature)
-        return probabilities, network_features(means, fc1, logits, log_probabilities, probabilities)
+    def _readouts(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 N×28×28 images → `InferenceNet.readout` of their maps as float32 on the CPU (N×(128 + H): fc1's
+        pre-activations, then the gate's H folded rows, if any)."""
+        with torch.inference_mode():
+            return self.model.readout(self._conv_maps(pixels)).float().cpu().numpy()
 
     def _conv_maps(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 N×28×28 images → the network's convolutional maps: copied to the device, normalised with the
@@ -163,21 +171,6 @@ class Predictor:
             batch = self._staging[: len(pixels)].copy_(batch).to(self.device, non_blocking=True)
         batch = normalize(batch, self.metadata.mean, self.metadata.std).to(self.dtype).unsqueeze(1)
         return self.model.conv_maps(batch.contiguous(memory_format=torch.channels_last))
-
-    def _dense(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rest of the forward pass: fc1's activations and the logits."""
-        fc1 = self.model.dense(maps)
-        return fc1, self.model.logits(fc1)
-
-    def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
-        """softmax(log_softmax(logits) / T): the calibrated probabilities (float32)."""
-        return apply_temperature(self._log_probabilities(logits), self.temperature)
-
-    @staticmethod
-    def _log_probabilities(logits: torch.Tensor) -> torch.Tensor:
-        # log_softmax as the network's forward ends (same values bit for bit); softmax of log-probabilities in
-        # float32 renormalises whatever rounding half precision left.
-        return F.log_softmax(logits, dim=1).float()
 
     def describe(self) -> dict[str, object]:
         """Where and how the model runs, for GET /model."""

@@ -28,8 +28,8 @@ from torchvision.datasets import MNIST
 from tqdm import tqdm
 
 from app.config import load_settings
-from app.gate.features import cue_matrix
-from app.predictor import Predictor
+from app.gate.features import cue_row, stack_cues
+from app.predictor import PROBABILITIES, Predictor
 from app.preprocess import MAX_PIXELS, Cues, inspect_upload
 from benchmarks.renders.export import Row, jobs, run_job
 from mnist_model.calibration import apply_temperature, expected_calibration_error
@@ -60,16 +60,17 @@ def png(pixels: np.ndarray) -> bytes:
 
 
 def gate_scores(predictor: Predictor, pixels: np.ndarray, cues: list[Cues], chunk: int = 512) -> tuple[np.ndarray, ...]:
-    """(probabilities N×10, gate scores N) of preprocessed uploads, computed as the service computes them."""
-    probabilities, network = [], []
-    for start in range(0, len(pixels), chunk):
-        p, f = predictor.gate_inputs(np.ascontiguousarray(pixels[start : start + chunk]))
-        probabilities.append(p)
-        network.append(f.astype(np.float64))
+    """(probabilities N×10, gate scores N) of preprocessed uploads, computed by the service's own `predict`: the
+    cue rows it hands the model (None for an MNIST-format upload), batches of `chunk`."""
     if predictor.digit_gate is None:
         raise SystemExit(f"{predictor.path} has no digit gate: fit one with `python -m app.gate.fit`")
-    features = np.concatenate([np.concatenate(network), cue_matrix(cues)], axis=1)
-    return torch.cat(probabilities).numpy(), predictor.digit_gate.scores(features)
+    rows = []
+    for start in range(0, len(pixels), chunk):
+        stop = min(start + chunk, len(pixels))
+        blocks = [(None if row is None else row[None], 1) for row in map(cue_row, cues[start:stop])]
+        rows.append(predictor.predict(np.ascontiguousarray(pixels[start:stop]), stack_cues(blocks)).numpy())
+    answers = np.concatenate(rows)
+    return answers[:, :PROBABILITIES], answers[:, PROBABILITIES]
 
 
 def render_test_split(args: argparse.Namespace) -> list[Row]:

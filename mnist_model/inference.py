@@ -7,8 +7,9 @@ bf16 ReLU of conv1's output took ~440 µs of a ~3.6 ms batch of 64. Here the poo
 maps' integer view (`max_pool_relu`, exact), left in channels-last memory, fc1's weight columns are permuted once to
 that memory order, so the flattening is a view, and conv1's ReLU is a clamp of the same integer view (`relu_`,
 exact): ~20 % less per forward pass for the first two (1.49 vs 1.84 ms for a batch of 32, bf16, one thread), ~9 %
-less again for the third (3.60 vs 3.95 ms for a gated batch of 64). `tests/test_inference.py` pins the same maps
-and logits.
+less again for the third (3.60 vs 3.95 ms for a gated batch of 64). The service reads fc1's pre-activations off
+`readout` (fc1 transposed, with the digit gate's folded rows in the same product) and finishes on the CPU
+(`mnist_model.head`). `tests/test_inference.py` pins the same maps, logits and read-outs.
 Training keeps `Net` (autograd needs torch's pool); this holds views of its weights and changes none.
 """
 
@@ -52,21 +53,35 @@ def max_pool_relu(maps: torch.Tensor) -> torch.Tensor:
     return pooled.clamp_min_(0).view(maps.dtype).permute(0, 3, 1, 2)
 
 
+def channels_last_columns(rows: torch.Tensor, channels: int) -> torch.Tensor:
+    """Rows over C×S×S maps flattened in NCHW order (as fc1's weight is) → the same rows over the maps flattened
+    in NHWC order, which for channels-last maps is a view: no copy of the maps."""
+    count, side = rows.shape[0], round((rows.shape[1] // channels) ** 0.5)  # 12: the pooled maps are square
+    return rows.view(count, channels, side, side).permute(0, 2, 3, 1).reshape(count, -1).contiguous()
+
+
 class InferenceNet:
-    """A `Net` in evaluation mode, run by `conv_maps` → `dense` → `logits` with `Net`'s meaning for each.
+    """A `Net` in evaluation mode, run by `conv_maps` → `dense` → `logits` with `Net`'s meaning for each, or by
+    `conv_maps` → `readout`: fc1's pre-activations and, in the same matrix product, `extra_rows` more linear
+    functions of the maps (the not-a-digit gate's first layer, folded: `app.gate.digit_gate.ServingGate`).
 
     Built after the net is on its device and in its dtype (it keeps fc1's weight permuted to channels-last
-    order). The maps `conv_maps` returns are channels-last; `dense` reads maps in any layout."""
+    order). The maps `conv_maps` returns are channels-last; `dense` and `readout` read maps in any layout."""
 
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: Net, extra_rows: torch.Tensor | None = None) -> None:
+        """`extra_rows`: E×(C·H·W) weights over the NCHW-flattened maps (fc1's weight's column order), any float
+        dtype: cast to the net's."""
         self.net = net.eval()
         weight = net.fc1.weight.detach()  # 128 × (C·H·W), columns in the NCHW flattening order
-        outputs, channels = weight.shape[0], net.conv2.out_channels
-        side = round((weight.shape[1] // channels) ** 0.5)  # 12: the pooled maps are square
+        channels = net.conv2.out_channels
         # columns in the NHWC order: flattening channels-last maps is then free
-        self.fc1_weight = (
-            weight.view(outputs, channels, side, side).permute(0, 2, 3, 1).reshape(outputs, -1).contiguous()
-        )
+        self.fc1_weight = channels_last_columns(weight, channels)
+        self.readout_weight, self.readout_bias = self.fc1_weight, net.fc1.bias.detach()
+        if extra_rows is not None:
+            extra = channels_last_columns(extra_rows.to(weight), channels)
+            self.readout_weight = torch.cat([self.fc1_weight, extra]).contiguous()
+            self.readout_bias = torch.cat([self.readout_bias, self.readout_bias.new_zeros(len(extra))])
+        self._readout_bias_column = self.readout_bias[:, None].contiguous()
 
     def conv_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised N×1×28×28 images → `Net.conv_maps` (N×64×12×12, channels-last memory)."""
@@ -75,9 +90,24 @@ class InferenceNet:
 
     def dense(self, maps: torch.Tensor) -> torch.Tensor:
         """`Net.dense`: maps → fc1's activations after its ReLU (N×128)."""
-        flat = maps.permute(0, 2, 3, 1).reshape(len(maps), -1)  # a view for channels-last maps
-        return F.relu(F.linear(flat, self.fc1_weight, self.net.fc1.bias), inplace=True)
+        return F.relu(F.linear(_flat(maps), self.fc1_weight, self.net.fc1.bias), inplace=True)
+
+    def readout(self, maps: torch.Tensor) -> torch.Tensor:
+        """maps → N×(128 + E) in the net's dtype: fc1's pre-activations (before its ReLU), then the `extra_rows`
+        applied to the maps (no bias): one matrix product, so the extra rows cost their share of fc1's weight
+        streaming and no operation of their own.
+
+        Computed transposed, weight × mapsᵀ (the result is a transposed view): oneDNN's AMX matrix product
+        repacks its second operand on every call, and this way that is the N×9216 maps rather than the 128×9216
+        weight (same values, bit for bit; for a batch of 64 on one thread ~12 % faster with fc1 alone, ~20 % with
+        64 extra rows, measured)."""
+        return torch.addmm(self._readout_bias_column, self.readout_weight, _flat(maps).t()).t()
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """`Net.logits`: fc1's activations → N×10 logits."""
         return self.net.fc2(features)
+
+
+def _flat(maps: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W maps flattened in NHWC order: a view for channels-last maps."""
+    return maps.permute(0, 2, 3, 1).reshape(len(maps), -1)

@@ -96,3 +96,22 @@ def test_inference_net_reads_fc1_columns_in_the_tutorials_order():
     with torch.inference_mode():
         maps = fast.conv_maps(images)
         assert torch.equal(fast.dense(maps)[:, 0], maps[:, 5, 3, 7])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_readout_is_fc1_before_its_relu_then_the_extra_rows_in_the_same_product(dtype):
+    torch.manual_seed(0)
+    net = Net().eval()
+    extra = torch.randn(5, 9216, dtype=torch.float64) / 100  # rows over NCHW-flattened maps, as fc1's weight is
+    maps = torch.rand(4, 64, 12, 12)
+    with torch.no_grad():
+        expected = torch.cat([net.fc1(maps.flatten(1)), maps.flatten(1) @ extra.float().t()], dim=1)
+    fast = InferenceNet(net.to(dtype).to(memory_format=torch.channels_last), extra_rows=extra)
+    with torch.inference_mode():
+        readout = fast.readout(maps.to(dtype).contiguous(memory_format=torch.channels_last))
+        assert readout.shape == (4, 128 + 5) and readout.dtype == dtype
+        assert (readout[:, :128] < 0).any()  # before the ReLU
+        dense = fast.dense(maps.to(dtype).contiguous(memory_format=torch.channels_last))
+    tolerance = {torch.float32: 1e-4, torch.bfloat16: 5e-2}[dtype]
+    assert torch.allclose(F.relu(readout[:, :128]).float(), dense.float(), atol=tolerance)  # fc1, same weights
+    assert torch.allclose(readout.float(), expected, atol=tolerance)

@@ -6,10 +6,11 @@ checkpoint's `digit_gate` metadata.
 Why a small MLP and not a logistic regression: on the threshold split it flagged 88.9 % of non-digits against
 67.4 % for the logistic regression at the same false-flag budgets (see README, "Is it a digit?").
 
-At serving time the whole score is computed by the predictor, batched, right after the forward pass
-(`DigitGate.on`: the standardising folded into the first layer, a handful of tensor operations); the cues come
-with the images (measured where each upload was preprocessed), and an MNIST-format upload's are constants
-(`features.MNIST_FORMAT_CUES`), folded into a bias of their own. The service only compares a number.
+At serving time the whole score is computed by the predictor, batched, in the forward pass (`DigitGate.serving`:
+the standardising and the linear features folded into rows fc1's matrix product computes too, then a few numpy
+operations on the CPU); the cues come with the images (measured where each upload was preprocessed), and an
+MNIST-format upload's are constants (`features.MNIST_FORMAT_CUES`), folded into a bias of their own. The service
+only compares a number.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
-from app.gate.features import FEATURE_NAMES, MNIST_FORMAT_CUES, NETWORK_FEATURES
+from app.gate.features import (
+    FEATURE_NAMES,
+    LINEAR_FEATURES,
+    MNIST_FORMAT_CUES,
+    NETWORK_FEATURES,
+    linear_feature_rows,
+)
+from mnist_model.head import Answer
 
 NO_GATE_NOTE = (
     "this checkpoint has no digit gate: `is_digit` is null in every answer; fit one with "
@@ -42,24 +51,37 @@ def describe_gate(gate: DigitGate | None, *, switched_off: bool = False) -> dict
 
 @dataclass(frozen=True, eq=False)
 class ServingGate:
-    """`DigitGate.on(device)`: the score as a few float32 tensor operations on the predictor's device. Compared
-    by identity: it holds tensors."""
+    """`DigitGate.serving(fc1, channels)`: the score as the predictor computes it. Compared by identity: it holds
+    arrays.
 
-    network_weights: torch.Tensor  # 194×H, standardising folded in
-    cue_weights: torch.Tensor  # 9×H
-    bias: torch.Tensor  # H
-    mnist_format_bias: torch.Tensor  # H: `bias` plus the cue term of `MNIST_FORMAT_CUES`
-    output_weights: torch.Tensor  # H
-    output_bias: torch.Tensor  # scalar
+    The first layer's term over the `LINEAR_FEATURES` (fc1's pre-activations, the channels' means), standardising
+    included, is itself a linear function of the convolutional maps: H rows over them (`readout_rows`), which the
+    predictor appends to fc1's weight (`mnist_model.inference.InferenceNet`), so the network's matrix product
+    computes them beside fc1 (~25 % more of fc1's weight to stream for H = 32) and the gate needs no operation on
+    the device of its own. The rest, a few float32 numpy operations on N×H arrays on the CPU: the answer's and
+    the cues' terms, the ReLU, the output layer."""
 
-    def scores(self, features: torch.Tensor, cues: torch.Tensor | None) -> torch.Tensor:
-        """N float32 scores from `network_features` (N×194) and the cue matrix (N×9 `CUE_FEATURES`; None: every
-        upload MNIST-format)."""
+    readout_rows: torch.Tensor  # H×(C·H·W) float64, columns in fc1's (NCHW) order
+    answer_weights: np.ndarray  # 2×H: max_probability, energy
+    cue_weights: np.ndarray  # 9×H
+    bias: np.ndarray  # H
+    mnist_format_bias: np.ndarray  # H: `bias` plus the cue term of `MNIST_FORMAT_CUES`
+    output_weights: np.ndarray  # H
+    output_bias: np.float32
+
+    def scores(self, readouts: np.ndarray, answer: Answer, cues: np.ndarray | None) -> np.ndarray:
+        """N float32 scores from `readouts` (N×H float32: the `readout_rows` applied to the maps; overwritten), the
+        head's `answer` and the cue matrix (N×9 `CUE_FEATURES`; None: every upload MNIST-format)."""
+        hidden = readouts
+        hidden += answer.max_probability * self.answer_weights[0]
+        hidden += answer.energy * self.answer_weights[1]
         if cues is None:
-            hidden = torch.addmm(self.mnist_format_bias, features, self.network_weights)
+            hidden += self.mnist_format_bias
         else:
-            hidden = torch.addmm(self.bias, features, self.network_weights).addmm_(cues, self.cue_weights)
-        return torch.addmv(self.output_bias, hidden.relu_(), self.output_weights)
+            hidden += cues @ self.cue_weights
+            hidden += self.bias
+        np.maximum(hidden, 0.0, out=hidden)
+        return hidden @ self.output_weights + self.output_bias
 
 
 class GateError(ValueError):
@@ -97,28 +119,34 @@ class DigitGate:
         return len(self.hidden_bias)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """Scores of N×F feature rows (`FEATURE_NAMES` order), float64: the plain formula, for fitting and
-        benchmarks (serving computes the same in float32 with `on`)."""
+        """Scores of N×F feature rows (`FEATURE_NAMES` order), float64: the plain formula, for fitting (serving
+        computes the same function otherwise arranged, in the network's precision: `serving`)."""
         hidden = np.maximum(((features - self.mean) / self.std) @ self.hidden_weights + self.hidden_bias, 0.0)
         return hidden @ self.output_weights + self.output_bias
 
-    def on(self, device: torch.device) -> ServingGate:
-        """The gate as the predictor runs it: float32 tensors on `device`, standardising folded into the first
-        layer, Wᵀ (x − m) / s + b = (W / s)ᵀ x + (b − (m / s)ᵀ W)."""
+    def serving(self, fc1: nn.Linear, channels: int) -> ServingGate:
+        """The gate as the predictor runs it, for a network whose fc1 reads `channels` maps (fc1 in float32, as
+        the checkpoint holds it). Standardising folded into the first layer, Wᵀ (x − m) / s + b = (W / s)ᵀ x +
+        (b − (m / s)ᵀ W), and its part over the linear features x = R·maps + o (`linear_feature_rows`) folded into
+        rows over the maps: ((W / s)ᵀ R)·maps + (W / s)ᵀ o, all in float64 before the one rounding to the
+        network's precision."""
         scaled = self.hidden_weights / self.std[:, None]
         bias = self.hidden_bias - (self.mean / self.std) @ self.hidden_weights
-        cut = len(NETWORK_FEATURES)
+        rows, offsets = linear_feature_rows(fc1, channels)
+        linear, network = len(LINEAR_FEATURES), len(NETWORK_FEATURES)
+        bias = bias + offsets @ scaled[:linear]
 
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
+        def array(values: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(values, dtype=np.float32)
 
         return ServingGate(
-            network_weights=tensor(scaled[:cut]),
-            cue_weights=tensor(scaled[cut:]),
-            bias=tensor(bias),
-            mnist_format_bias=tensor(bias + np.asarray(MNIST_FORMAT_CUES) @ scaled[cut:]),
-            output_weights=tensor(self.output_weights),
-            output_bias=tensor(np.asarray(self.output_bias)),
+            readout_rows=torch.from_numpy(scaled[:linear].T @ rows),
+            answer_weights=array(scaled[linear:network]),
+            cue_weights=array(scaled[network:]),
+            bias=array(bias),
+            mnist_format_bias=array(bias + np.asarray(MNIST_FORMAT_CUES) @ scaled[network:]),
+            output_weights=array(self.output_weights),
+            output_bias=np.float32(self.output_bias),
         )
 
     def describe(self) -> dict[str, object]:

@@ -1,9 +1,11 @@
-"""The features the not-a-digit gate weighs, computed by the same functions when it is fitted and when it serves.
+"""The features the not-a-digit gate weighs: what each is, and how the fit and the service compute them.
 
-Two groups, because they come from two places on the hot path: the network's (its penultimate activations and a
-summary of its answer, from the forward pass that classifies the image: no second pass) and the preprocessing
-cues (`app.preprocess.Cues`: how many separate parts the ink had, its shape, holes, stroke width...). The gate is
-linear, so its score is the sum of one term per group (`app.gate.digit_gate`).
+Three groups, from three places on the hot path, all from the forward pass that classifies the image (no second
+pass): linear read-outs of the network's convolutional maps (fc1's pre-activations and each channel's mean), two
+summaries of its answer (`mnist_model.head`), and the preprocessing cues (`app.preprocess.Cues`: how many separate
+parts the ink had, its shape, holes, stroke width...). The gate's first layer is linear, so its input is one term
+per group; the first group's term is a linear function of the maps, which the service computes inside fc1's own
+matrix product (`digit_gate.ServingGate`), while the fit reads the features themselves (`network_features`).
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from app.preprocess.cues import Cues
 
-FC1_FEATURES = tuple(f"fc1_{index}" for index in range(128))
+FC1_FEATURES = tuple(f"fc1_pre_{index}" for index in range(128))
 CONV_FEATURES = tuple(f"conv_mean_{index}" for index in range(64))
-NETWORK_FEATURES = (*FC1_FEATURES, *CONV_FEATURES, "max_probability", "energy")
-"""fc1 after its ReLU (what the last layer classifies); the mean of each of the 64 channels of the convolutional
-block's output (`Net.conv_maps`: which strokes, corners and curves it found anywhere, before fc1 maps them onto the
-ten digits; with them the gate flags ~5 points more of the threshold split's non-digits, letters 78 → 88 %); the
-calibrated top probability; the energy, logsumexp of the logits (large when the network sees strong evidence for
-some digit, whatever the softmax says). The channels' maxima were weighed too until they were found to cost ~100 µs
-of a gated batch of 64 (~40 % of the gate's cost) for ~0.4 points of non-digits flagged (README, "Is it a
-digit?")."""
+LINEAR_FEATURES = (*FC1_FEATURES, *CONV_FEATURES)
+"""The network features that are linear functions of the convolutional maps (`linear_feature_rows`): at serving
+time the gate's first layer over them is folded into fc1's matrix product (`digit_gate.ServingGate`)."""
+ANSWER_FEATURES = ("max_probability", "energy")
+NETWORK_FEATURES = (*LINEAR_FEATURES, *ANSWER_FEATURES)
+"""fc1's pre-activations, before its ReLU (what the last layer classifies, negative parts included: with them the
+gate flagged ~1 point more of the threshold split's non-digits than with the activations after the ReLU); the mean
+of each of the 64 channels of the convolutional block's output (`Net.conv_maps`: which strokes, corners and curves
+it found anywhere, before fc1 maps them onto the ten digits; with them the gate flags ~5 points more of the
+threshold split's non-digits, letters 78 → 88 %); the calibrated top probability; the energy, logsumexp of the
+logits (large when the network sees strong evidence for some digit, whatever the softmax says). The channels'
+maxima were weighed too until they were found to cost ~100 µs of a gated batch of 64 for ~0.4 points of
+non-digits flagged (README, "Is it a digit?")."""
 CUE_FEATURES = (
     "parts",
     "dropped_ink",
@@ -48,35 +56,28 @@ FEATURE_NAMES = (*NETWORK_FEATURES, *CUE_FEATURES)
 
 def channel_means(maps: torch.Tensor) -> torch.Tensor:
     """The mean of each of the 64 channels of `Net.conv_maps` output `maps` (N×64×12×12, any layout and float
-    dtype): N×64 in the maps' dtype.
-
-    Call it right after `conv_maps`, before fc1 streams its 2.4 MB of weights through the cache: there it takes
-    ~100 µs for a batch of 64 on one CPU thread (one-off timing); after fc1 it took about four times as long (an
-    earlier measurement). `avg_pool2d` over the whole map is several times cheaper here than torch's `mean` or a
-    matrix product with a column of ones."""
+    dtype): N×64 in the maps' dtype. What the fit reads; the service gets the gate's use of them from fc1's matrix
+    product instead (`linear_feature_rows`)."""
     return F.avg_pool2d(maps, maps.shape[-2:]).flatten(1)
 
 
-def network_features(
-    means: torch.Tensor,
-    fc1: torch.Tensor,
-    logits: torch.Tensor,
-    log_probabilities: torch.Tensor,
-    probabilities: torch.Tensor,
-) -> torch.Tensor:
-    """N×194 float32 on the network's device, in `NETWORK_FEATURES` order: fc1's activations (N×128), the
-    `channel_means` (N×64), the top calibrated probability (of `probabilities`, the N×10
-    softmax(logits / T) the predictor answers with anyway), the energy logsumexp(logits).
+def linear_feature_rows(fc1: nn.Linear, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """`LINEAR_FEATURES` as affine functions of the `channels` maps fc1 reads (C×S×S, flattened in NCHW order as
+    fc1's columns are): (rows 192×(C·S·S), offsets 192), float64, so that features = rows @ maps + offsets.
+    fc1's own weight and bias, then for each channel its mean: 1 / S² over that channel's block of columns."""
+    weight = fc1.weight.detach().double().cpu().numpy()
+    area = weight.shape[1] // channels
+    means = np.kron(np.eye(channels), np.full((1, area), 1.0 / area))
+    offsets = np.concatenate([fc1.bias.detach().double().cpu().numpy(), np.zeros(channels)])
+    return np.concatenate([weight, means]), offsets
 
-    The energy is read off what the predictor computed anyway: log_softmax(z) = z − logsumexp(z) for every
-    class, so logsumexp(z) = max z − max log_softmax(z), from `log_probabilities` (float32, N×10), exact up to
-    their rounding (~1e-6 here). Few operations on purpose: right after a forward pass each distinct tensor
-    operation costs tens of µs on a CPU (its code and data left the caches; torch's logsumexp took ~65 µs per
-    batch of 32 there, these two maxima ~20 µs), far more than its arithmetic, so the serving gate's share of a
-    batch is mostly its operation count."""
-    energy = logits.amax(dim=1, keepdim=True).float() - log_probabilities.amax(dim=1, keepdim=True)
-    top = probabilities.amax(dim=1, keepdim=True)
-    return torch.cat([fc1, means, top, energy], dim=1).float()  # cat promotes the half-precision parts
+
+def network_features(
+    pre_activations: np.ndarray, means: np.ndarray, max_probability: np.ndarray, energy: np.ndarray
+) -> np.ndarray:
+    """N×194 float32 in `NETWORK_FEATURES` order: fc1's pre-activations (N×128), the `channel_means` (N×64), the
+    top calibrated probability and the energy (N×1 each, `mnist_model.head.Answer`)."""
+    return np.concatenate([pre_activations, means, max_probability, energy], axis=1, dtype=np.float32)
 
 
 def cue_features(cues: Cues) -> list[float]:

@@ -1,11 +1,11 @@
-"""app.gate: the features (order, values), the gate's formula against hand-computed numbers, the predictor's
-batched tensor version of it (cues given or MNIST-format), the cue matrix, the metadata round trip (and through
+"""app.gate: the features (order, values, the linear ones as rows over the maps), the gate's formula against
+hand-computed numbers, the served version of it (folded into rows over the maps; cues given or MNIST-format), the
+cue matrix, the metadata round trip (and through
 a checkpoint file), the fit and the threshold choice."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -24,13 +24,14 @@ from app.gate import (
     network_features,
     stack_cues,
 )
-from app.gate.features import MNIST_FORMAT_CUES, cue_matrix
+from app.gate.features import MNIST_FORMAT_CUES, cue_matrix, linear_feature_rows
 from app.gate.fit import build_parser
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.preprocess.cues import CueNotes, Cues
 from mnist_model import ModelMetadata, Net, load_checkpoint, save_checkpoint
-from mnist_model.calibration import apply_temperature
 from mnist_model.checkpoint import read_metadata, write_metadata
+from mnist_model.head import Answer
+from mnist_model.inference import InferenceNet
 
 F = len(FEATURE_NAMES)
 CUT = len(NETWORK_FEATURES)  # the cues follow the network's features
@@ -51,7 +52,7 @@ def random_gate(hidden: int = 4, seed: int = 0) -> DigitGate:
 
 def test_feature_names_put_fc1_then_the_channel_means_then_the_answer_summary_then_the_cues():
     assert len(FEATURE_NAMES) == 128 + 64 + 2 + 9
-    assert FEATURE_NAMES[:2] == ("fc1_0", "fc1_1") and FEATURE_NAMES[127] == "fc1_127"
+    assert FEATURE_NAMES[:2] == ("fc1_pre_0", "fc1_pre_1") and FEATURE_NAMES[127] == "fc1_pre_127"
     assert FEATURE_NAMES[128] == "conv_mean_0" and FEATURE_NAMES[191] == "conv_mean_63"
     assert FEATURE_NAMES[192:194] == ("max_probability", "energy")
     assert FEATURE_NAMES[194:] == CUE_FEATURES
@@ -67,29 +68,34 @@ def test_feature_names_put_fc1_then_the_channel_means_then_the_answer_summary_th
         (torch.float16, torch.contiguous_format),
     ],
 )
-def test_network_features_values(dtype, layout):
-    fc1 = torch.arange(2 * 128, dtype=torch.float32).reshape(2, 128)
+def test_channel_means_and_network_features_values(dtype, layout):
     maps = torch.zeros(2, 64, 12, 12)
     maps[0, 3, 5, 7] = 6.0  # one strong response: mean 6 / 144
     maps[1, :, :6, :] = 2.0  # the top half of every channel: mean 1
     maps[1, 5, 11, 0] = 3.5  # one more value at the bottom-left: its channel's mean moves by 3.5 / 144
-    maps = maps.to(dtype).contiguous(memory_format=layout)
-    logits = torch.tensor([[2.0, 0.0] + [-30.0] * 8, [1.0] * 10])
-    means = channel_means(maps)
+    means = channel_means(maps.to(dtype).contiguous(memory_format=layout))
     assert means.shape == (2, 64) and means.dtype == dtype
-    log_probabilities = torch.log_softmax(logits, dim=1)
-    probabilities = apply_temperature(log_probabilities, 2.0)
-    features = network_features(means, fc1.to(dtype), logits, log_probabilities, probabilities).numpy()
+    pre = np.arange(-128, 128, dtype=np.float32).reshape(2, 128)  # negatives too: before fc1's ReLU
+    top, energy = np.array([[0.75], [0.1]], np.float32), np.array([[2.5], [-1.0]], np.float32)
+    features = network_features(pre, means.float().numpy(), top, energy)
     assert features.shape == (2, 194) and features.dtype == np.float32
-    assert np.array_equal(features[:, :128], fc1.numpy())  # 0–255: exact in every dtype tested
+    assert np.array_equal(features[:, :128], pre)
     means = features[:, 128:192]
     assert means[0, 3] == pytest.approx(6 / 144, rel=1e-2) and np.count_nonzero(means[0]) == 1
     assert means[1, 5] == pytest.approx(1 + 3.5 / 144, rel=1e-2) and np.allclose(np.delete(means[1], 5), 1.0)
-    # softmax(logits / 2): row 0 is ≈ (e, 1) / (e + 1) over the first two; row 1 uniform.
-    assert float(features[0, 192]) == pytest.approx(math.e / (math.e + 1 + 8 * math.exp(-15)), rel=1e-6)
-    assert float(features[1, 192]) == pytest.approx(0.1, rel=1e-6)
-    assert float(features[0, 193]) == pytest.approx(math.log(math.exp(2) + 1 + 8 * math.exp(-30)), rel=1e-6)
-    assert float(features[1, 193]) == pytest.approx(1 + math.log(10), rel=1e-6)
+    assert features[:, 192].tolist() == [0.75, pytest.approx(0.1)] and features[:, 193].tolist() == [2.5, -1.0]
+
+
+def test_linear_feature_rows_give_fc1s_pre_activations_and_the_channel_means():
+    torch.manual_seed(0)
+    net = Net().double()
+    maps = torch.rand(3, 64, 12, 12, dtype=torch.float64)
+    rows, offsets = linear_feature_rows(net.fc1, channels=64)
+    assert rows.shape == (192, 9216) and offsets.shape == (192,)
+    features = maps.flatten(1).numpy() @ rows.T + offsets
+    with torch.no_grad():
+        expected = torch.cat([net.fc1(maps.flatten(1)), channel_means(maps)], dim=1).numpy()
+    assert np.allclose(features, expected, rtol=0, atol=1e-12)
 
 
 def test_cue_features_follow_cue_features_order_with_booleans_as_numbers():
@@ -109,9 +115,9 @@ def test_an_mnist_format_upload_shows_the_gate_constant_cues_whatever_was_measur
 
 
 def test_scores_follow_the_formula_by_hand():
-    # One hidden unit reads fc1_0, another `parts`; everything else zero.
+    # One hidden unit reads fc1_pre_0, another `parts`; everything else zero.
     weights = np.zeros((F, 2))
-    weights[FEATURE_NAMES.index("fc1_0"), 0] = 2.0
+    weights[FEATURE_NAMES.index("fc1_pre_0"), 0] = 2.0
     weights[FEATURE_NAMES.index("parts"), 1] = -1.0
     mean, std = np.zeros(F), np.ones(F)
     mean[FEATURE_NAMES.index("parts")], std[FEATURE_NAMES.index("parts")] = 1.0, 0.5
@@ -123,13 +129,31 @@ def test_scores_follow_the_formula_by_hand():
 
 
 def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uploads():
-    gate = random_gate(hidden=8)
-    served = gate.on(torch.device("cpu"))
-    x = np.random.default_rng(1).normal(size=(5, F)).astype(np.float32)
-    network, cues = torch.from_numpy(x[:, :CUT]), torch.from_numpy(x[:, CUT:])
-    assert np.allclose(served.scores(network, cues).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    """The served gate gets the linear features' term from its rows over the maps (computed by the network's
+    fc1 product: `InferenceNet.readout`), the rest from the head's answer and the cues; in float32 it gives the
+    float64 formula's scores on the features themselves."""
+    torch.manual_seed(0)
+    net, gate = Net(), random_gate(hidden=8)
+    maps = torch.rand(5, 64, 12, 12)
+    served = gate.serving(net.fc1, channels=64)
+    assert served.readout_rows.shape == (8, 9216)
+    with torch.inference_mode():
+        readouts = InferenceNet(net, extra_rows=served.readout_rows).readout(maps).numpy()
+        pre = net.fc1(maps.flatten(1)).double().numpy()
+    rng = np.random.default_rng(1)
+    answer = Answer(
+        probabilities=np.full((5, 10), 0.1, np.float32),
+        max_probability=rng.uniform(0.1, 1.0, (5, 1)).astype(np.float32),
+        energy=rng.normal(size=(5, 1)).astype(np.float32),
+    )
+    cues = rng.normal(size=(5, 9)).astype(np.float32)
+    x = np.concatenate([pre, channel_means(maps).double().numpy(), answer.max_probability, answer.energy, cues], 1)
+    assert np.allclose(readouts[:, :128], pre, atol=1e-4)  # fc1's pre-activations come first, as before
+    scores = served.scores(readouts[:, 128:].copy(), answer, cues)
+    assert scores.dtype == np.float32 and np.allclose(scores, gate.scores(x), rtol=1e-4, atol=1e-3)
     x[:, CUT:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
-    assert np.allclose(served.scores(network, None).numpy(), gate.scores(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    scores = served.scores(readouts[:, 128:].copy(), answer, None)
+    assert np.allclose(scores, gate.scores(x), rtol=1e-4, atol=1e-3)
 
 
 def test_stack_cues_fills_mnist_format_blocks_with_their_constant_cues():
