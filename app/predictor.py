@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PROBABILITIES = 10
 """Columns of probabilities in a row of `Model.predict` (digits 0–9); with a digit gate its score follows."""
-FC1_UNITS = 128
-"""fc1's outputs: the first columns of `InferenceNet.readout`, the gate's folded rows after them."""
 
 
 class Model(Protocol):
@@ -100,8 +98,8 @@ class Predictor:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
         # The head (fc2 onwards) and the gate's folded rows are built from the checkpoint's float32 weights.
         self.head = CalibratedHead(model.fc2, self.metadata.temperature)
-        channels = model.conv2.out_channels
-        self._gate = self.digit_gate.serving(model.fc1, channels) if self.digit_gate is not None else None
+        maps = (model.conv2.out_channels, model.fc1.in_features)
+        self._gate = self.digit_gate.serving(*maps) if self.digit_gate is not None else None
         if with_gate and not settings.digit_gate:
             log.info("%s", GATE_OFF_NOTE)
         elif self.digit_gate is None and with_gate:
@@ -138,12 +136,12 @@ class Predictor:
         rows); then on the CPU the calibrated probabilities, softmax(logits / T) with the checkpoint's
         temperature T, as float32; with a gate, its score follows (see `Model.predict`)."""
         readouts = self._readouts(pixels)
-        answer = self.head(readouts[:, :FC1_UNITS])
+        answer = self.head(readouts[:, : self.model.fc1_units])  # the gate's rows follow fc1's columns
         if self._gate is None:
             return torch.from_numpy(answer.probabilities)
         rows = np.empty((len(readouts), PROBABILITIES + 1), np.float32)
         rows[:, :PROBABILITIES] = answer.probabilities
-        rows[:, PROBABILITIES] = self._gate.scores(readouts[:, FC1_UNITS:], answer, cues)
+        rows[:, PROBABILITIES] = self._gate.scores(readouts, answer, cues)
         return torch.from_numpy(rows)
 
     def gate_inputs(self, pixels: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -152,14 +150,14 @@ class Predictor:
         with torch.inference_mode():
             maps = self._conv_maps(pixels)
             means = channel_means(maps).float().cpu().numpy()
-            pre_activations = self.model.readout(maps)[:, :FC1_UNITS].float().cpu().numpy()
-        answer = self.head(pre_activations.copy())
+            pre_activations = self.model.readout(maps)[:, : self.model.fc1_units].float().cpu().numpy()
+        answer = self.head(pre_activations)
         features = network_features(pre_activations, means, answer.max_probability, answer.energy)
         return torch.from_numpy(answer.probabilities), features
 
     def _readouts(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 N×28×28 images → `InferenceNet.readout` of their maps as float32 on the CPU (N×(128 + H): fc1's
-        pre-activations, then the gate's H folded rows, if any)."""
+        """uint8 N×28×28 images → `InferenceNet.readout` of their maps as float32 on the CPU (N×(128 + R): fc1's
+        pre-activations, then the gate's R rows, if any)."""
         with torch.inference_mode():
             return self.model.readout(self._conv_maps(pixels)).float().cpu().numpy()
 

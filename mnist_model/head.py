@@ -41,8 +41,8 @@ class CalibratedHead:
         self.inverse_temperature = np.float32(1.0 / temperature)
 
     def __call__(self, pre_activations: np.ndarray) -> Answer:
-        """`pre_activations`: N×128 float32 (any strides; overwritten: fc1's ReLU is applied in place)."""
-        hidden = np.maximum(pre_activations, 0.0, out=pre_activations)
+        """`pre_activations`: N×128 float32 (any strides; left as they are: the digit gate reads them too)."""
+        hidden = np.maximum(pre_activations, 0.0)
         logits = hidden @ self.weight
         logits += self.bias
         largest = logits.max(axis=1, keepdims=True)

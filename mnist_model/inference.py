@@ -73,7 +73,7 @@ class InferenceNet:
         dtype: cast to the net's."""
         self.net = net.eval()
         weight = net.fc1.weight.detach()  # 128 × (C·H·W), columns in the NCHW flattening order
-        channels = net.conv2.out_channels
+        channels, self.fc1_units = net.conv2.out_channels, weight.shape[0]
         # columns in the NHWC order: flattening channels-last maps is then free
         self.fc1_weight = channels_last_columns(weight, channels)
         self.readout_weight, self.readout_bias = self.fc1_weight, net.fc1.bias.detach()

@@ -1,9 +1,10 @@
 """The not-a-digit gate (issue 11): is an upload one handwritten digit? A small perceptron over the network's
-penultimate activations, a summary of its answer and the preprocessing cues, fitted by `app.gate.fit` and stored
-in the checkpoint's `digit_gate` metadata.
+penultimate pre-activations, its convolutional channels' means, a summary of its answer and the preprocessing cues,
+fitted by `app.gate.fit` and stored in the checkpoint's `digit_gate` metadata.
 
-- `features`: what the gate weighs, computed by the same functions at fitting and at serving time.
-- `digit_gate`: the gate's parameters, its score (the plain formula, and the predictor's batched tensor version).
+- `features`: what the gate weighs, and how the fit and the service compute each.
+- `digit_gate`: the gate's parameters, its score (the plain formula, and the served version: its first layer folded
+  into rows fc1's matrix product computes, the rest in NumPy).
 - `fitting`: the fit (class-balanced, deterministic) and the threshold choice (a false-flag budget per group).
 - `fit`: the command that fits a checkpoint's gate on exported renders and MNIST and writes it back.
 """

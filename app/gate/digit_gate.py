@@ -7,10 +7,10 @@ Why a small MLP and not a logistic regression: on the threshold split it flagged
 67.4 % for the logistic regression at the same false-flag budgets (see README, "Is it a digit?").
 
 At serving time the whole score is computed by the predictor, batched, in the forward pass (`DigitGate.serving`:
-the standardising and the linear features folded into rows fc1's matrix product computes too, then a few numpy
-operations on the CPU); the cues come with the images (measured where each upload was preprocessed), and an
-MNIST-format upload's are constants (`features.MNIST_FORMAT_CUES`), folded into a bias of their own. The service
-only compares a number.
+the standardising folded into the first layer, its part over the channel means into a few rows fc1's matrix
+product computes too, then a few NumPy operations on the CPU); the cues come with the images (measured where each
+upload was preprocessed), and an MNIST-format upload's are constants (`features.MNIST_FORMAT_CUES`), folded into a
+bias of their own. The service only compares a number.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from app.gate.features import (
+    CONV_FEATURES,
+    FC1_FEATURES,
     FEATURE_NAMES,
-    LINEAR_FEATURES,
     MNIST_FORMAT_CUES,
     NETWORK_FEATURES,
-    linear_feature_rows,
+    channel_mean_rows,
 )
 from mnist_model.head import Answer
 
@@ -49,19 +49,26 @@ def describe_gate(gate: DigitGate | None, *, switched_off: bool = False) -> dict
     return {"note": GATE_OFF_NOTE if switched_off else NO_GATE_NOTE}
 
 
+RANK_TOLERANCE = 1e-6
+"""Singular values of the channel means' block below this share of the largest are taken as zero (`serving`)."""
+
+
 @dataclass(frozen=True, eq=False)
 class ServingGate:
-    """`DigitGate.serving(fc1, channels)`: the score as the predictor computes it. Compared by identity: it holds
-    arrays.
+    """`DigitGate.serving(channels, columns)`: the score as the predictor computes it. Compared by identity: it
+    holds arrays.
 
-    The first layer's term over the `LINEAR_FEATURES` (fc1's pre-activations, the channels' means), standardising
-    included, is itself a linear function of the convolutional maps: H rows over them (`readout_rows`), which the
-    predictor appends to fc1's weight (`mnist_model.inference.InferenceNet`), so the network's matrix product
-    computes them beside fc1 (~25 % more of fc1's weight to stream for H = 32) and the gate needs no operation on
-    the device of its own. The rest, a few float32 numpy operations on N×H arrays on the CPU: the answer's and
-    the cues' terms, the ReLU, the output layer."""
+    The first layer's term over the 64 channel means, standardising included, is a linear function of the
+    convolutional maps of rank R ≤ 64: factored as V·(Uᵀ·means), its R rows Uᵀ·(channel mean rows) over the maps
+    (`readout_rows`) are appended to fc1's weight (`mnist_model.inference.InferenceNet`), so the network's matrix
+    product computes them beside fc1 and the gate needs no operation on the device of its own. A gate fitted with
+    `--mean-components 16` has R = 16: 16 more rows, 12.5 % more of fc1's weight to stream. The rest is float32
+    NumPy on the CPU, a few operations on N×H arrays: fc1's term (its pre-activations are read out anyway), the
+    components', the answer's and the cues' terms, the ReLU, the output layer."""
 
-    readout_rows: torch.Tensor  # H×(C·H·W) float64, columns in fc1's (NCHW) order
+    readout_rows: torch.Tensor  # R×(C·S·S) float64, columns in fc1's (NCHW) order
+    fc1_weights: np.ndarray  # 128×H
+    component_weights: np.ndarray  # R×H
     answer_weights: np.ndarray  # 2×H: max_probability, energy
     cue_weights: np.ndarray  # 9×H
     bias: np.ndarray  # H
@@ -70,9 +77,12 @@ class ServingGate:
     output_bias: np.float32
 
     def scores(self, readouts: np.ndarray, answer: Answer, cues: np.ndarray | None) -> np.ndarray:
-        """N float32 scores from `readouts` (N×H float32: the `readout_rows` applied to the maps; overwritten), the
-        head's `answer` and the cue matrix (N×9 `CUE_FEATURES`; None: every upload MNIST-format)."""
-        hidden = readouts
+        """N float32 scores from `readouts` (N×(128 + R) float32: fc1's pre-activations, then the `readout_rows`
+        applied to the maps), the head's `answer` and the cue matrix (N×9 `CUE_FEATURES`; None: every upload
+        MNIST-format)."""
+        fc1 = len(self.fc1_weights)
+        hidden = readouts[:, :fc1] @ self.fc1_weights
+        hidden += readouts[:, fc1:] @ self.component_weights
         hidden += answer.max_probability * self.answer_weights[0]
         hidden += answer.energy * self.answer_weights[1]
         if cues is None:
@@ -124,24 +134,28 @@ class DigitGate:
         hidden = np.maximum(((features - self.mean) / self.std) @ self.hidden_weights + self.hidden_bias, 0.0)
         return hidden @ self.output_weights + self.output_bias
 
-    def serving(self, fc1: nn.Linear, channels: int) -> ServingGate:
-        """The gate as the predictor runs it, for a network whose fc1 reads `channels` maps (fc1 in float32, as
-        the checkpoint holds it). Standardising folded into the first layer, Wᵀ (x − m) / s + b = (W / s)ᵀ x +
-        (b − (m / s)ᵀ W), and its part over the linear features x = R·maps + o (`linear_feature_rows`) folded into
-        rows over the maps: ((W / s)ᵀ R)·maps + (W / s)ᵀ o, all in float64 before the one rounding to the
-        network's precision."""
+    def serving(self, channels: int, columns: int) -> ServingGate:
+        """The gate as the predictor runs it, for maps of `channels` channels that fc1 reads as `columns` values.
+        Standardising folded into the first layer, Wᵀ (x − m) / s + b = (W / s)ᵀ x + (b − (m / s)ᵀ W); the
+        channel means' block of W / s (64×H) factored by its singular value decomposition U·Σ·Vᵀ, rank R, into R
+        rows over the maps, (U·Σ)ᵀ·(channel mean rows), and the R×H weights Vᵀ that the read-outs meet on the CPU
+        (exact up to float rounding: the singular values dropped are below `RANK_TOLERANCE` of the largest)."""
         scaled = self.hidden_weights / self.std[:, None]
         bias = self.hidden_bias - (self.mean / self.std) @ self.hidden_weights
-        rows, offsets = linear_feature_rows(fc1, channels)
-        linear, network = len(LINEAR_FEATURES), len(NETWORK_FEATURES)
-        bias = bias + offsets @ scaled[:linear]
+        fc1, network = len(FC1_FEATURES), len(NETWORK_FEATURES)
+        means_block = scaled[fc1 : fc1 + len(CONV_FEATURES)]
+        left, singular, right = np.linalg.svd(means_block, full_matrices=False)
+        rank = max(1, int((singular > RANK_TOLERANCE * singular[0]).sum())) if singular[0] > 0 else 1
+        rows = (left[:, :rank] * singular[:rank]).T @ channel_mean_rows(channels, columns)
 
         def array(values: np.ndarray) -> np.ndarray:
             return np.ascontiguousarray(values, dtype=np.float32)
 
         return ServingGate(
-            readout_rows=torch.from_numpy(scaled[:linear].T @ rows),
-            answer_weights=array(scaled[linear:network]),
+            readout_rows=torch.from_numpy(rows),
+            fc1_weights=array(scaled[:fc1]),
+            component_weights=array(right[:rank]),
+            answer_weights=array(scaled[fc1 + len(CONV_FEATURES) : network]),
             cue_weights=array(scaled[network:]),
             bias=array(bias),
             mnist_format_bias=array(bias + np.asarray(MNIST_FORMAT_CUES) @ scaled[network:]),

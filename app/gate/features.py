@@ -1,11 +1,11 @@
 """The features the not-a-digit gate weighs: what each is, and how the fit and the service compute them.
 
 Three groups, from three places on the hot path, all from the forward pass that classifies the image (no second
-pass): linear read-outs of the network's convolutional maps (fc1's pre-activations and each channel's mean), two
-summaries of its answer (`mnist_model.head`), and the preprocessing cues (`app.preprocess.Cues`: how many separate
-parts the ink had, its shape, holes, stroke width...). The gate's first layer is linear, so its input is one term
-per group; the first group's term is a linear function of the maps, which the service computes inside fc1's own
-matrix product (`digit_gate.ServingGate`), while the fit reads the features themselves (`network_features`).
+pass): the network's own (fc1's pre-activations and each convolutional channel's mean), two summaries of its answer
+(`mnist_model.head`), and the preprocessing cues (`app.preprocess.Cues`: how many separate parts the ink had, its
+shape, holes, stroke width...). The fit reads the features themselves (`network_features`); the service gets the
+gate's first layer over the channel means from a few extra rows of fc1's matrix product instead
+(`channel_mean_rows`, `digit_gate.ServingGate`).
 """
 
 from __future__ import annotations
@@ -15,17 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from app.preprocess.cues import Cues
 
 FC1_FEATURES = tuple(f"fc1_pre_{index}" for index in range(128))
 CONV_FEATURES = tuple(f"conv_mean_{index}" for index in range(64))
-LINEAR_FEATURES = (*FC1_FEATURES, *CONV_FEATURES)
-"""The network features that are linear functions of the convolutional maps (`linear_feature_rows`): at serving
-time the gate's first layer over them is folded into fc1's matrix product (`digit_gate.ServingGate`)."""
 ANSWER_FEATURES = ("max_probability", "energy")
-NETWORK_FEATURES = (*LINEAR_FEATURES, *ANSWER_FEATURES)
+NETWORK_FEATURES = (*FC1_FEATURES, *CONV_FEATURES, *ANSWER_FEATURES)
 """fc1's pre-activations, before its ReLU (what the last layer classifies, negative parts included: with them the
 gate flagged ~1 point more of the threshold split's non-digits than with the activations after the ReLU); the mean
 of each of the 64 channels of the convolutional block's output (`Net.conv_maps`: which strokes, corners and curves
@@ -57,19 +53,15 @@ FEATURE_NAMES = (*NETWORK_FEATURES, *CUE_FEATURES)
 def channel_means(maps: torch.Tensor) -> torch.Tensor:
     """The mean of each of the 64 channels of `Net.conv_maps` output `maps` (N×64×12×12, any layout and float
     dtype): N×64 in the maps' dtype. What the fit reads; the service gets the gate's use of them from fc1's matrix
-    product instead (`linear_feature_rows`)."""
+    product instead (`channel_mean_rows`)."""
     return F.avg_pool2d(maps, maps.shape[-2:]).flatten(1)
 
 
-def linear_feature_rows(fc1: nn.Linear, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """`LINEAR_FEATURES` as affine functions of the `channels` maps fc1 reads (C×S×S, flattened in NCHW order as
-    fc1's columns are): (rows 192×(C·S·S), offsets 192), float64, so that features = rows @ maps + offsets.
-    fc1's own weight and bias, then for each channel its mean: 1 / S² over that channel's block of columns."""
-    weight = fc1.weight.detach().double().cpu().numpy()
-    area = weight.shape[1] // channels
-    means = np.kron(np.eye(channels), np.full((1, area), 1.0 / area))
-    offsets = np.concatenate([fc1.bias.detach().double().cpu().numpy(), np.zeros(channels)])
-    return np.concatenate([weight, means]), offsets
+def channel_mean_rows(channels: int, columns: int) -> np.ndarray:
+    """The `channel_means` as rows over the maps flattened in NCHW order (fc1's column order): C×`columns` float64,
+    row c holding 1 / S² over channel c's block of S² columns, so that means = rows @ maps."""
+    area = columns // channels
+    return np.kron(np.eye(channels), np.full((1, area), 1.0 / area))
 
 
 def network_features(

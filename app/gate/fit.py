@@ -35,7 +35,7 @@ from torchvision.datasets import MNIST
 
 from app.config import load_settings
 from app.gate.digit_gate import DigitGate
-from app.gate.features import cue_matrix
+from app.gate.features import CONV_FEATURES, FC1_FEATURES, cue_matrix
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.predictor import Predictor
 from app.preprocess.cues import CueNotes, Cues, measure_pixels
@@ -160,7 +160,11 @@ def fit(args: argparse.Namespace) -> DigitGate:
     train_x, held_x = feature_matrix(predictor, train), feature_matrix(predictor, held)
     by_group = dict(_group_weight(item) if isinstance(item, str) else item for item in args.weight)
     weights = np.array([by_group.get(group, 1.0) for group in train.group.tolist()])
-    gate = fit_gate(train_x, train.is_digit, hidden=args.hidden, l2=args.l2, seed=args.seed, weights=weights)
+    means = slice(len(FC1_FEATURES), len(FC1_FEATURES) + len(CONV_FEATURES))
+    components = None if args.mean_components >= len(CONV_FEATURES) else (means, args.mean_components)
+    gate = fit_gate(
+        train_x, train.is_digit, hidden=args.hidden, l2=args.l2, seed=args.seed, weights=weights, components=components
+    )
     scores = gate.scores(held_x)
     budgets = {group: args.mnist_budget if group == "mnist" else args.style_budget for group in _digit_groups(held)}
     digit_scores = {group: scores[held.group == group] for group in budgets}
@@ -174,6 +178,7 @@ def fit(args: argparse.Namespace) -> DigitGate:
             "mnist_threshold": {"images": 60_000 - MNIST_TRAIN_END, "from": [MNIST_TRAIN_END, 60_000]},
             "precision": str(predictor.dtype).removeprefix("torch."),
             "hidden": args.hidden,
+            "mean_components": min(args.mean_components, len(CONV_FEATURES)),
             "l2": args.l2,
             "weights": by_group,
         },
@@ -205,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mnist-budget", type=float, default=0.005, help="most MNIST digits flagged (threshold split)")
     parser.add_argument("--style-budget", type=float, default=0.02, help="most digits of any style flagged (same)")
     parser.add_argument("--hidden", type=int, default=64, help="hidden units of the gate's perceptron")
+    parser.add_argument(
+        "--mean-components",
+        type=int,
+        default=16,
+        help="principal components of the 64 channel means the gate sees (64: all; fewer: cheaper to serve)",
+    )
     parser.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the weights")
     parser.add_argument("--seed", type=int, default=0, help="seed of the MNIST sample and the initial weights")
     parser.add_argument(

@@ -24,7 +24,7 @@ from app.gate import (
     network_features,
     stack_cues,
 )
-from app.gate.features import MNIST_FORMAT_CUES, cue_matrix, linear_feature_rows
+from app.gate.features import MNIST_FORMAT_CUES, channel_mean_rows, cue_matrix
 from app.gate.fit import build_parser
 from app.gate.fitting import fit_gate, highest_safe_threshold
 from app.preprocess.cues import CueNotes, Cues
@@ -86,16 +86,11 @@ def test_channel_means_and_network_features_values(dtype, layout):
     assert features[:, 192].tolist() == [0.75, pytest.approx(0.1)] and features[:, 193].tolist() == [2.5, -1.0]
 
 
-def test_linear_feature_rows_give_fc1s_pre_activations_and_the_channel_means():
-    torch.manual_seed(0)
-    net = Net().double()
+def test_channel_mean_rows_give_the_channel_means():
     maps = torch.rand(3, 64, 12, 12, dtype=torch.float64)
-    rows, offsets = linear_feature_rows(net.fc1, channels=64)
-    assert rows.shape == (192, 9216) and offsets.shape == (192,)
-    features = maps.flatten(1).numpy() @ rows.T + offsets
-    with torch.no_grad():
-        expected = torch.cat([net.fc1(maps.flatten(1)), channel_means(maps)], dim=1).numpy()
-    assert np.allclose(features, expected, rtol=0, atol=1e-12)
+    rows = channel_mean_rows(64, 9216)
+    assert rows.shape == (64, 9216)
+    assert np.allclose(maps.flatten(1).numpy() @ rows.T, channel_means(maps).numpy(), rtol=0, atol=1e-12)
 
 
 def test_cue_features_follow_cue_features_order_with_booleans_as_numbers():
@@ -128,18 +123,18 @@ def test_scores_follow_the_formula_by_hand():
     assert gate.scores(x).tolist() == [2.5 * 1.0 - 1.0, 2.0 * 3.0 - 1.0]
 
 
-def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uploads():
-    """The served gate gets the linear features' term from its rows over the maps (computed by the network's
-    fc1 product: `InferenceNet.readout`), the rest from the head's answer and the cues; in float32 it gives the
-    float64 formula's scores on the features themselves."""
+def served_and_formula_scores(gate: DigitGate) -> tuple[int, list[np.ndarray]]:
+    """(rows the served gate adds to fc1, [served, formula] scores with cues, [served, formula] MNIST-format) on
+    random maps through a random `Net`: the served gate reads fc1's pre-activations and its rows off
+    `InferenceNet.readout`, the rest from the head's answer and the cues, in float32."""
     torch.manual_seed(0)
-    net, gate = Net(), random_gate(hidden=8)
+    net = Net()
     maps = torch.rand(5, 64, 12, 12)
-    served = gate.serving(net.fc1, channels=64)
-    assert served.readout_rows.shape == (8, 9216)
+    served = gate.serving(channels=64, columns=9216)
     with torch.inference_mode():
         readouts = InferenceNet(net, extra_rows=served.readout_rows).readout(maps).numpy()
         pre = net.fc1(maps.flatten(1)).double().numpy()
+    assert np.allclose(readouts[:, :128], pre, atol=1e-4)  # fc1's pre-activations come first
     rng = np.random.default_rng(1)
     answer = Answer(
         probabilities=np.full((5, 10), 0.1, np.float32),
@@ -148,12 +143,31 @@ def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uplo
     )
     cues = rng.normal(size=(5, 9)).astype(np.float32)
     x = np.concatenate([pre, channel_means(maps).double().numpy(), answer.max_probability, answer.energy, cues], 1)
-    assert np.allclose(readouts[:, :128], pre, atol=1e-4)  # fc1's pre-activations come first, as before
-    scores = served.scores(readouts[:, 128:].copy(), answer, cues)
-    assert scores.dtype == np.float32 and np.allclose(scores, gate.scores(x), rtol=1e-4, atol=1e-3)
+    with_cues = [served.scores(readouts, answer, cues), gate.scores(x)]
     x[:, CUT:] = MNIST_FORMAT_CUES  # None stands for these constant cues (the bias that folds them in)
-    scores = served.scores(readouts[:, 128:].copy(), answer, None)
-    assert np.allclose(scores, gate.scores(x), rtol=1e-4, atol=1e-3)
+    mnist_format = [served.scores(readouts, answer, None), gate.scores(x)]
+    return len(served.readout_rows), [*with_cues, *mnist_format]
+
+
+def test_the_served_scores_equal_the_formula_with_cues_and_for_mnist_format_uploads():
+    rows, (served, formula, served_mnist, formula_mnist) = served_and_formula_scores(random_gate(hidden=8))
+    assert rows == 8  # the channel means' block of an 8-unit layer has rank 8: 8 rows, not 64
+    assert served.dtype == np.float32 and np.allclose(served, formula, rtol=1e-4, atol=1e-3)
+    assert np.allclose(served_mnist, formula_mnist, rtol=1e-4, atol=1e-3)
+
+
+def test_a_gate_fitted_on_few_mean_components_is_served_with_that_many_rows():
+    x, is_digit, _ = synthetic(600, seed=0)
+    means = slice(128, 192)
+    x[:, means] += np.where(is_digit, 0.5, -0.5)[:, None]  # the means carry signal too
+    gate = fit_gate(x, is_digit, hidden=24, max_iter=60, components=(means, 5))
+    assert gate.hidden_weights.shape == (F, 24)  # over the original features, as the checkpoint stores it
+    assert np.linalg.matrix_rank(gate.hidden_weights[means], tol=1e-8) == 5
+    rows, (served, formula, served_mnist, formula_mnist) = served_and_formula_scores(gate)
+    assert rows == 5
+    assert np.allclose(served, formula, rtol=1e-4, atol=1e-3) and np.allclose(
+        served_mnist, formula_mnist, rtol=1e-4, atol=1e-3
+    )
 
 
 def test_stack_cues_fills_mnist_format_blocks_with_their_constant_cues():
