@@ -59,10 +59,11 @@ class ServingGate:
     holds arrays.
 
     The first layer's term over the 64 channel means, standardising included, is a linear function of the
-    convolutional maps of rank R ≤ 64: factored as V·(Uᵀ·means), its R rows Uᵀ·(channel mean rows) over the maps
-    (`readout_rows`) are appended to fc1's weight (`mnist_model.inference.InferenceNet`), so the network's matrix
-    product computes them beside fc1 and the gate needs no operation on the device of its own. A gate fitted with
-    `--mean-components 16` has R = 16: 16 more rows, 12.5 % more of fc1's weight to stream. The rest is float32
+    convolutional maps of rank R ≤ 64: factored into R rows over the maps (`readout_rows`) and R×H weights
+    (`component_weights`). The rows are appended to fc1's weight (`mnist_model.inference.InferenceNet`), so the
+    network's matrix product computes them beside fc1 and the gate needs no operation on the device of its own. A
+    gate fitted with `--mean-components 16` has R = 16: 16 more rows, 12.5 % more of fc1's weight to stream. The
+    rest is float32
     NumPy on the CPU, a few operations on N×H arrays: fc1's term (its pre-activations are read out anyway), the
     components', the answer's and the cues' terms, the ReLU, the output layer."""
 
