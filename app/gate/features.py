@@ -22,8 +22,8 @@ FC1_FEATURES = tuple(f"fc1_pre_{index}" for index in range(128))
 CONV_FEATURES = tuple(f"conv_mean_{index}" for index in range(64))
 ANSWER_FEATURES = ("max_probability", "energy")
 NETWORK_FEATURES = (*FC1_FEATURES, *CONV_FEATURES, *ANSWER_FEATURES)
-"""fc1's pre-activations, before its ReLU (what the last layer classifies, negative parts included: with them the
-gate flagged ~1 point more of the threshold split's non-digits than with the activations after the ReLU); the mean
+"""fc1's pre-activations, before its ReLU (what the service reads out of fc1's product; as telling as the
+activations after the ReLU: 94.8 against 94.9 % of the threshold split's non-digits flagged in one-off fits); the mean
 of each of the 64 channels of the convolutional block's output (`Net.conv_maps`: which strokes, corners and curves
 it found anywhere, before fc1 maps them onto the ten digits; with them the gate flags ~5 points more of the
 threshold split's non-digits, letters 78 → 88 %); the calibrated top probability; the energy, logsumexp of the

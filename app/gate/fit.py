@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=int, default=64, help="hidden units of the gate's perceptron")
     parser.add_argument(
         "--mean-components",
-        type=int,
+        type=_at_least_one,
         default=16,
         help="principal components of the 64 channel means the gate sees (64: all; fewer: cheaper to serve)",
     )
@@ -232,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dry-run", action="store_true", help="fit and log, write nothing")
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """A whole number ≥ 1 (argparse's type for --mean-components)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return number
 
 
 def _group_weight(text: str) -> tuple[str, float]:

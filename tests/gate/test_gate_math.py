@@ -286,3 +286,13 @@ def test_threshold_with_a_zero_budget_flags_no_digit():
     assert highest_safe_threshold({"a": np.array([3.0, 1.0, 2.0])}, {"a": 0.0}) == 1.0
     with pytest.raises(ValueError):
         highest_safe_threshold({"a": np.array([])}, {"a": 0.1})
+
+
+def test_fit_command_sees_16_mean_components_by_default_and_refuses_fewer_than_one(capsys):
+    required = ["--checkpoint", "c.safetensors", "--train", "t.npz", "--threshold", "h.npz"]
+    assert build_parser().parse_args(required).mean_components == 16
+    assert build_parser().parse_args([*required, "--mean-components", "64"]).mean_components == 64
+    for bad in ("0", "-3", "x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*required, "--mean-components", bad])
+        assert "expected a whole number ≥ 1" in capsys.readouterr().err
