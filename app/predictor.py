@@ -96,10 +96,9 @@ class Predictor:
             self.digit_gate = DigitGate.from_metadata(self.metadata.digit_gate) if use_gate else None
         except GateError as exc:
             raise CheckpointError(f"{settings.model_path}: {exc}") from exc
-        # The head (fc2 onwards) and the gate's folded rows are built from the checkpoint's float32 weights.
-        self.head = CalibratedHead(model.fc2, self.metadata.temperature)
-        maps = (model.conv2.out_channels, model.fc1.in_features)
-        self._gate = self.digit_gate.serving(*maps) if self.digit_gate is not None else None
+        self.head = CalibratedHead(model.fc2, self.metadata.temperature)  # from fc2's float32 weights
+        channels, columns = model.conv2.out_channels, model.fc1.in_features  # what fc1 reads of the maps
+        self._gate = self.digit_gate.serving(channels, columns) if self.digit_gate is not None else None
         if with_gate and not settings.digit_gate:
             log.info("%s", GATE_OFF_NOTE)
         elif self.digit_gate is None and with_gate:

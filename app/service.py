@@ -28,7 +28,7 @@ from starlette.requests import Request
 from app.batcher import DynamicBatcher, Probabilities, Reservation
 from app.config import Settings
 from app.errors import ModelTimeout, ModelUnavailable, NotReady
-from app.gate import cue_row, stack_cues
+from app.gate import cue_row, stack_cue_rows
 from app.metrics import Metrics
 from app.predictor import Model
 from app.preprocess import BadItem, ImageError, mnist_pngs, to_mnist_pixels
@@ -131,7 +131,7 @@ class Service:
         if not good:  # nothing for the model: the per-image errors are the whole answer
             return [item for item in prepared if isinstance(item, BadItem)]
         pixels = good[0][0][None] if len(good) == 1 else np.stack([item[0] for item in good])
-        cues = stack_cues([(None if item[1] is None else item[1][None], 1) for item in good])
+        cues = stack_cue_rows([item[1] for item in good])
         future = reservation.submit(pixels, cues)
         # A timer that fails the future itself (cheaper than asyncio.timeout's task cancellation); a future
         # that is done before its images reached the model makes the batcher skip them.

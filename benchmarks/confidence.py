@@ -28,7 +28,7 @@ from torchvision.datasets import MNIST
 from tqdm import tqdm
 
 from app.config import load_settings
-from app.gate.features import cue_row, stack_cues
+from app.gate.features import cue_row, stack_cue_rows
 from app.predictor import PROBABILITIES, Predictor
 from app.preprocess import MAX_PIXELS, Cues, inspect_upload
 from benchmarks.renders.export import Row, jobs, run_job
@@ -67,8 +67,8 @@ def gate_scores(predictor: Predictor, pixels: np.ndarray, cues: list[Cues], chun
     rows = []
     for start in range(0, len(pixels), chunk):
         stop = min(start + chunk, len(pixels))
-        blocks = [(None if row is None else row[None], 1) for row in map(cue_row, cues[start:stop])]
-        rows.append(predictor.predict(np.ascontiguousarray(pixels[start:stop]), stack_cues(blocks)).numpy())
+        chunk_cues = stack_cue_rows([cue_row(item) for item in cues[start:stop]])
+        rows.append(predictor.predict(np.ascontiguousarray(pixels[start:stop]), chunk_cues).numpy())
     answers = np.concatenate(rows)
     return answers[:, :PROBABILITIES], answers[:, PROBABILITIES]
 

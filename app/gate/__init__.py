@@ -18,6 +18,7 @@ from app.gate.features import (
     cue_features,
     cue_row,
     network_features,
+    stack_cue_rows,
     stack_cues,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "channel_means",
     "network_features",
     "ServingGate",
+    "stack_cue_rows",
     "stack_cues",
 ]

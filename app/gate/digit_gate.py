@@ -146,7 +146,7 @@ class DigitGate:
         fc1, network = len(FC1_FEATURES), len(NETWORK_FEATURES)
         means_block = scaled[fc1 : fc1 + len(CONV_FEATURES)]
         left, singular, right = np.linalg.svd(means_block, full_matrices=False)
-        rank = max(1, int((singular > RANK_TOLERANCE * singular[0]).sum())) if singular[0] > 0 else 1
+        rank = max(1, int((singular > RANK_TOLERANCE * singular[0]).sum()))  # ≥ 1 row, even for a zero block
         rows = (left[:, :rank] * singular[:rank]).T @ channel_mean_rows(channels, columns)
 
         def array(values: np.ndarray) -> np.ndarray:

@@ -98,3 +98,8 @@ def stack_cues(blocks: Sequence[tuple[np.ndarray | None, int]]) -> np.ndarray | 
     constant = np.asarray(MNIST_FORMAT_CUES, np.float32)
     filled = [np.broadcast_to(constant, (count, len(constant))) if rows is None else rows for rows, count in blocks]
     return np.concatenate(filled, axis=0, dtype=np.float32)
+
+
+def stack_cue_rows(rows: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """`stack_cues` of one `cue_row` per upload (None: an MNIST-format one)."""
+    return stack_cues([(None if row is None else row[None], 1) for row in rows])

@@ -35,6 +35,7 @@ from mnist_model.inference import InferenceNet
 
 F = len(FEATURE_NAMES)
 CUT = len(NETWORK_FEATURES)  # the cues follow the network's features
+FIT_REQUIRED = ["--checkpoint", "c.safetensors", "--train", "t.npz", "--threshold", "h.npz"]
 
 
 def random_gate(hidden: int = 4, seed: int = 0) -> DigitGate:
@@ -255,7 +256,7 @@ def test_weights_make_the_fit_care_more_about_a_hard_group_of_non_digits():
 
 
 def test_fit_command_takes_group_weights_and_refuses_bad_ones(capsys):
-    required = ["--checkpoint", "c.safetensors", "--train", "t.npz", "--threshold", "h.npz"]
+    required = FIT_REQUIRED
     assert build_parser().parse_args(required).weight == ["letters=2", "symbols=2"]  # the default, parsed by `fit`
     assert build_parser().parse_args([*required, "--weight", "letters=3", "shapes=0.5"]).weight == [
         ("letters", 3.0),
@@ -289,7 +290,7 @@ def test_threshold_with_a_zero_budget_flags_no_digit():
 
 
 def test_fit_command_sees_16_mean_components_by_default_and_refuses_fewer_than_one(capsys):
-    required = ["--checkpoint", "c.safetensors", "--train", "t.npz", "--threshold", "h.npz"]
+    required = FIT_REQUIRED
     assert build_parser().parse_args(required).mean_components == 16
     assert build_parser().parse_args([*required, "--mean-components", "64"]).mean_components == 64
     for bad in ("0", "-3", "x"):
