@@ -71,7 +71,9 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     briefly still joins). Mass is counted as ink⁴, so a solid patch of moderately dark shadow or a smudge
     loses to real strokes (ink² lost 2 more pencil, 1 more grid and 1 more tilted render of 300 on the
     threshold split). Groups within a third of the digit-so-far's size are added, repeatedly (a
-    detached bar of a 5, a dotted stroke); specks and shadows elsewhere are dropped. `notes`, when given,
+    detached bar of a 5, a dotted stroke); specks and shadows elsewhere are dropped, and so are solid patches
+    beside the strokes, however near (`_drop_solid`: on the threshold split, 2 more pencil renders and 1 more tilted
+    render of 300 read right, no other style changed). `notes`, when given,
     records the ink's separate parts and what was dropped (`CueNotes.record_parts`).
     """
     height, width = ink.shape
@@ -101,6 +103,8 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
         for label in range(1, count)
         if label == best or masses[label - 1] >= 0.05 * masses[best - 1]
     }
+    if len(boxes) > 1:
+        best = _drop_solid(ink, labels, cell, boxes, best)
     keep, (top, bottom, left, right) = {best}, boxes[best]
     grew = True
     while grew:  # absorb parts near the digit so far, so a dotted or broken stroke is followed to its end
@@ -119,6 +123,38 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     if notes is not None:
         notes.record_parts(ink, kept)
     return kept
+
+
+SOLID = 3.0
+"""A part whose ink is this many times wider than the longest-stroked part's is a shadow or a smudge, not a stroke."""
+SOLID_INK = 0.2
+"""Ink strength (after `threshold_noise`) counted when measuring a part's width."""
+
+
+def _drop_solid(
+    ink: np.ndarray, labels: np.ndarray, cell: int, boxes: dict[int, tuple[int, int, int, int]], best: int
+) -> int:
+    """Remove from `boxes` the parts that are solid patches rather than strokes; return the best part left.
+
+    A part's width is 2 × area / perimeter of its ink (exact for long strokes, the half-width of a round blob).
+    The part with the longest outline is the reference stroke: a pencil digit next to the tip of a shadow, which
+    survives the background division as a weaker, wide patch, has the longer outline though less ink⁴. Parts
+    SOLID times wider than it go; thin specks beside a marker digit stay (they are narrower, not wider).
+    """
+    widths, outlines = {}, {}
+    for label, (top, bottom, left, right) in boxes.items():
+        cells = labels[top : bottom + 1, left : right + 1] == label
+        inside = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)  # the part's cells, in pixels
+        window = ink[top * cell : (bottom + 1) * cell, left * cell : (right + 1) * cell]
+        inked = np.pad((window > SOLID_INK) & inside[: window.shape[0], : window.shape[1]], 1)
+        area = np.count_nonzero(inked)
+        outlines[label] = np.count_nonzero(inked[1:] != inked[:-1]) + np.count_nonzero(inked[:, 1:] != inked[:, :-1])
+        widths[label] = 2.0 * area / max(outlines[label], 1)
+    longest = max(outlines, key=outlines.__getitem__)
+    for label, part_width in widths.items():
+        if label != longest and part_width > SOLID * max(widths[longest], 1.0):
+            del boxes[label]
+    return best if best in boxes else longest
 
 
 def stroke_width(patch: np.ndarray) -> float | None:

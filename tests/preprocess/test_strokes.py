@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from app.preprocess import inspect_upload, to_mnist_pixels
-from app.preprocess.strokes import stroke_width
+from app.preprocess.strokes import keep_digit, stroke_width
 from tests.preprocess.images import encode, error_of, glyph, on_paper, pen_line, similarity
 
 
@@ -41,3 +41,24 @@ def test_one_pixel_pen_line_gets_an_mnist_stroke_width(size: int, reference: np.
     width = stroke_width(pixels / 255.0)
     assert width is not None and 1.5 < width < 2.2  # what the model sees: MNIST's median is 1.84 on this measure
     assert similarity(pixels, reference) > 0.75  # unthickened: 0.65–0.67, every pixel below 62 of 255
+
+
+def _ink(shape: tuple[int, int] = (200, 260)) -> np.ndarray:
+    return np.zeros(shape, np.float32)
+
+
+def test_a_solid_shadow_patch_next_to_a_pencil_digit_is_dropped() -> None:
+    ink = _ink()
+    ink[40:170, 180:182] = 1.0  # a pencil "1", two pixels wide
+    ink[90:130, 60:150] = 0.45  # the tip of a shadow, as `threshold_noise` leaves it: solid and weaker
+    kept = keep_digit(ink)
+    assert np.array_equal(kept[:, 170:], ink[:, 170:])  # the stroke untouched
+    assert not kept[:, :160].any()  # the patch gone
+
+
+def test_a_marker_digit_keeps_the_thin_stroke_beside_it() -> None:
+    ink = _ink()
+    ink[40:170, 100:116] = 1.0  # a marker "1", sixteen pixels wide
+    ink[60:62, 125:165] = 1.0  # a thin stroke beside it (a pen's flag, a dotted bar): wider parts are not solid
+    kept = keep_digit(ink)
+    assert np.array_equal(kept, ink)
