@@ -28,7 +28,33 @@ def test_digits_keep_their_labels_and_non_digits_become_outliers(tmp_path):
     assert torch.equal(rendered.digits.images, torch.from_numpy(pixels[[0, 2, 4]]))
     assert torch.equal(rendered.outliers, torch.from_numpy(pixels[[1, 3]]))
     assert rendered.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert rendered.describe(path) == {"path": str(path), "sha256": rendered.sha256, "digits": 3, "outliers": 2}
+    assert rendered.describe(path) == {
+        "path": str(path),
+        "sha256": rendered.sha256,
+        "digits": 3,
+        "outliers": 2,
+        "held_out_sources_dropped": 0,
+    }
+
+
+def test_renders_of_held_out_images_are_left_out(tmp_path):
+    pixels = np.arange(5 * 28 * 28, dtype=np.int64).reshape(5, 28, 28).astype(np.uint8)
+    labels = np.array([3, NOT_A_DIGIT, 9, 2, 0])
+    path = tmp_path / "r.npz"
+    np.savez(path, pixels=pixels, label=labels, mnist_index=np.array([10, -1, 11, 12, 10]))
+    kept = load_rendered(path).without(torch.tensor([10, 500]))
+    assert kept.digits.labels.tolist() == [9, 2] and kept.dropped == 2  # both renders of image 10 go
+    assert torch.equal(kept.digits.images, torch.from_numpy(pixels[[2, 3]]))
+    assert torch.equal(kept.outliers, torch.from_numpy(pixels[[1]]))  # non-digits have no source to match
+    assert kept.describe(path)["held_out_sources_dropped"] == 2
+    assert load_rendered(path).without(torch.tensor([], dtype=torch.int64)).dropped == 0
+
+
+def test_a_file_without_sources_is_refused_when_images_are_held_out(tmp_path):
+    path = write_npz(tmp_path / "r.npz", np.zeros((2, 28, 28), np.uint8), np.array([1, 2]))
+    with pytest.raises(DataError, match="mnist_index"):
+        load_rendered(path).without(torch.tensor([3]))
+    assert len(load_rendered(path).without(torch.tensor([], dtype=torch.int64)).digits) == 2  # --val-samples 0
 
 
 @pytest.mark.parametrize(
@@ -59,3 +85,10 @@ def test_missing_arrays_and_pickles_are_refused(tmp_path):
         load_rendered(tmp_path / "raw.npz")
     with pytest.raises(DataError, match="cannot read"):
         load_rendered(tmp_path / "absent.npz")
+
+
+def test_a_malformed_source_column_is_refused(tmp_path):
+    path = tmp_path / "r.npz"
+    np.savez(path, pixels=np.zeros((2, 28, 28), np.uint8), label=np.array([1, 2]), mnist_index=np.array([0.5, 1.5]))
+    with pytest.raises(DataError, match="mnist_index"):
+        load_rendered(path)

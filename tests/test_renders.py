@@ -239,6 +239,8 @@ def test_export_writes_preprocessed_renders_with_labels_and_cues(mnist_root: Pat
     pixels, cues = inspect_upload(upload)
     np.testing.assert_array_equal(saved["pixels"][row], pixels)
     assert saved["label"][row] == pool.labels[index] and saved["cue_parts"][row] == cues.parts
+    # every digit names its source in MNIST's training file (the threshold split draws 50,000–59,999)
+    assert set(saved["mnist_index"][digits]) == {50_000 + index} and set(saved["mnist_index"][~digits]) <= {-1}
 
 
 def test_export_refuses_the_test_split(tmp_path: Path) -> None:

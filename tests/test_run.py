@@ -112,7 +112,13 @@ def test_rendered_digits_join_training_and_non_digits_are_exposed_repeatably(mni
     rng = np.random.default_rng(0)
     rendered = tmp_path / "renders.npz"
     labels = np.array([1, 7, -1, 4, -1, -1] * 10)
-    np.savez(rendered, pixels=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), label=labels)
+    held_out = holdout_indices(60_000, 200, 0).numpy()  # what --val-samples 200 holds out
+    sources = np.setdiff1d(np.arange(60_000), held_out)[: len(labels)]
+    digit_rows = np.flatnonzero(labels >= 0)
+    sources[digit_rows[:5]] = held_out[:5]  # five digits rendered from validation images: never trained on
+    sources[labels < 0] = -1
+    pixels = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8)
+    np.savez(rendered, pixels=pixels, label=labels, mnist_index=sources)
     args = ("--epochs", "2", "--rendered", str(rendered), "--outlier-batch", "8")
     straight, resumed = tmp_path / "straight" / "m.safetensors", tmp_path / "resumed" / "m.safetensors"
     assert main(run_args(mnist_root, straight, *args)) == 0
@@ -122,8 +128,9 @@ def test_rendered_digits_join_training_and_non_digits_are_exposed_repeatably(mni
     assert all(torch.equal(reference[name], tensor) for name, tensor in weights(resumed).items())
 
     recipe = read_metadata(straight).hyperparameters
-    assert recipe["train_samples"] == 256 + 30  # MNIST images plus the rendered digits
-    assert recipe["rendered"]["digits"] == 30 and recipe["rendered"]["outliers"] == 30
+    assert recipe["train_samples"] == 256 + 25  # MNIST images plus the rendered digits not from held-out images
+    assert recipe["rendered"]["digits"] == 25 and recipe["rendered"]["outliers"] == 30
+    assert recipe["rendered"]["held_out_sources_dropped"] == 5
     assert recipe["outlier_weight"] == 0.5 and recipe["outlier_batch"] == 8
     plain = tmp_path / "plain" / "m.safetensors"
     assert main(run_args(mnist_root, plain, "--epochs", "1")) == 0

@@ -168,15 +168,17 @@ def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Dataset
     train_split, validation = split_validation(train_split, held_out)
     if args.max_train_samples:
         train_split = Split(train_split.images[: args.max_train_samples], train_split.labels[: args.max_train_samples])
-    rendered = load_rendered(args.rendered) if args.rendered is not None else None
+    rendered = load_rendered(args.rendered).without(held_out) if args.rendered is not None else None
     if rendered is not None:
         train_split = Split(
             torch.cat([train_split.images, rendered.digits.images]),
             torch.cat([train_split.labels, rendered.digits.labels]),
         )
         log.info(
-            "--rendered: %d rendered digits join the training images; %d non-digits for outlier exposure",
+            "--rendered: %d rendered digits join the training images (%d rendered from held-out images left out); "
+            "%d non-digits for outlier exposure",
             len(rendered.digits),
+            rendered.dropped,
             len(rendered.outliers),
         )
     device = runtime.device if runtime.device.type == "cuda" else torch.device("cpu")

@@ -13,8 +13,10 @@ in and learns to be unsure on the non-digits, and thresholds are fitted on the `
 
 The `.npz` holds, one row per upload that preprocessing accepted: `pixels` (N×28×28 uint8), `label` (the digit,
 or -1 for a non-digit), `group` (the style of a digit, the category of a non-digit), `style` (the render style),
-`seed`, and one array per `Cues` field (`cue_parts`, ...); plus `refused_group` / `refused_status` for the
-uploads preprocessing answered with an error (a blank-looking scribble, say), which a benchmark counts too.
+`seed`, `mnist_index` (the source digit's position in MNIST's training file, -1 for a non-digit: training drops
+the renders of its held-out validation digits), and one array per `Cues` field (`cue_parts`, ...); plus
+`refused_group` / `refused_status` for the uploads preprocessing answered with an error (a blank-looking
+scribble, say), which a benchmark counts too.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Row:
     label: int
     style: str
     seed: int
+    mnist_index: int  # the source digit's position in MNIST's training file; -1 for a non-digit
     pixels: np.ndarray | None
     cues: Cues | None
     status: int | None
@@ -81,14 +84,15 @@ def run_job(job: Job, split: str, data_dir: str, max_pixels: int) -> Row:
     pool = digit_pool(split, data_dir)
     if kind == "digit":
         data, label, style = render(name, pool.images[index], seed, split), int(pool.labels[index]), name
+        source = int(pool.mnist_indices[index])
     else:
         nondigit = render_nondigit(name, seed, split, pool=pool)
-        data, label, style = nondigit.data, -1, nondigit.style
+        data, label, style, source = nondigit.data, -1, nondigit.style, -1
     try:
         pixels, cues = inspect_upload(data, max_pixels)
     except ImageError as exc:
-        return Row(name, label, style, seed, None, None, exc.status_code)
-    return Row(name, label, style, seed, pixels, cues, None)
+        return Row(name, label, style, seed, source, None, None, exc.status_code)
+    return Row(name, label, style, seed, source, pixels, cues, None)
 
 
 def export(
@@ -121,6 +125,7 @@ def export(
         "group": np.array([row.group for row, _, _ in kept]),
         "style": np.array([row.style for row, _, _ in kept]),
         "seed": np.array([row.seed for row, _, _ in kept], np.int64),
+        "mnist_index": np.array([row.mnist_index for row, _, _ in kept], np.int64),
         "refused_group": np.array([row.group for row in refused], dtype=str),
         "refused_status": np.array([row.status for row in refused], np.int64),
     }
