@@ -141,14 +141,17 @@ def _drop_solid(
     survives the background division as a weaker, wide patch, has the longer outline though less ink⁴. Parts
     SOLID times wider than it go; thin specks beside a marker digit stay (they are narrower, not wider).
     """
-    widths, outlines = {}, {}
+    widths: dict[int, float] = {}
+    outlines: dict[int, int] = {}
     for label, (top, bottom, left, right) in boxes.items():
         cells = labels[top : bottom + 1, left : right + 1] == label
         inside = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)  # the part's cells, in pixels
         window = ink[top * cell : (bottom + 1) * cell, left * cell : (right + 1) * cell]
         inked = np.pad((window > SOLID_INK) & inside[: window.shape[0], : window.shape[1]], 1)
-        area = np.count_nonzero(inked)
-        outlines[label] = np.count_nonzero(inked[1:] != inked[:-1]) + np.count_nonzero(inked[:, 1:] != inked[:, :-1])
+        area = int(np.count_nonzero(inked))
+        outlines[label] = int(
+            np.count_nonzero(inked[1:] != inked[:-1]) + np.count_nonzero(inked[:, 1:] != inked[:, :-1])
+        )
         widths[label] = 2.0 * area / max(outlines[label], 1)
     longest = max(outlines, key=outlines.__getitem__)
     for label, part_width in widths.items():
