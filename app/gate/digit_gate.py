@@ -63,9 +63,8 @@ class ServingGate:
     (`component_weights`). The rows are appended to fc1's weight (`mnist_model.inference.InferenceNet`), so the
     network's matrix product computes them beside fc1 and the gate needs no operation on the device of its own. A
     gate fitted with `--mean-components 16` has R = 16: 16 more rows, 12.5 % more of fc1's weight to stream. The
-    rest is float32
-    NumPy on the CPU, a few operations on N×H arrays: fc1's term (its pre-activations are read out anyway), the
-    components', the answer's and the cues' terms, the ReLU, the output layer."""
+    rest is float32 NumPy on the CPU, a few operations on N×H arrays: fc1's term (its pre-activations are read out
+    anyway), the components', the answer's and the cues' terms, the ReLU, the output layer."""
 
     readout_rows: torch.Tensor  # R×(C·S·S) float64, columns in fc1's (NCHW) order
     fc1_weights: np.ndarray  # 128×H

@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # cues measures with stroke_width from here
 
 GRID_CELLS = 32
 """Cells along the longer side of the grid on which strokes are grouped into parts."""
+SOLID = 3.0
+"""A part whose ink is this many times wider than the longest-stroked part's is a shadow or a smudge, not a stroke."""
+SOLID_INK = 0.2
+"""Ink strength (after `threshold_noise`) counted when measuring a part's width."""
 THICK_STROKE = 2.9
 """Stroke width (px at the 20-px scale) above which strokes are thinned; 90 % of MNIST digits are thinner."""
 THIN_STROKE = 2.3
@@ -123,12 +127,6 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     if notes is not None:
         notes.record_parts(ink, kept)
     return kept
-
-
-SOLID = 3.0
-"""A part whose ink is this many times wider than the longest-stroked part's is a shadow or a smudge, not a stroke."""
-SOLID_INK = 0.2
-"""Ink strength (after `threshold_noise`) counted when measuring a part's width."""
 
 
 def _drop_solid(
