@@ -27,14 +27,28 @@ def test_digits_keep_their_labels_and_non_digits_become_outliers(tmp_path):
     assert rendered.digits.labels.tolist() == [3, 9, 0] and rendered.digits.labels.dtype == torch.int64
     assert torch.equal(rendered.digits.images, torch.from_numpy(pixels[[0, 2, 4]]))
     assert torch.equal(rendered.outliers, torch.from_numpy(pixels[[1, 3]]))
-    assert rendered.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert rendered.describe(path) == {
-        "path": str(path),
-        "sha256": rendered.sha256,
+    assert rendered.describe() == {
+        "files": [{"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}],
         "digits": 3,
         "outliers": 2,
         "held_out_sources_dropped": 0,
     }
+
+
+def test_several_files_are_read_as_one_set_in_order(tmp_path):
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    np.savez(first, pixels=np.full((2, 28, 28), 1, np.uint8), label=np.array([4, 5]), mnist_index=np.array([7, 8]))
+    labels = np.array([NOT_A_DIGIT, 6])
+    np.savez(second, pixels=np.full((2, 28, 28), 2, np.uint8), label=labels, mnist_index=np.array([-1, 9]))
+    rendered = load_rendered(first, second)
+    assert rendered.digits.labels.tolist() == [4, 5, 6] and rendered.sources.tolist() == [7, 8, 9]
+    assert rendered.digits.images[:, 0, 0].tolist() == [1, 1, 2] and rendered.outliers[:, 0, 0].tolist() == [2]
+    assert [file["path"] for file in rendered.describe()["files"]] == [str(first), str(second)]
+    assert load_rendered(first, second).without(torch.tensor([8])).digits.labels.tolist() == [4, 6]
+    # One file without sources: which renders come from held-out images can no longer be told.
+    assert (
+        load_rendered(first, write_npz(tmp_path / "c.npz", np.zeros((1, 28, 28), np.uint8), labels[1:])).sources is None
+    )
 
 
 def test_renders_of_held_out_images_are_left_out(tmp_path):
@@ -46,7 +60,7 @@ def test_renders_of_held_out_images_are_left_out(tmp_path):
     assert kept.digits.labels.tolist() == [9, 2] and kept.dropped == 2  # both renders of image 10 go
     assert torch.equal(kept.digits.images, torch.from_numpy(pixels[[2, 3]]))
     assert torch.equal(kept.outliers, torch.from_numpy(pixels[[1]]))  # non-digits have no source to match
-    assert kept.describe(path)["held_out_sources_dropped"] == 2
+    assert kept.describe()["held_out_sources_dropped"] == 2
     assert load_rendered(path).without(torch.tensor([], dtype=torch.int64)).dropped == 0
 
 

@@ -1,5 +1,6 @@
 """training.run end to end on real MNIST: smoke run, determinism, resume, DDP, and clear errors."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -131,11 +132,17 @@ def test_rendered_digits_join_training_and_non_digits_are_exposed_repeatably(mni
     assert recipe["train_samples"] == 256 + 25  # MNIST images plus the rendered digits not from held-out images
     assert recipe["rendered"]["digits"] == 25 and recipe["rendered"]["outliers"] == 30
     assert recipe["rendered"]["held_out_sources_dropped"] == 5
+    assert recipe["rendered"]["files"] == [
+        {"path": str(rendered), "sha256": hashlib.sha256(rendered.read_bytes()).hexdigest()}
+    ]
     assert recipe["outlier_weight"] == 0.5 and recipe["outlier_batch"] == 8
     plain = tmp_path / "plain" / "m.safetensors"
     assert main(run_args(mnist_root, plain, "--epochs", "1")) == 0
     assert read_metadata(plain).hyperparameters["outlier_weight"] == 0.0  # nothing to expose without --rendered
     assert read_metadata(plain).hyperparameters["rendered"] is None
+    # The model card says what the network has seen.
+    assert "digits rendered as uploads" in (straight.parent / "README.md").read_text()
+    assert "Trained only on MNIST" in (plain.parent / "README.md").read_text()
 
 
 def test_without_held_out_images_nothing_is_calibrated(mnist_root, tmp_path):
@@ -263,6 +270,7 @@ def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("process group: gloo backend, 2 processes") == 1  # logged by rank 0 alone
 
     history = json.loads((output.parent / "m.history.json").read_text())
     assert history[0]["world_size"] == 2
@@ -279,7 +287,8 @@ def test_torchrun_two_cpu_processes_train_disjoint_shards(mnist_root, tmp_path):
 @pytest.mark.cuda
 def test_cuda_run_uses_amp_and_writes_a_checkpoint(mnist_root, tmp_path):
     output = tmp_path / "gpu" / "m.safetensors"
-    args = run_args(mnist_root, output, "--epochs", "1", samples=2000)
+    # No EMA: over this run's 62 steps a 0.999 average would still be mostly the untrained weights.
+    args = run_args(mnist_root, output, "--epochs", "2", "--ema-decay", "0", samples=2000)
     args[args.index("--device") + 1] = "cuda"
     assert main(args) == 0
     metadata = read_metadata(output)

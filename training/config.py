@@ -122,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--rendered",
         type=Path,
+        nargs="+",
         default=None,
         metavar="NPZ",
-        help="uploads rendered and preprocessed as the service does (`python -m benchmarks.renders.export --split "
-        "train`): their digits join the training images, their non-digits feed --outlier-weight",
+        help="one or more files of uploads rendered and preprocessed as the service does (`python -m "
+        "benchmarks.renders.export --split train`): their digits join the training images, their non-digits feed "
+        "--outlier-weight",
     )
     add(
         "--outlier-weight",

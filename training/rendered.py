@@ -32,19 +32,18 @@ NOT_A_DIGIT = -1
 
 @dataclass(frozen=True)
 class RenderedSet:
-    """The digits (with their labels) and the non-digits of one exported file, and its checksum."""
+    """The digits (with their labels) and the non-digits of one or more exported files, and what those files were."""
 
     digits: Split
     outliers: torch.Tensor  # N×28×28 uint8
-    sha256: str
-    sources: torch.Tensor | None = None  # each digit's position in MNIST's training file; None: the file lacks it
+    files: tuple[tuple[str, str], ...]  # (path, SHA-256) of each file read, in order
+    sources: torch.Tensor | None = None  # each digit's position in MNIST's training file; None: a file lacks it
     dropped: int = 0  # digits left out by `without`
 
-    def describe(self, path: Path) -> dict[str, object]:
-        """What the checkpoint records about the file."""
+    def describe(self) -> dict[str, object]:
+        """What the checkpoint records about the files."""
         return {
-            "path": str(path),
-            "sha256": self.sha256,
+            "files": [{"path": path, "sha256": sha256} for path, sha256 in self.files],
             "digits": len(self.digits),
             "outliers": len(self.outliers),
             "held_out_sources_dropped": self.dropped,
@@ -69,9 +68,23 @@ class RenderedSet:
         )
 
 
-def load_rendered(path: Path) -> RenderedSet:
-    """Read an exported `.npz` (`pixels` N×28×28 uint8, `label` N ints, -1 for a non-digit); DataError if it is not
-    one."""
+def load_rendered(*paths: Path) -> RenderedSet:
+    """Read one or more exported `.npz` files (`pixels` N×28×28 uint8, `label` N ints, -1 for a non-digit) as one set,
+    in the order given; DataError if one is not such a file."""
+    parts = [_load_file(path) for path in paths]
+    sources = [part.sources for part in parts]
+    return RenderedSet(
+        digits=Split(
+            torch.cat([part.digits.images for part in parts]), torch.cat([part.digits.labels for part in parts])
+        ),
+        outliers=torch.cat([part.outliers for part in parts]),
+        files=tuple(file for part in parts for file in part.files),
+        sources=None if any(s is None for s in sources) else torch.cat([s for s in sources if s is not None]),
+    )
+
+
+def _load_file(path: Path) -> RenderedSet:
+    """One exported file, checked (see `load_rendered`)."""
     try:
         raw = path.read_bytes()
         with np.load(path, allow_pickle=False) as data:
@@ -91,6 +104,6 @@ def load_rendered(path: Path) -> RenderedSet:
     return RenderedSet(
         digits=Split(torch.from_numpy(pixels[digits].copy()), torch.from_numpy(labels[digits].astype(np.int64))),
         outliers=torch.from_numpy(pixels[~digits].copy()),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        files=((str(path), hashlib.sha256(raw).hexdigest()),),
         sources=None if sources is None else torch.from_numpy(sources[digits].astype(np.int64)),
     )

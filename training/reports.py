@@ -166,6 +166,20 @@ def top_confusions(confusion: torch.Tensor, count: int = 4) -> str:
     return ", ".join(f"{i // 10}→{i % 10} ({v})" for v, i in zip(values.tolist(), flat.tolist(), strict=True) if v)
 
 
+def training_data_limitation(rendered: object) -> str:
+    """The card's first limitation: what the network has seen (MNIST alone, or with `--rendered` digits)."""
+    seen = (
+        "Trained only on MNIST: centred, size-normalised, white-on-black digits from US writers."
+        if rendered is None
+        else "Trained on MNIST (centred, size-normalised, white-on-black digits from US writers) and on MNIST\n"
+        "  training digits rendered as uploads and preprocessed by the service (`--rendered`)."
+    )
+    return (
+        f"{seen}\n  Photos, scans and canvas drawings must be preprocessed the same way first (the service's\n"
+        "  `app/preprocess/` does this)."
+    )
+
+
 def write_model_card(
     path: Path, checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], confusion: torch.Tensor
 ) -> None:
@@ -221,8 +235,7 @@ Input normalisation: `(pixel / 255 - {metadata.mean}) / {metadata.std}`.
 Metrics per epoch: [`{paths["history"].name}`]({paths["history"].name}).
 
 ## Limitations
-- Trained only on MNIST: centred, size-normalised, white-on-black digits from US writers. Photos, scans and canvas
-  drawings must be preprocessed the same way first (the service's `app/preprocess/` does this).
+- {training_data_limitation(metadata.hyperparameters.get("rendered"))}
 - One digit per image; it always answers one of 0–9, even for images of no digit. Calibration makes confidence
   honest on digits like MNIST's; on things that are no digit at all, low confidence is a hint, not a reliable
   out-of-distribution detector.

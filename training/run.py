@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset, DistributedSampler
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     logging.basicConfig(level=logging.INFO if runtime.is_main else logging.WARNING, format=LOG_FORMAT)
+    if dist.is_initialized():
+        log.info("process group: %s backend, %d processes", dist.get_backend(), runtime.world_size)
     try:
         train(args, runtime, argv if argv is not None else sys.argv[1:])
     except (DataError, StateError, FileExistsError, ValueError) as exc:
@@ -78,7 +81,7 @@ class Datasets:
     checksums: dict[str, str]
     holdout: dict[str, object]
     outliers: torch.Tensor | None = None  # the non-digits of --rendered, for outlier exposure
-    rendered: dict[str, object] | None = None  # what --rendered was (path, checksum, counts)
+    rendered: dict[str, object] | None = None  # what --rendered was (paths, checksums, counts)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Dataset
     train_split, validation = split_validation(train_split, held_out)
     if args.max_train_samples:
         train_split = Split(train_split.images[: args.max_train_samples], train_split.labels[: args.max_train_samples])
-    rendered = load_rendered(args.rendered).without(held_out) if args.rendered is not None else None
+    rendered = load_rendered(*args.rendered).without(held_out) if args.rendered is not None else None
     if rendered is not None:
         train_split = Split(
             torch.cat([train_split.images, rendered.digits.images]),
@@ -184,7 +187,7 @@ def load_data(args: argparse.Namespace, runtime: distributed.Runtime) -> Dataset
     device = runtime.device if runtime.device.type == "cuda" else torch.device("cpu")
     return Datasets(
         outliers=rendered.outliers.to(device) if rendered is not None else None,
-        rendered=rendered.describe(args.rendered) if rendered is not None and args.rendered is not None else None,
+        rendered=rendered.describe() if rendered is not None else None,
         train=Split(train_split.images.to(device), train_split.labels.to(device)),
         validation=Split(validation.images.to(device), validation.labels.to(device)) if args.val_samples else None,
         test=Split(test_split.images.to(device), test_split.labels.to(device)),
