@@ -11,7 +11,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train gate lint lock screenshot bench-train bench-serve clean
+.PHONY: help setup serve test test-fast test-gpu train gate lint lock screenshot bench-train bench-serve bench-gpu clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -95,6 +95,11 @@ bench-train: setup  ## training throughput against the pytorch/examples loop
 
 bench-serve: setup  ## serving throughput with and without batching (needs hey)
 	$(BIN)/python -m benchmarks.serve_throughput
+
+# What a session lent a GPU runs (README, "Benchmarks", "GPU"): the servers on core 0, hey on cores 1-3.
+bench-gpu: test-gpu  ## the CUDA tests, then training and serving throughput with the model on the GPU (needs hey)
+	$(BIN)/python -m benchmarks.train_throughput --device cuda --images 25600
+	$(BIN)/python -m benchmarks.serve_throughput --concurrency 1 64 --gate-pairs 0 --client-cpu 1-3
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache
