@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import to_mnist_pixels
+from app.preprocess.ink import light_background
 from tests.preprocess.images import encode, glyph, on_paper, similarity
 
 
@@ -58,3 +59,16 @@ def test_page_on_a_dark_desk_is_not_inverted_and_the_desk_is_not_ink(reference: 
     desk.paste(page, (70, 40))
     pixels = to_mnist_pixels(encode(desk, "JPEG", quality=85))
     assert similarity(pixels, reference) > 0.9  # the 7, not the page's outline or the desk
+
+
+def test_a_thin_chalk_line_on_an_unevenly_lit_board_is_light_on_dark() -> None:
+    rng = np.random.default_rng(0)
+    board = rng.normal(55, 8, (256, 256))  # dark, grainy; its brightest half percent is still board
+    board[:, 200:] += 25  # a lighter patch where the lamp falls
+    chalk = np.zeros((256, 256), bool)
+    chalk[60:200, 120] = True  # one pixel wide: 140 of 65,536 pixels, 0.2 %
+    board[chalk] = 200
+    values = np.clip(board, 0, 255).astype(np.uint8)
+    assert not light_background(values)
+    paper = 255 - values  # the same drawing as dark pencil on light paper
+    assert light_background(paper)
