@@ -108,8 +108,8 @@ def light_background(values: np.ndarray) -> bool:
     nearer" test misfires on them; a dark background (a chalkboard, a dark-mode canvas, MNIST itself) is at
     most half as bright as its ink. The bright extreme is the 99.9th percentile: a thin chalk line can cover
     less than half a percent of the image, so the 99.5th (used before) was an unevenly lit board's lighter patch,
-    not the chalk, and the board passed for light (4 of 9 chalk errors on the threshold split; no digit render
-    of another style and 5 of its 2,100 non-digits changed sides).
+    not the chalk, and the board passed for light (4 of 9 chalk errors on the threshold split, where no digit
+    render of another style changed sides, and 5 of the 2,100 non-digit renders did).
     """
     luma = values if values.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(values), cv2.COLOR_RGB2GRAY)
     height, width = luma.shape
