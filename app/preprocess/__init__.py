@@ -102,6 +102,6 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes |
     gray = erase_rulings(gray)  # the printed lines of squared or lined paper crossing the digit go
     ink = divide_background(gray)  # uneven light and shadows divided out, strokes equally dark everywhere
     ink = threshold_noise(ink)  # paper texture and JPEG noise become exactly 0
-    ink = keep_digit(ink, notes)  # specks, smudges and shadow edges away from the digit go
+    ink = keep_digit(ink, notes, gray)  # specks, smudges and shadow edges away from the digit go
     patch = crop_to_ink(fit_stroke_width(crop_to_ink(ink), notes))  # pen lines thickened, marker strokes thinned
     return centre_by_mass(fit_box(patch))  # MNIST's own normalisation: 20×20 box, centre of mass at (14, 14)

@@ -22,6 +22,10 @@ SOLID = 3.0
 """A part whose ink is this many times wider than the longest-stroked part's is a shadow or a smudge, not a stroke."""
 SOLID_INK = 0.2
 """Ink strength (after `threshold_noise`) counted when measuring a part's width."""
+DESK_EDGE = 0.25
+"""A part is the edge of something dark, not a stroke, when more than this share of the pixels around its ink (two
+pixels out) are as dark as the part itself: a stroke lies on lighter paper all round, while the sliver that the
+background division leaves along a photographed page's edge lies against the desk."""
 THICK_STROKE = 2.9
 """Stroke width (px at the 20-px scale) above which strokes are thinned; 90 % of MNIST digits are thinner."""
 THIN_STROKE = 2.3
@@ -67,7 +71,7 @@ def threshold_noise(ink: np.ndarray) -> np.ndarray:
     return soft
 
 
-def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
+def keep_digit(ink: np.ndarray, notes: CueNotes | None = None, gray: np.ndarray | None = None) -> np.ndarray:
     """Zero everything but the digit: the group of nearby strokes with the most strong ink, plus small parts
     close to it.
 
@@ -77,8 +81,10 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     threshold split). Groups within a third of the digit-so-far's size are added, repeatedly (a
     detached bar of a 5, a dotted stroke); specks and shadows elsewhere are dropped, and so are solid patches
     beside the strokes, however near (`_drop_solid`: on the threshold split, 2 more pencil renders and 1 more tilted
-    render of 300 read right, no other style changed). `notes`, when given,
-    records the ink's separate parts and what was dropped (`CueNotes.record_parts`).
+    render of 300 read right, no other style changed), and, given the `gray` image the ink came from, slivers along
+    the edge of a dark region (`_desk_edges`: on the threshold split, 2 more tilted renders of 300 read right, no
+    other style changed). `notes`, when given, records the ink's separate parts and what was dropped
+    (`CueNotes.record_parts`).
     """
     height, width = ink.shape
     cell = max(2, math.ceil(max(height, width) / GRID_CELLS))
@@ -107,6 +113,12 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
         for label in range(1, count)
         if label == best or masses[label - 1] >= 0.05 * masses[best - 1]
     }
+    if gray is not None and len(boxes) > 1:
+        edges = _desk_edges(ink, gray, labels, cell, boxes)
+        if len(edges) < len(boxes):  # all of them "edges": nothing to prefer, keep the usual choice
+            for label in edges:
+                del boxes[label]
+            best = max(boxes, key=lambda label: masses[label - 1])
     if len(boxes) > 1:
         best = _drop_solid(ink, labels, cell, boxes, best)
     keep, (top, bottom, left, right) = {best}, boxes[best]
@@ -127,6 +139,38 @@ def keep_digit(ink: np.ndarray, notes: CueNotes | None = None) -> np.ndarray:
     if notes is not None:
         notes.record_parts(ink, kept)
     return kept
+
+
+def _desk_edges(
+    ink: np.ndarray, gray: np.ndarray, labels: np.ndarray, cell: int, boxes: dict[int, tuple[int, int, int, int]]
+) -> set[int]:
+    """The parts of `boxes` that lie against something as dark as themselves (DESK_EDGE), not on lighter paper.
+
+    A faint digit on a page photographed on a dark desk can lose to a strong sliver just outside the page: the
+    paper brightness, estimated on a small copy and scaled back up, reaches a few pixels past the page's edge, so
+    there the desk passes for ink. Judged on `gray` (dark ink on light, the image `ink` came from): the median
+    darkness of the part's ink against the pixels two out from it.
+    """
+    height, width = ink.shape
+    ring_kernel = np.ones((5, 5), np.uint8)
+    edges = set()
+    for label, (top, bottom, left, right) in boxes.items():
+        cells = labels[top : bottom + 1, left : right + 1] == label
+        inside = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)  # the part's cells, in pixels
+        y0, y1, x0, x1 = top * cell, min((bottom + 1) * cell, height), left * cell, min((right + 1) * cell, width)
+        inked = (ink[y0:y1, x0:x1] > SOLID_INK) & inside[: y1 - y0, : x1 - x0]
+        if not inked.any():
+            continue
+        oy, ox = min(y0, 2), min(x0, 2)  # room for the ring, within the image
+        window = gray[y0 - oy : min(y1 + 2, height), x0 - ox : min(x1 + 2, width)]
+        mask = np.zeros(window.shape, np.uint8)
+        mask[oy : oy + inked.shape[0], ox : ox + inked.shape[1]] = inked
+        ring = cv2.dilate(mask, ring_kernel).view(bool) & ~mask.view(bool)
+        level = float(np.median(window[mask.view(bool)]))
+        around = window[ring]
+        if around.size and np.count_nonzero(around <= level) > DESK_EDGE * around.size:
+            edges.add(label)
+    return edges
 
 
 def _drop_solid(

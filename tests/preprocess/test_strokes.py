@@ -62,3 +62,16 @@ def test_a_marker_digit_keeps_the_thin_stroke_beside_it() -> None:
     ink[60:62, 125:165] = 1.0  # a thin stroke beside it (a pen's flag, a dotted bar): wider parts are not solid
     kept = keep_digit(ink)
     assert np.array_equal(kept, ink)
+
+
+def test_a_sliver_along_the_desk_loses_to_a_faint_digit_on_the_page() -> None:
+    gray = np.full((200, 260), 150, np.uint8)  # the page...
+    gray[:, :45] = 30  # ...photographed on a dark desk
+    gray[60:160, 150:152] = 90  # a faint pencil "1"
+    ink = _ink()
+    ink[20:60, 40:45] = 0.7  # the desk just past the page's edge, passing for strong ink
+    ink[60:160, 150:152] = 0.4  # the "1": weaker, so it has less ink⁴ than the sliver
+    assert keep_digit(ink)[:, 40:45].any()  # without the image, the sliver wins
+    kept = keep_digit(ink, gray=gray)
+    assert np.array_equal(kept[:, 140:], ink[:, 140:])  # the stroke untouched
+    assert not kept[:, :100].any()  # the sliver gone
