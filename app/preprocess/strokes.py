@@ -154,23 +154,33 @@ def _desk_edges(
     height, width = ink.shape
     ring_kernel = np.ones((5, 5), np.uint8)
     edges = set()
-    for label, (top, bottom, left, right) in boxes.items():
-        cells = labels[top : bottom + 1, left : right + 1] == label
-        inside = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)  # the part's cells, in pixels
-        y0, y1, x0, x1 = top * cell, min((bottom + 1) * cell, height), left * cell, min((right + 1) * cell, width)
-        inked = (ink[y0:y1, x0:x1] > SOLID_INK) & inside[: y1 - y0, : x1 - x0]
+    for label, box in boxes.items():
+        inked, y0, x0 = _part_ink(ink, labels, cell, label, box)
         if not inked.any():
             continue
         oy, ox = min(y0, 2), min(x0, 2)  # room for the ring, within the image
-        window = gray[y0 - oy : min(y1 + 2, height), x0 - ox : min(x1 + 2, width)]
+        window = gray[y0 - oy : min(y0 + inked.shape[0] + 2, height), x0 - ox : min(x0 + inked.shape[1] + 2, width)]
         mask = np.zeros(window.shape, np.uint8)
         mask[oy : oy + inked.shape[0], ox : ox + inked.shape[1]] = inked
-        ring = cv2.dilate(mask, ring_kernel).view(bool) & ~mask.view(bool)
-        level = float(np.median(window[mask.view(bool)]))
+        part = mask.view(bool)
+        ring = cv2.dilate(mask, ring_kernel).view(bool) & ~part
+        level = float(np.median(window[part]))
         around = window[ring]
         if around.size and np.count_nonzero(around <= level) > DESK_EDGE * around.size:
             edges.add(label)
     return edges
+
+
+def _part_ink(
+    ink: np.ndarray, labels: np.ndarray, cell: int, label: int, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, int, int]:
+    """A part's ink over SOLID_INK, in pixels, within its box of grid cells `box` (top, bottom, left, right), and
+    the box's top-left pixel (row, column)."""
+    top, bottom, left, right = box
+    cells = labels[top : bottom + 1, left : right + 1] == label
+    inside = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)  # the part's cells, in pixels
+    window = ink[top * cell : (bottom + 1) * cell, left * cell : (right + 1) * cell]  # clipped at the image's edge
+    return (window > SOLID_INK) & inside[: window.shape[0], : window.shape[1]], top * cell, left * cell
 
 
 def _drop_solid(
@@ -185,11 +195,8 @@ def _drop_solid(
     """
     widths: dict[int, float] = {}
     outlines: dict[int, int] = {}
-    for label, (top, bottom, left, right) in boxes.items():
-        cells = labels[top : bottom + 1, left : right + 1] == label
-        inside = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)  # the part's cells, in pixels
-        window = ink[top * cell : (bottom + 1) * cell, left * cell : (right + 1) * cell]
-        inked = np.pad((window > SOLID_INK) & inside[: window.shape[0], : window.shape[1]], 1)
+    for label, box in boxes.items():
+        inked = np.pad(_part_ink(ink, labels, cell, label, box)[0], 1)
         area = int(np.count_nonzero(inked))
         outlines[label] = int(
             np.count_nonzero(inked[1:] != inked[:-1]) + np.count_nonzero(inked[:, 1:] != inked[:, :-1])
