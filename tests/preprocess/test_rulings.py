@@ -41,6 +41,24 @@ def test_rulings_are_lifted_to_the_paper_and_the_digit_stays() -> None:
     assert np.median(erased[digit]) < paper - 100  # the strokes are still dark
 
 
+def test_rulings_in_a_shadow_are_erased_as_fully_as_those_in_the_light() -> None:
+    # faint squared paper at the working copy's scale: paper 240, 1-px rulings 18 levels darker every 16 px, and a
+    # shadow (45 % of the light) over most of the lower half, where the rulings are only 8 levels deep
+    gray = np.full((192, 256), 240.0, np.float32)
+    gray[8::16, :] = 222.0
+    gray[:, 10::16] = 222.0  # off the columns the tilt search samples (every 4th), as a ruling drifts across them
+    gray[40:150, 128:131] = 60.0  # a stroke of the digit, crossing into the shadow
+    gray[96:, 64:] *= 0.45
+    shadowed = np.zeros(gray.shape, bool)
+    shadowed[104:-4, 72:-4] = True  # inside the shadow, clear of its edges and of the image's...
+    shadowed[:, 122:137] = False  # ...and of the stroke
+    paper = 240.0 * 0.45
+    assert gray[shadowed].min() < paper - 7  # the rulings are there...
+    erased = erase_rulings(gray)
+    assert erased[shadowed].min() > paper - 2  # ...and gone in the shadow too (the whole row and column counts)
+    assert erased[110:150, 128:131].max() < 0.45 * 80  # the stroke in the shadow is as dark as it was
+
+
 def test_page_without_rulings_is_left_alone() -> None:
     gray = gray_of(on_paper(glyph(200)))
     assert erase_rulings(gray) is gray
