@@ -23,7 +23,9 @@ import numpy as np
 from app.preprocess.quantiles import percentile
 
 CONTRAST = 0.04
-"""A thin dark feature is at least this much darker than the paper (fraction of its brightness)."""
+"""A thin dark feature is at least this much darker than the paper (fraction of the bright paper's brightness, its
+90th percentile): the level of the first, cheap search for rulings and of the depth erasing may lift them by. Which
+rows and columns are rulings is judged against the paper beside them instead (LINE_CONTRAST)."""
 THIN = 5
 """Black-hat window (px of the working copy): rulings are at most ~3 px wide there."""
 SQUEEZE = 4
