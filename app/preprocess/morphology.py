@@ -1,4 +1,5 @@
-"""Morphology shared by the ink and stroke steps: max/min filters, boolean dilation, grey reconstruction.
+"""Morphology shared by the ink and stroke steps: max/min filters, boolean dilation, grey reconstruction, and the
+area and outline of a mask (whose ratio is the width of its strokes).
 
 All are OpenCV's: its filters are vectorised C++, 5–50× faster than the same filters written with numpy on the
 small working copies used here. Windows are clipped at the image edges (a pixel outside never wins a max or a
@@ -29,14 +30,14 @@ def _disk(window: int) -> np.ndarray:
 
 def max_filter(values: np.ndarray, window: int, disk: bool = False) -> np.ndarray:
     """2-D maximum over a square window (or the disk inscribed in it: grey dilation), clipped at the edges;
-    float32 in, float32 out."""
+    float32 or uint8 in, the same out."""
     if window <= 1:
         return values
     return cv2.dilate(values, _disk(window) if disk else square(window))
 
 
 def min_filter(values: np.ndarray, window: int) -> np.ndarray:
-    """2-D minimum over a square window (grey erosion), clipped at the edges; float32 in, float32 out."""
+    """2-D minimum over a square window (grey erosion), clipped at the edges; float32 or uint8 in, the same out."""
     if window <= 1:
         return values
     return cv2.erode(values, square(window))
@@ -61,3 +62,12 @@ def reconstruct_by_erosion(marker: np.ndarray, floor: np.ndarray) -> np.ndarray:
         if previous is not None and np.array_equal(previous, marker):
             break
     return marker
+
+
+def area_and_outline(mask: np.ndarray) -> tuple[int, int]:
+    """A boolean mask's pixel count and its outline's length (pixel sides between it and the rest, the image's
+    edge counting as the rest). 2 × area / outline is the width of long strokes of any shape, the half-width of a
+    round blob."""
+    padded = np.pad(mask, 1)
+    outline = np.count_nonzero(padded[1:] != padded[:-1]) + np.count_nonzero(padded[:, 1:] != padded[:, :-1])
+    return int(np.count_nonzero(mask)), int(outline)

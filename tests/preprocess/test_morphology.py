@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from app.preprocess.morphology import grow, max_filter, min_filter, reconstruct_by_erosion
+from app.preprocess.morphology import (
+    area_and_outline,
+    grow,
+    max_filter,
+    min_filter,
+    reconstruct_by_erosion,
+)
 
 
 def clipped(values: np.ndarray, window: int, reduce: str) -> np.ndarray:
@@ -49,3 +55,15 @@ def test_reconstruction_fills_enclosed_basins_and_leaves_those_open_to_the_borde
     filled = reconstruct_by_erosion(marker, floor)
     assert np.all(filled[3:6, 2:5] == 10.0)  # filled up to its rim
     assert np.all(filled[3:6, 8:12] == 2.0)  # drains to the edge
+
+
+def test_area_and_outline_count_pixels_and_the_sides_between_them_and_the_rest() -> None:
+    mask = np.zeros((12, 20), bool)
+    mask[2:5, 3:8] = True  # a 3×5 block: 15 pixels, 2 × (3 + 5) sides
+    assert area_and_outline(mask) == (15, 16)
+    mask[:, 19] = True  # a 1-pixel line down the right edge: 12 more pixels, the edge's sides count too
+    assert area_and_outline(mask) == (27, 16 + 2 * 12 + 2)
+    line = np.zeros((40, 40), bool)
+    line[20, 5:35] = True  # 2 × area / outline: about the line's width of 1
+    area, outline = area_and_outline(line)
+    assert 0.9 < 2 * area / outline <= 1.0
