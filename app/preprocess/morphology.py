@@ -64,6 +64,24 @@ def reconstruct_by_erosion(marker: np.ndarray, floor: np.ndarray) -> np.ndarray:
     return marker
 
 
+def reconstruct_side_by_side(markers: list[np.ndarray], floors: list[np.ndarray]) -> list[np.ndarray]:
+    """`reconstruct_by_erosion` of each marker above its floor (float32 images, all of one height), in one run.
+
+    Why: on small images a pass costs mostly the calls' overhead, so two images side by side cost about what one
+    does. They are parted by a column of +inf, marker and floor, which no erosion crosses (a minimum never picks
+    it, and its floor keeps it there), so each result is exactly what it would be alone.
+    """
+    if len(markers) == 1:
+        return [reconstruct_by_erosion(markers[0], floors[0])]
+    wall = np.full((markers[0].shape[0], 1), np.inf, np.float32)
+    joined = reconstruct_by_erosion(
+        np.hstack([part for marker in markers for part in (marker, wall)][:-1]),
+        np.hstack([part for floor in floors for part in (floor, wall)][:-1]),
+    )
+    starts = np.cumsum([0] + [marker.shape[1] + 1 for marker in markers])
+    return [joined[:, start : start + marker.shape[1]] for start, marker in zip(starts, markers, strict=False)]
+
+
 def area_and_outline(mask: np.ndarray) -> tuple[int, int]:
     """A boolean mask's pixel count and its outline's length (pixel sides between it and the rest, the image's
     edge counting as the rest). 2 × area / outline is the width of long strokes of any shape, the half-width of a

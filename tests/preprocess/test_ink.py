@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import to_mnist_pixels
-from app.preprocess.ink import light_background
+from app.preprocess.ink import divide_background, light_background
 from tests.preprocess.images import encode, glyph, on_paper, similarity
 
 
@@ -27,6 +27,25 @@ def test_uneven_light_and_shadow_are_divided_out(reference: np.ndarray) -> None:
     light[:, 300:] *= 0.6  # a hard shadow edge, running through the digit
     image = Image.fromarray(np.clip(photo * light, 0, 255).astype(np.uint8))
     assert similarity(to_mnist_pixels(encode(image, "JPEG", quality=75)), reference) > 0.9
+
+
+def test_a_pen_line_running_into_a_hard_shadow_keeps_its_strength_and_the_shadow_edge_is_not_ink() -> None:
+    gray = np.full((256, 256), 220, np.uint8)
+    gray[128:, 96:] = 140  # a hard-edged shadow over the lower right, reaching two borders
+    gray[40:216, 104:106] = 80  # a 2-pixel pen line running from the light into the shadow
+    ink = divide_background(gray)
+    # 1 − ink / paper on each side: averaged into the small copy, the line was paler than the shadow it touches,
+    # so it passed for part of the shadow and was erased in the light
+    assert ink[40:128, 104:106].min() > 0.6 and ink[128:216, 104:106].min() > 0.4
+    ink[40:216, 104:106] = 0.0
+    assert ink.max() < 0.01  # the paper estimate follows the shadow's edge: no rim of "ink" along it
+
+
+def test_a_wide_felt_tip_stroke_on_shaded_paper_stays_solid() -> None:
+    gray = np.linspace(150, 230, 256, dtype=np.float32)[None, :].repeat(256, 0)  # lit from the right
+    gray[60:200, 100:150] *= 0.25  # a stroke 50 pixels wide: wider than the full-resolution closing's usual window
+    ink = divide_background(gray.astype(np.uint8))
+    assert ink[65:195, 105:145].min() > 0.7  # filled by the paper estimate of the small copy, not hollowed out
 
 
 def test_canvas_export_with_transparent_background_is_flattened(reference: np.ndarray) -> None:

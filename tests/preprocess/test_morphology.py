@@ -12,6 +12,7 @@ from app.preprocess.morphology import (
     max_filter,
     min_filter,
     reconstruct_by_erosion,
+    reconstruct_side_by_side,
 )
 
 
@@ -55,6 +56,18 @@ def test_reconstruction_fills_enclosed_basins_and_leaves_those_open_to_the_borde
     filled = reconstruct_by_erosion(marker, floor)
     assert np.all(filled[3:6, 2:5] == 10.0)  # filled up to its rim
     assert np.all(filled[3:6, 8:12] == 2.0)  # drains to the edge
+
+
+def test_images_reconstructed_side_by_side_are_each_what_they_are_alone() -> None:
+    rng = np.random.default_rng(3)
+    floors = [rng.random((16, width), dtype=np.float32) * 100 for width in (20, 13)]
+    markers = [np.full_like(floor, 100.0) for floor in floors]
+    markers[0][:, -1] = floors[0][:, -1]  # the first drains through its right edge, which faces the second...
+    alone = [reconstruct_by_erosion(marker, floor) for marker, floor in zip(markers, floors, strict=True)]
+    together = reconstruct_side_by_side(markers, floors)
+    assert [image.shape for image in together] == [(16, 20), (16, 13)]
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert alone[0].min() < 100.0 and np.all(alone[1] == 100.0)  # ...which has nowhere to drain: nothing leaks over
 
 
 def test_area_and_outline_count_pixels_and_the_sides_between_them_and_the_rest() -> None:
