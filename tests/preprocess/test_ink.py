@@ -34,8 +34,8 @@ def test_a_pen_line_running_into_a_hard_shadow_keeps_its_strength_and_the_shadow
     gray[128:, 96:] = 140  # a hard-edged shadow over the lower right, reaching two borders
     gray[40:216, 104:106] = 80  # a 2-pixel pen line running from the light into the shadow
     ink = divide_background(gray)
-    # 1 − ink / paper on each side: averaged into the small copy, the line was paler than the shadow it touches,
-    # so it passed for part of the shadow and was erased in the light
+    # 1 − line / paper: 1 − 80/220 ≈ 0.64 in the light, 1 − 80/140 ≈ 0.43 in the shadow. Averaged into the small
+    # copy, the line was paler than the shadow it touches, passed for part of it, and was erased in the light (0.0)
     assert ink[40:128, 104:106].min() > 0.6 and ink[128:216, 104:106].min() > 0.4
     ink[40:216, 104:106] = 0.0
     assert ink.max() < 0.01  # the paper estimate follows the shadow's edge: no rim of "ink" along it
