@@ -86,6 +86,6 @@ def area_and_outline(mask: np.ndarray) -> tuple[int, int]:
     """A boolean mask's pixel count and its outline's length (pixel sides between it and the rest, the image's
     edge counting as the rest). 2 × area / outline is the width of long strokes of any shape, the half-width of a
     round blob."""
-    padded = np.pad(mask, 1)
-    outline = np.count_nonzero(padded[1:] != padded[:-1]) + np.count_nonzero(padded[:, 1:] != padded[:, :-1])
-    return int(np.count_nonzero(mask)), int(outline)
+    inner = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+    edges = sum(np.count_nonzero(side) for side in (mask[0], mask[-1], mask[:, 0], mask[:, -1]))  # without np.pad,
+    return int(np.count_nonzero(mask)), int(inner + edges)  # which cost 2× the counting

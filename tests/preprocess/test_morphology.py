@@ -80,3 +80,5 @@ def test_area_and_outline_count_pixels_and_the_sides_between_them_and_the_rest()
     line[20, 5:35] = True  # 2 × area / outline: about the line's width of 1
     area, outline = area_and_outline(line)
     assert 0.9 < 2 * area / outline <= 1.0
+    assert area_and_outline(np.ones((1, 4), bool)) == (4, 10)  # one row: its top and bottom sides both count
+    assert area_and_outline(np.ones((3, 1), bool)) == (3, 8)
