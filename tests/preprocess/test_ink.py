@@ -7,6 +7,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import to_mnist_pixels
 from app.preprocess.ink import divide_background, light_background
+from app.preprocess.strokes import threshold_noise
 from tests.preprocess.images import encode, glyph, on_paper, similarity
 
 
@@ -39,6 +40,21 @@ def test_a_pen_line_running_into_a_hard_shadow_keeps_its_strength_and_the_shadow
     assert ink[40:128, 104:106].min() > 0.6 and ink[128:216, 104:106].min() > 0.4
     ink[40:216, 104:106] = 0.0
     assert ink.max() < 0.01  # the paper estimate follows the shadow's edge: no rim of "ink" along it
+
+
+def test_the_grain_of_a_dark_desk_beside_the_page_is_not_ink() -> None:
+    rng = np.random.default_rng(0)
+    gray = np.full((192, 256), 220, np.uint8)
+    grain = np.where(rng.random((48, 6)) < 0.3, 58, 70).astype(np.uint8)  # dips 12 levels deep, in 4×4 patches
+    gray[:, :24] = grain.repeat(4, axis=0).repeat(4, axis=1)  # the desk past the page's left edge
+    gray[40:150, 130:132] = 90  # a 2-pixel pen line on the page
+    ink = threshold_noise(divide_background(gray))
+    assert ink[40:150, 130:132].min() > 0.5
+    # The desk strip is narrower than the paper estimate's window, so there the paper reads as bright as the page
+    # and the desk as dark as ink; only its enclosure keeps it out. Its filled dips rose 12 levels: counted in
+    # full (as before ENCLOSED_SHALLOW), they came out at 0.35, above 0.4 of the line's 0.59, and 2,556 of the desk's
+    # pixels were kept; now they come out at 0.17
+    assert np.count_nonzero(ink[:, :24]) == 0
 
 
 def test_a_wide_felt_tip_stroke_on_shaded_paper_stays_solid() -> None:
