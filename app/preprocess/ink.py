@@ -41,6 +41,8 @@ FLAT_PAPER = 0.08
 """Paper this much darker than the typical bright paper is shaded (ink, at least twice as dark, is not)..."""
 FLAT_SHADED = 0.05
 """...and an image with less than this share of shaded paper has no shadows to mistake for ink..."""
+DESK_DARK = 0.5
+"""The desk past a photographed page is darker than this share of the bright paper (its 90th percentile)."""
 CORNER = 1 / 12
 """...unless a corner (a square this fraction of the shorter side) is mostly darker than half the paper: the
 desk past a photographed page's corner (on the threshold renders: 81 % of tilted phone shots, 0–4 % of canvas,
@@ -160,7 +162,7 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     bright = percentile(sample, 90)
     rims = grow(sample <= 0.5 * bright, 3)  # the soft edges of ink are not shade
     shaded = np.count_nonzero((sample < (1 - FLAT_PAPER) * bright) & ~rims) / sample.size
-    if shaded < FLAT_SHADED and not dark_corner(sample, 0.5 * bright):  # even paper: no shadow or desk
+    if shaded < FLAT_SHADED and not dark_corner(sample, DESK_DARK * bright):  # even paper: no shadow or desk
         return np.clip(1.0 - gray * np.float32(1 / max(bright, 1.0)), 0.0, 1.0)
     source = gray  # uint8 from an 8-bit upload: OpenCV's filters are ~3× faster on it than on float32
     gray = gray.astype(np.float32, copy=False)

@@ -75,3 +75,34 @@ def test_a_sliver_along_the_desk_loses_to_a_faint_digit_on_the_page() -> None:
     kept = keep_digit(ink, gray=gray)
     assert np.array_equal(kept[:, 140:], ink[:, 140:])  # the stroke untouched
     assert not kept[:, :100].any()  # the sliver gone
+
+
+def test_a_wedge_of_desk_whose_ring_is_partly_lighter_desk_loses_to_a_faint_digit() -> None:
+    gray = np.full((200, 260), 200, np.uint8)  # the page...
+    gray[:, :40] = 80  # ...on a desk,
+    gray[:, 40:45] = 50  # darkest right at the page's edge (its shadow)
+    gray[60:160, 150:152] = 120  # a faint pencil "1"
+    ink = _ink()
+    ink[20:60, 40:45] = 0.7  # the darkest desk, passing for strong ink
+    ink[60:160, 150:152] = 0.4
+    kept = keep_digit(ink, gray=gray)
+    # Judged against its own darkness (50), as before DESK_DARK, too little of the sliver's ring was as dark: the
+    # lighter desk beside it (80) is still far darker than paper
+    assert np.array_equal(kept[:, 140:], ink[:, 140:])
+    assert not kept[:, :100].any()
+
+
+def test_a_faint_stroke_in_a_shadow_is_not_taken_for_the_desks_edge() -> None:
+    rng = np.random.default_rng(0)
+    gray = np.full((200, 260), 200, np.uint8)
+    gray[:, 100:] = rng.integers(104, 117, size=(200, 160))  # a grainy shadow over the right of the page
+    gray[60:160, 150:152] = 108  # a pencil "1" in it, barely darker than the shadow
+    gray[:, :3] = 30  # a thin strip of desk along the left edge
+    ink = _ink()
+    ink[60:160, 150:152] = 0.4
+    ink[80:100, 0:3] = 0.5  # the desk past the page's edge, passing for ink
+    kept = keep_digit(ink, gray=gray)
+    # Judged against its own darkness (108), as before DESK_DARK, the "1" passed for an edge (much of the grain
+    # around it is as dark), was dropped, and the desk's sliver was kept
+    assert np.array_equal(kept[:, 140:], ink[:, 140:])
+    assert not kept[:, :100].any()
