@@ -41,12 +41,12 @@ FLAT_PAPER = 0.08
 """Paper this much darker than the typical bright paper is shaded (ink, at least twice as dark, is not)..."""
 FLAT_SHADED = 0.05
 """...and an image with less than this share of shaded paper has no shadows to mistake for ink..."""
-DESK_DARK = 0.5
-"""The desk past a photographed page is darker than this share of the bright paper (its 90th percentile)."""
 CORNER = 1 / 12
-"""...unless a corner (a square this fraction of the shorter side) is mostly darker than half the paper: the
+"""...unless a corner (a square this fraction of the shorter side) is mostly as dark as a desk (DESK_DARK): the
 desk past a photographed page's corner (on the threshold renders: 81 % of tilted phone shots, 0–4 % of canvas,
 sheet, marker, pen, pencil, grid and chalk images; a stroke running off an edge rarely fills a corner)."""
+DESK_DARK = 0.5
+"""The desk past a photographed page is darker than this share of the bright paper (its 90th percentile)."""
 MINIMA_SPAN = 0.5
 """The second small copy averages the darkest pixel of each window this share of a small-copy pixel wide (a thin
 stroke keeps most of its darkness there). A whole pixel's minimum joined the grain of blurred, noisy phone shots into
