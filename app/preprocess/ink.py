@@ -167,19 +167,21 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     source = gray  # uint8 from an 8-bit upload: OpenCV's filters are ~3× faster on it than on float32
     gray = gray.astype(np.float32, copy=False)
     factor = max(1.0, max(height, width) / BACKGROUND_SIDE)
-    averaged = minima = gray
-    if factor > 1:
+    copies = [gray]  # small already: no second copy of minima, which would be the same image
+    if factor > 1:  # averaged, and of minima
         size = (max(1, round(width / factor)), max(1, round(height / factor)))
-        averaged = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        minima = cv2.resize(min_filter(gray, math.ceil(MINIMA_SPAN * factor)), size, interpolation=cv2.INTER_AREA)
+        copies = [
+            cv2.resize(gray, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(min_filter(gray, math.ceil(MINIMA_SPAN * factor)), size, interpolation=cv2.INTER_AREA),
+        ]
+    averaged = copies[0]
     window = 2 * int(BACKGROUND_WINDOW * max(averaged.shape) / 2) + 1
-    copies = [averaged] if factor == 1 else [averaged, minima]
     closings = [min_filter(max_filter(values, window), window) for values in copies]
-    fills = fill_basins(copies, closings)
-    paper, enclosed = enclosure(averaged, closings[0], fills[0])
-    if factor > 1:  # a thin stroke keeps its darkness among minima: touching a shadow, it is still darker
-        enclosed = np.maximum(enclosed, enclosure(minima, closings[1], fills[1])[1])
-    enclosed = max_filter(enclosed, 3)  # antialiased stroke rims too
+    judged = [enclosure(*inputs) for inputs in zip(copies, closings, fill_basins(copies, closings), strict=True)]
+    paper = judged[0][0]  # the averaged copy's (among minima the paper reads darker, by its grain)
+    # enclosed where either copy says so (among minima a thin stroke touching a shadow is still darker than it),
+    # and on antialiased stroke rims too
+    enclosed = max_filter(np.maximum.reduce([copy_enclosed for _, copy_enclosed in judged]), 3)
     sharp = paper_window(averaged, paper, factor, max(height, width))
     if factor > 1:
         enclosed = cv2.resize(enclosed, (width, height), interpolation=cv2.INTER_LINEAR)
