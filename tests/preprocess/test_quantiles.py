@@ -12,13 +12,15 @@ QS = (0.0, 0.5, 10.0, 37.3, 50.0, 90.0, 99.5, 100.0)
 
 @pytest.mark.parametrize("size", [1, 2, 3, 64, 65, 1001, 12288])
 @pytest.mark.parametrize("zeros", [0.0, 0.3, 0.95, 1.0], ids=["no-zeros", "some-zeros", "mostly-zeros", "all-zeros"])
-@pytest.mark.parametrize("dtype", ["float32", "uint8", "signed"])
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "signed", "ties"])
 def test_percentiles_match_numpy(size: int, zeros: float, dtype: str) -> None:
     rng = np.random.default_rng(size)
     if dtype == "uint8":
         values = rng.integers(0, 256, size).astype(np.uint8)
     else:
         values = rng.random(size, dtype=np.float32) - (0.5 if dtype == "signed" else 0.0)
+    if dtype == "ties":  # most values one level (a canvas's strokes, all one colour), the rest spread
+        values[rng.random(size) < 0.9] = np.float32(20.5)
     values[rng.random(size) < zeros] = 0
     expected = np.percentile(values.astype(np.float64), QS)
     assert percentiles(values, QS) == pytest.approx(expected, rel=1e-6, abs=1e-6)
