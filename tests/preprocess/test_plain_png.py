@@ -57,8 +57,9 @@ def _page(mode: str, size: tuple[int, int] = (640, 480)) -> Image.Image:
     page = np.asarray(on_paper(glyph(300), size=size, at=(size[0] // 4, size[1] // 8)), dtype=np.int16)
     grainy = np.clip(page + rng.integers(-12, 13, page.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(grainy)
-    if mode == "RGBA":  # a canvas export: the ink opaque, the rest transparent
-        alpha = Image.fromarray(np.where(grainy.min(axis=2) < 128, 255, 0).astype(np.uint8))
+    if mode == "RGBA":  # a canvas export: the ink opaque, its antialiased rims partly, the rest transparent
+        darkness = 255 - grainy.min(axis=2).astype(np.int16)
+        alpha = Image.fromarray(np.clip(3 * (darkness - 60), 0, 255).astype(np.uint8))
         return Image.merge("RGBA", (*image.split(), alpha))
     return image.convert(mode)
 
@@ -71,6 +72,13 @@ def test_plain_pngs_decode_to_pillows_pixels(mode: str, size: tuple[int, int]) -
         pixels = plain_png(data, max_pixels=10**7)
         assert pixels is not None
         np.testing.assert_array_equal(pixels, _pillow_pixels(data))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_plain_pngs_are_answered_as_pillows_path_answers_them(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(_page(mode), "PNG")
+    assert plain_png(data, max_pixels=10**7) is not None
+    _same_answer(data, monkeypatch)  # RGBA: premultiplied by OpenCV, by Pillow on its path
 
 
 def test_display_hint_chunks_change_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
