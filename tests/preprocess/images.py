@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -15,6 +17,11 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body and CRC, for test files written by hand."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def glyph(size: int = 280) -> Image.Image:

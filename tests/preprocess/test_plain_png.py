@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess import decode as decode_module
 from app.preprocess.decode import plain_png
-from tests.preprocess.images import encode, glyph, on_paper
+from tests.preprocess.images import encode, glyph, on_paper, png_chunk
 
 
 def _pillow_pixels(data: bytes) -> np.ndarray:
@@ -23,9 +23,8 @@ def _pillow_pixels(data: bytes) -> np.ndarray:
 
 def _with_chunk(data: bytes, kind: bytes, body: bytes) -> bytes:
     """`data` (a PNG) with one more chunk right after IHDR."""
-    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     after_header = 8 + 25
-    return data[:after_header] + chunk + data[after_header:]
+    return data[:after_header] + png_chunk(kind, body) + data[after_header:]
 
 
 def _answer(data: bytes) -> np.ndarray | int:
@@ -125,12 +124,9 @@ def _interlaced(image: Image.Image) -> bytes:
         if row.size
     )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     assert channels == 3
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(stream)) + chunk(b"IEND", b"")
+    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(stream)) + png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 @pytest.mark.parametrize("name", list(_unusual_files()))

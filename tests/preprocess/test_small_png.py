@@ -17,7 +17,7 @@ from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess import digit as digit_module
 from app.preprocess.decode import small_gray_png
 from app.preprocess.digit import mnist_format, mnist_formats, mnist_png, mnist_pngs
-from tests.preprocess.images import encode
+from tests.preprocess.images import encode, png_chunk
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +27,18 @@ def mnist_digits(mnist_root: Path) -> np.ndarray:
     return load_split(mnist_root, train=False).images[:40].numpy()
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def _png(pixels: np.ndarray, filters: bytes | None = None, extra: list[bytes] | None = None) -> bytes:
     """A grayscale PNG written by hand: one IDAT, the given per-row filter bytes (default 0), extra chunks."""
     height, width = pixels.shape
     filters = filters or bytes(height)
     rows = b"".join(bytes([filters[i]]) + pixels[i].tobytes() for i in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunks = [_chunk(b"IHDR", header), *(extra or []), _chunk(b"IDAT", zlib.compress(rows)), _chunk(b"IEND", b"")]
+    chunks = [
+        png_chunk(b"IHDR", header),
+        *(extra or []),
+        png_chunk(b"IDAT", zlib.compress(rows)),
+        png_chunk(b"IEND", b""),
+    ]
     return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
 
 
