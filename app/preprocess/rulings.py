@@ -125,6 +125,7 @@ def _band(turned: np.ndarray, rows: bool) -> np.ndarray:
     # hat > LINE_CONTRAST × (pixel + hat), the paper beside it, as integers: hat × (1/LINE_CONTRAST − 1) > pixel
     thin = (hat.astype(np.uint16) * np.uint16(round(1 / LINE_CONTRAST) - 1) > turned).view(np.uint8)
     length = thin.shape[1 if rows else 0]
-    on = (np.count_nonzero(thin, axis=1 if rows else 0) >= ALONG * length).astype(np.uint8)
+    # a sum of the 0/1 bytes: count_nonzero along an axis costs 4-5× as much here (~50 against ~13 µs)
+    on = (thin.sum(axis=1 if rows else 0, dtype=np.int32) >= ALONG * length).astype(np.uint8)
     band = cv2.dilate(on.reshape(-1, 1), np.ones((2 * BAND + 1, 1), np.uint8)).ravel()
     return np.broadcast_to(band[:, None] if rows else band[None, :], turned.shape).copy()
