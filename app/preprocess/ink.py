@@ -228,6 +228,13 @@ def paper_window(values: np.ndarray, paper: np.ndarray, scale: float, side: int)
     return window if window < BACKGROUND_WINDOW * side else None
 
 
+def bright_paper(gray: np.ndarray) -> float:
+    """The bright paper's brightness in `gray` (dark on light): its 90th percentile, over every 4th pixel each way
+    (plenty for a percentile), the reference the rulings' contrast (`rulings.CONTRAST`) and the desk's darkness
+    (DESK_DARK, in `strokes`) are shares of."""
+    return percentile(gray[::4, ::4], 90)
+
+
 def dark_corner(gray: np.ndarray, dark: float) -> bool:
     """Whether a corner of `gray` (a square CORNER of its shorter side) is mostly (> half) darker than `dark`."""
     side = max(2, round(CORNER * min(gray.shape)))

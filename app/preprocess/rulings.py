@@ -20,11 +20,12 @@ import math
 import cv2
 import numpy as np
 
+from app.preprocess.ink import bright_paper
 from app.preprocess.quantiles import percentile
 
 CONTRAST = 0.04
-"""A thin dark feature is at least this much darker than the paper (fraction of the bright paper's brightness, its
-90th percentile): the level of the first, cheap search for rulings and of the depth erasing may lift them by. Which
+"""A thin dark feature is at least this much darker than the paper (fraction of the bright paper's brightness,
+`ink.bright_paper`): the level of the first, cheap search for rulings and of the depth erasing may lift them by. Which
 rows and columns are rulings is judged against the paper beside them instead (LINE_CONTRAST)."""
 THIN = 5
 """Black-hat window (px of the working copy): rulings are at most ~3 px wide there."""
@@ -68,7 +69,7 @@ def erase_rulings(gray: np.ndarray) -> np.ndarray:
     would smear the lines), a closing across each family lifts its lines to the paper, within BAND px of them;
     where both families cross, a square closing lifts the crossing.
     """
-    level = CONTRAST * percentile(gray[::4, ::4], 90)
+    level = CONTRAST * bright_paper(gray)
     angle = _ruled_tilt(gray, level)
     if angle is None:
         return gray

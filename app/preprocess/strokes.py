@@ -10,9 +10,9 @@ import numpy as np
 
 from app.preprocess.digit import BOX
 from app.preprocess.errors import ImageError
-from app.preprocess.ink import DESK_DARK
+from app.preprocess.ink import DESK_DARK, bright_paper
 from app.preprocess.morphology import area_and_outline, grow, max_filter, min_filter
-from app.preprocess.quantiles import median, percentile
+from app.preprocess.quantiles import median
 
 if TYPE_CHECKING:  # cues measures with stroke_width from here
     from app.preprocess.cues import CueNotes
@@ -157,7 +157,7 @@ def _desk_edges(
     """
     height, width = ink.shape
     ring_kernel = np.ones((5, 5), np.uint8)
-    desk = DESK_DARK * percentile(gray[::4, ::4], 90)
+    desk = DESK_DARK * bright_paper(gray)
     edges = set()
     for label, box in boxes.items():
         inked, y0, x0 = _part_ink(ink, labels, cell, label, box)
