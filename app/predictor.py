@@ -5,7 +5,6 @@ Only the batcher calls `predict`, one batch at a time, so nothing here needs a l
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -16,7 +15,7 @@ import torch
 from app.config import ENV_PREFIX, Settings
 from app.cpus import available_cpus
 from app.gate import GATE_OFF_NOTE, NO_GATE_NOTE, DigitGate, GateError, channel_means, network_features
-from mnist_model import CheckpointError, ModelMetadata, load_checkpoint, normalize
+from mnist_model import CheckpointError, ModelMetadata, checkpoint_version, load_checkpoint, normalize
 from mnist_model import device as device_rules
 from mnist_model.hardware import native_bf16
 from mnist_model.head import CalibratedHead
@@ -55,15 +54,6 @@ class Model(Protocol):
 def resolve_device(name: str) -> torch.device:
     """MNIST_SERVE_DEVICE → torch.device, by `mnist_model.device`'s rules; a missing GPU is an error naming it."""
     return device_rules.resolve_device(name, setting=f"{ENV_PREFIX}DEVICE")
-
-
-def checkpoint_version(path: Path) -> str:
-    """The first 12 hex digits of the checkpoint's SHA-256: names exactly which weights answered."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:

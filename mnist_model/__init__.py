@@ -4,7 +4,13 @@ the rules for device strings (`mnist_model.device`) and native bf16 (`mnist_mode
 Each is written once here so that a checkpoint trained by `training` is read by `app` exactly as it was written.
 """
 
-from mnist_model.checkpoint import CheckpointError, ModelMetadata, load_checkpoint, save_checkpoint
+from mnist_model.checkpoint import (
+    CheckpointError,
+    ModelMetadata,
+    checkpoint_version,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mnist_model.network import ARCHITECTURE, Net
 from mnist_model.normalize import MNIST_MEAN, MNIST_STD, normalize
 
@@ -15,6 +21,7 @@ __all__ = [
     "CheckpointError",
     "ModelMetadata",
     "Net",
+    "checkpoint_version",
     "load_checkpoint",
     "normalize",
     "save_checkpoint",

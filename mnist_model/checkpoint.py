@@ -7,6 +7,7 @@ so that `safetensors`'s own tools (and a human with `safe_open(...).metadata()`)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -168,6 +169,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
     return model.to(device).eval(), metadata
+
+
+def checkpoint_version(path: str | Path) -> str:
+    """The first 12 hex digits of the checkpoint file's SHA-256: names exactly which weights (and metadata) these
+    are, as the service reports them (`model.version`) and as a fine-tuned checkpoint records where it started."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def _existing(path: str | Path) -> Path:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mnist_model import load_checkpoint
+from mnist_model import checkpoint_version, load_checkpoint
 from mnist_model.checkpoint import read_metadata
 from tests.helpers import REPO, RUN_OUTPUTS, TutorialNet
 from training.config import launch_command
@@ -212,6 +212,29 @@ def test_missing_data_dir_exits_with_instructions(tmp_path, caplog, monkeypatch)
     assert "train-images-idx3-ubyte.gz" in caplog.text and str(tmp_path / "nowhere") in caplog.text
 
 
+def test_init_from_starts_at_a_checkpoints_weights_and_records_it(mnist_root, tmp_path, caplog):
+    start = tmp_path / "start" / "m.safetensors"
+    assert main(run_args(mnist_root, start, "--epochs", "1", samples=64)) == 0
+    # a step too small to move the weights: the fine-tuned run ends where it started, a scratch run does not
+    still = ("--epochs", "1", "--lr", "1e-12", "--ema-decay", "0", "--seed", "5")
+    tuned, scratch = tmp_path / "tuned" / "m.safetensors", tmp_path / "scratch" / "m.safetensors"
+    assert main(run_args(mnist_root, tuned, *still, "--init-from", str(start), samples=64)) == 0
+    assert main(run_args(mnist_root, scratch, *still, samples=64)) == 0
+    started, ended, fresh = weights(start), weights(tuned), weights(scratch)
+    for name, tensor in started.items():
+        torch.testing.assert_close(ended[name], tensor, rtol=0, atol=1e-6)
+        assert not torch.allclose(fresh[name], tensor, atol=1e-3)
+    recorded = read_metadata(tuned).hyperparameters["init_from"]
+    assert recorded["path"] == str(start) and recorded["version"] == checkpoint_version(start)
+    assert recorded["test_accuracy"] == read_metadata(start).test_accuracy
+    assert recorded["command"] == read_metadata(start).command
+    assert read_metadata(scratch).hyperparameters["init_from"] is None
+    assert (
+        main(run_args(mnist_root, tmp_path / "x.safetensors", "--init-from", str(tmp_path / "none.safetensors"))) == 1
+    )
+    assert "no checkpoint at" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -219,6 +242,7 @@ def test_missing_data_dir_exits_with_instructions(tmp_path, caplog, monkeypatch)
         (["--batch-size", "-4"], "--batch-size must be at least 1"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--output", "model.pt"], "--output must end in .safetensors"),
+        (["--init-from", "model.pt"], "--init-from must be a .safetensors checkpoint"),
         (["--amp", "fp8"], "invalid choice"),
         (["--val-samples", "-1"], "--val-samples must be >= 0"),
         (["--elastic-p", "1.5"], "--elastic-p must be between 0 and 1"),

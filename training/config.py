@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint to write (.safetensors); training state, history and plots go next to it",
     )
     add("--resume", action="store_true", help="continue from the training state saved next to --output")
+    add(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="start from this checkpoint's weights instead of random ones (fine-tuning: e.g. the shipped model on "
+        "more --rendered uploads, with a lower --lr and fewer --epochs); its file's version is recorded",
+    )
     add("--device", default="auto", metavar="DEV", help=f"{DEVICE_CHOICES}; auto = CUDA if available, else CPU")
     add(
         "--amp",
@@ -227,6 +235,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--elastic-sigma must be positive, got {args.elastic_sigma}")
     if args.rendered is None:
         args.outlier_weight = 0.0  # nothing to expose the network to: record the run as what it is
+    if args.init_from is not None and args.init_from.suffix != ".safetensors":
+        parser.error(f"--init-from must be a .safetensors checkpoint, got {args.init_from}")
     if args.output.suffix != ".safetensors":
         parser.error(f"--output must end in .safetensors, got {args.output}")
     try:

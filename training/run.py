@@ -28,7 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset, DistributedSampler
 
-from mnist_model import ModelMetadata, Net, save_checkpoint
+from mnist_model import CheckpointError, ModelMetadata, Net, checkpoint_version, load_checkpoint, save_checkpoint
+from mnist_model.checkpoint import read_metadata
 from mnist_model.device import DeviceError
 from mnist_model.hardware import native_bf16
 from mnist_model.malloc import keep_freed_memory
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("process group: %s backend, %d processes", dist.get_backend(), runtime.world_size)
     try:
         train(args, runtime, argv if argv is not None else sys.argv[1:])
-    except (DataError, StateError, FileExistsError, ValueError) as exc:
+    except (CheckpointError, DataError, StateError, FileExistsError, ValueError) as exc:
         log.error("%s", exc)
         return 1
     finally:
@@ -204,6 +205,8 @@ def build_training(
     device, train_split = runtime.device, data.train
     torch.manual_seed(args.seed)  # DDP also broadcasts rank 0's weights; the seed makes runs repeatable
     network = Net().to(device)
+    if args.init_from is not None:  # every rank loads the same file: the same start, as with the seed
+        network.load_state_dict(load_checkpoint(args.init_from)[0].state_dict())
     model = (
         DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)
         if runtime.distributed
@@ -382,7 +385,22 @@ def hyperparameters(args: argparse.Namespace, training: Training, data: Datasets
         "device": setup.runtime.device.type,
         "train_samples": len(setup.data),
         "rendered": data.rendered,
+        "init_from": initial_weights(args.init_from),
         "saved_weights": "exponential moving average" if setup.ema is not None else "last step",
+    }
+
+
+def initial_weights(path: Path | None) -> dict[str, object] | None:
+    """Where a fine-tuned run started (--init-from): the checkpoint's path, its version (the file's SHA-256
+    prefix, as the service reports it), its own test accuracy and the command that made it; None from scratch."""
+    if path is None:
+        return None
+    start = read_metadata(path)
+    return {
+        "path": str(path),
+        "version": checkpoint_version(path),
+        "test_accuracy": start.test_accuracy,
+        "command": start.command,
     }
 
 
