@@ -272,3 +272,16 @@ def test_every_font_of_every_split_loads_and_draws_its_glyphs() -> None:
         for name in glyphs.SYMBOL_FONTS[split]:
             assert all(glyphs.has_glyph(name, char) for char in glyphs.SYMBOLS), (split, name)
     assert any(name.startswith("SourceSerifPro") for name in glyphs.LETTER_FONTS["train"])
+
+
+def test_export_renders_only_the_styles_asked_for(mnist_root: Path, tmp_path: Path) -> None:
+    from benchmarks.renders.export import export
+
+    out = tmp_path / "hard.npz"
+    counts = export(
+        "train", out, per_style=2, per_category=0, seed=4, data_dir=str(mnist_root), workers=1, styles=["pen", "grid"]
+    )
+    saved = np.load(out)
+    assert set(saved["group"].tolist()) | set(saved["refused_group"].tolist()) == {"pen", "grid"}
+    assert len(saved["group"]) + len(saved["refused_group"]) == 4 and sum(counts.values()) == len(saved["group"])
+    assert (saved["label"] >= 0).all()

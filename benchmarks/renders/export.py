@@ -65,12 +65,18 @@ class Row:
 
 
 def jobs(
-    split: str, per_style: int, per_category: int, seed: int, data_dir: str, categories: Sequence[str] = CATEGORIES
+    split: str,
+    per_style: int,
+    per_category: int,
+    seed: int,
+    data_dir: str,
+    categories: Sequence[str] = CATEGORIES,
+    styles: Sequence[str] = DIGIT_STYLES,
 ) -> Iterator[Job]:
-    """Every upload to render: the same digits in each style (as the benchmark picks them), then non-digits of
-    `categories`."""
+    """Every upload to render: the same digits in each of `styles` (as the benchmark picks them), then non-digits
+    of `categories`."""
     pool = digit_pool(split, data_dir)
-    for style in DIGIT_STYLES:
+    for style in styles:
         for index in pick_digits(len(pool), per_style, seed):
             yield "digit", style, int(index), render_seed(seed, style, int(index))
     for category in categories:
@@ -105,13 +111,14 @@ def export(
     data_dir: str,
     workers: int,
     categories: Sequence[str] = CATEGORIES,
+    styles: Sequence[str] = DIGIT_STYLES,
 ) -> dict[str, int]:
     """Write the split's file; returns how many uploads of each group preprocessing accepted."""
     if split not in EXPORTABLE_SPLITS:
         raise ValueError(f"only {EXPORTABLE_SPLITS} can be exported; the test split is for reporting only")
     from app.preprocess import MAX_PIXELS
 
-    todo = list(jobs(split, per_style, per_category, seed, data_dir, categories))
+    todo = list(jobs(split, per_style, per_category, seed, data_dir, categories, styles))
     with ProcessPoolExecutor(workers) as pool:
         chunks = max(1, len(todo) // (workers * 16))
         work = functools.partial(run_job, split=split, data_dir=data_dir, max_pixels=MAX_PIXELS)
@@ -151,6 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--categories", nargs="+", choices=CATEGORIES, default=list(CATEGORIES), help="non-digit categories to render"
     )
+    parser.add_argument(
+        "--styles",
+        nargs="+",
+        choices=DIGIT_STYLES,
+        default=list(DIGIT_STYLES),
+        help="digit styles to render (more of the hard ones, say)",
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="picks the digits and render streams")
     parser.add_argument("--data-dir", default="data", metavar="DIR", help="MNIST root (DIR/MNIST/raw)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="rendering processes")
@@ -165,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=args.data_dir,
         workers=args.workers,
         categories=args.categories,
+        styles=args.styles,
     )
     log.info("kept per group: %s", counts)
 
