@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import to_mnist_pixels
-from app.preprocess.ink import divide_background, light_background
+from app.preprocess.ink import divide_background, lift_patches, light_background
 from app.preprocess.strokes import threshold_noise
 from tests.preprocess.images import encode, glyph, on_paper, similarity
 
@@ -62,6 +63,27 @@ def test_a_wide_felt_tip_stroke_on_shaded_paper_stays_solid() -> None:
     gray[60:200, 100:150] *= 0.25  # a stroke 50 pixels wide: wider than the full-resolution closing's usual window
     ink = divide_background(gray.astype(np.uint8))
     assert ink[65:195, 105:145].min() > 0.7  # filled by the paper estimate of the small copy, not hollowed out
+
+
+def test_a_patch_across_thin_strokes_is_lifted_and_the_strokes_keep_their_own_strength() -> None:
+    ink = np.zeros((192, 256), np.float32)
+    ring = cv2.circle(np.zeros_like(ink), (100, 96), 45, 0.15, thickness=1)  # a faint pencil 0, a 1-px line
+    ink += ring
+    ink[50:150, 130:240] += 0.2  # a shadow's tip left as ink, stronger than the strokes, over the 0's right side
+    lifted = lift_patches(ink)
+    on_ring = ring > 0
+    inside = np.zeros_like(on_ring)
+    inside[50:150, 130:240] = True
+    np.testing.assert_allclose(lifted[on_ring], 0.15, atol=1e-6)  # in the light and across the patch alike
+    assert lifted[inside & ~on_ring].max() < 1e-6  # the patch is gone, to its edges
+    assert lifted[~inside & ~on_ring].max() == 0.0
+
+
+def test_thick_strokes_are_not_lifted() -> None:
+    ink = np.zeros((192, 256), np.float32)
+    ink[30:160, 60:72] = 0.8  # a marker stroke 12 pixels wide: an opening a few strokes wide would hollow it
+    ink[50:150, 130:240] = 0.3
+    assert np.array_equal(lift_patches(ink), ink)
 
 
 def test_canvas_export_with_transparent_background_is_flattened(reference: np.ndarray) -> None:

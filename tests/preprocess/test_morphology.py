@@ -13,6 +13,7 @@ from app.preprocess.morphology import (
     min_filter,
     reconstruct_by_erosion,
     reconstruct_side_by_side,
+    ridge_width,
 )
 
 
@@ -82,3 +83,24 @@ def test_area_and_outline_count_pixels_and_the_sides_between_them_and_the_rest()
     assert 0.9 < 2 * area / outline <= 1.0
     assert area_and_outline(np.ones((1, 4), bool)) == (4, 10)  # one row: its top and bottom sides both count
     assert area_and_outline(np.ones((3, 1), bool)) == (3, 8)
+
+
+def test_ridge_width_reads_a_strokes_width_and_a_solid_patch_beside_it_barely_moves_it() -> None:
+    line, bar = np.zeros((120, 160), bool), np.zeros((120, 160), bool)
+    line[20:100, 30:32] = True  # 2 pixels wide
+    bar[20:100, 30:38] = True  # 8 pixels wide
+    assert ridge_width(line) == pytest.approx(2.0, abs=0.3) and ridge_width(bar) == pytest.approx(8.0, abs=1.0)
+    assert ridge_width(np.zeros((10, 10), bool)) == 0.0
+    with_patch = line.copy()
+    with_patch[40:80, 90:130] = True  # a 40×40 patch beside the line: a shadow's tip
+    area, outline = area_and_outline(with_patch)
+    assert 2 * area / outline > 6  # the area/outline width of the whole mask is the patch's
+    assert ridge_width(with_patch) == pytest.approx(2.0, abs=0.3)
+
+
+def test_ridge_width_with_a_crowd_leaves_specks_out() -> None:
+    mask = np.zeros((200, 200), bool)
+    mask[20:180, 20:30] = True  # a bar 10 pixels wide
+    mask[3::6, 40::6] = True  # 33 × 27 single-pixel specks, 6 apart: more ridge pixels than the bar's
+    assert ridge_width(mask) == pytest.approx(2.0, abs=0.3)  # the specks' width
+    assert ridge_width(mask, crowd=5) == pytest.approx(10.0, abs=1.0)  # the bar's
