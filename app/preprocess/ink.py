@@ -86,6 +86,10 @@ SPECK_PIXELS = 5
 """...where it has at least this many pixels within 2 of a ridge (`morphology.ridge_width`'s crowd): without it,
 specks of paper grain, each a ridge of width 2, outnumbered a photographed marker digit's ridge and passed it off
 as a pen line (one photo render more read wrong); 7 read one pencil render fewer right."""
+FAINTEST_STROKES = 0.08
+"""Ink whose strongest (its 99.9th percentile) is weaker than this holds no digit (`strokes.threshold_noise`); if
+lifting the patches leaves none that strong, the patches stay (threshold split: one pencil render more read right,
+rejected as blank before)."""
 EDGE_INK = 0.3
 """A border pixel this much darker than the paper there may be a stroke running off the edge..."""
 EDGE_RUN = 0.15
@@ -233,7 +237,9 @@ def lift_patches(ink: np.ndarray) -> np.ndarray:
     if not 0.0 < width <= THIN_STROKE_PX:
         return ink
     window = 2 * int(PATCH_SPAN * width / 2) + 1
-    return ink - max_filter(min_filter(ink, window), window)
+    lifted = ink - max_filter(min_filter(ink, window), window)
+    # nothing left as strong as a stroke (the ink was one faint patch, or strokes in one): what was there stays
+    return lifted if percentile(lifted[::2, ::2], 99.9) >= FAINTEST_STROKES else ink
 
 
 def enclosure(values: np.ndarray, closed: np.ndarray, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from app.preprocess.digit import BOX
 from app.preprocess.errors import ImageError
-from app.preprocess.ink import DESK_DARK, bright_paper
+from app.preprocess.ink import DESK_DARK, FAINTEST_STROKES, bright_paper
 from app.preprocess.morphology import area_and_outline, grow, max_filter, min_filter
 from app.preprocess.quantiles import median
 
@@ -63,7 +63,7 @@ def threshold_noise(ink: np.ndarray) -> np.ndarray:
     spread = 1.4826 * median(np.abs(paper - typical)) if paper.size else 0.0
     floor = typical + 5.0 * spread + 0.03
     strong = ink > max(floor, 0.4 * level)
-    if level < max(0.08, floor) or np.count_nonzero(strong) < rank:
+    if level < max(FAINTEST_STROKES, floor) or np.count_nonzero(strong) < rank:
         raise ImageError(
             "no digit found: the image looks blank; draw or photograph a single dark digit on a "
             "light background (or a light one on dark)"
