@@ -9,6 +9,9 @@ Two machines, 8 GPUs each (run on both, HOST = the first machine's address):
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29400 -m training.run
 Continue an interrupted run (same flags, plus --resume):
     python -m training.run --resume
+Fine-tune a checkpoint (its weights as the start; a lower --lr, a few epochs):
+    python -m training.run --init-from models/mnist_cnn.safetensors --epochs 5 --lr 3e-4 --rendered mine.npz \
+        --output /tmp/tuned.safetensors
 """
 
 from __future__ import annotations
