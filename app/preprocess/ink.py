@@ -83,9 +83,10 @@ SPECK_PIXELS): span 3.5 read pencil 16 and grid 18; bounds of 2.5 and 4.2 px wit
 RIDGE_INK = 0.3
 """Strokes' width is measured on the ink above this share of the strongest (its 99.9th percentile)..."""
 SPECK_PIXELS = 5
-"""...where it has at least this many pixels within 2 of a ridge (`morphology.ridge_width`'s crowd): without it,
-specks of paper grain, each a ridge of width 2, outnumbered a photographed marker digit's ridge and passed it off
-as a pen line (one photo render more read wrong); 7 read one pencil render fewer right."""
+"""...counting only its ridge pixels with at least this many strong pixels in the 5×5 window around them
+(`morphology.ridge_width`'s crowd): without it, specks of paper grain, each a ridge of width 2, outnumbered a
+photographed marker digit's ridge and passed it off as a pen line (one photo render more read wrong); 7 read one
+pencil render fewer right."""
 FAINTEST_STROKES = 0.08
 """Ink whose strongest (its 99.9th percentile) is weaker than this holds no digit (`strokes.threshold_noise`); if
 lifting the patches leaves none that strong, the patches stay (threshold split: one pencil render more read right,
