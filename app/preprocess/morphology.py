@@ -30,6 +30,12 @@ def _disk(window: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (window, window))
 
 
+def as_uint8(gray: np.ndarray) -> np.ndarray:
+    """A gray image as uint8 (itself if it already is; float values clipped to 0–255 and truncated): OpenCV's
+    thresholds, contours and filters run fastest on 8-bit images."""
+    return gray if gray.dtype == np.uint8 else np.clip(gray, 0, 255).astype(np.uint8)
+
+
 def max_filter(values: np.ndarray, window: int, disk: bool = False) -> np.ndarray:
     """2-D maximum over a square window (or the disk inscribed in it: grey dilation), clipped at the edges;
     float32 or uint8 in, the same out."""

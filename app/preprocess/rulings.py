@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from app.preprocess.ink import bright_paper
+from app.preprocess.morphology import as_uint8
 from app.preprocess.quantiles import percentile
 
 CONTRAST = 0.04
@@ -74,7 +75,7 @@ def erase_rulings(gray: np.ndarray) -> np.ndarray:
     if angle is None:
         return gray
     height, width = gray.shape
-    pixels = _as_uint8(gray)
+    pixels = as_uint8(gray)
     rotation = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
     turned = cv2.warpAffine(pixels, rotation, (width, height), borderMode=cv2.BORDER_REPLICATE)
     bands = _band(turned, rows=True) | (_band(turned, rows=False) << 1)  # bit 0 rows, bit 1 columns
@@ -92,14 +93,10 @@ def erase_rulings(gray: np.ndarray) -> np.ndarray:
     return gray + lift.astype(np.float32)
 
 
-def _as_uint8(gray: np.ndarray) -> np.ndarray:
-    return gray if gray.dtype == np.uint8 else np.clip(gray, 0, 255).astype(np.uint8)
-
-
 def _ruled_tilt(gray: np.ndarray, level: float) -> float | None:
     """Degrees to rotate by (counter-clockwise) so near-horizontal rulings lie along rows; None unless at least
     MIN_LINES distinct parallel lines run across the image."""
-    squeezed = np.ascontiguousarray(_as_uint8(gray)[:, ::SQUEEZE])  # every SQUEEZE-th column: rulings cross all
+    squeezed = np.ascontiguousarray(as_uint8(gray)[:, ::SQUEEZE])  # every SQUEEZE-th column: rulings cross all
     hat = cv2.morphologyEx(squeezed, cv2.MORPH_BLACKHAT, np.ones((THIN, 1), np.uint8))
     thin = cv2.threshold(hat, level, 1, cv2.THRESH_BINARY)[1]
     runs = cv2.erode(cv2.dilate(thin, np.ones((3, 1), np.uint8)), np.ones((1, RUN), np.uint8))  # smear: tilt
