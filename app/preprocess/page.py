@@ -1,4 +1,4 @@
-"""A photographed page's tilt, read off its edges against the desk, and the digit turned upright by it.
+"""A photographed page found against the desk: the ink off it cleared, the digit turned upright by its tilt.
 
 People write upright on the page, and a phone held at an angle turns page and digit alike: a digit turned 20°
 reads worse (the network trained on digits turned at most ±10°; the shipped model reads MNIST test digits turned
@@ -7,12 +7,17 @@ page's own rows and columns: the outline of the bright page against the darker d
 darkness the other steps use) is followed, and the directions of its straight stretches away from the image's
 border, folded modulo 90° (a page's edges are parallel or perpendicular), agree when they are a page's. A
 lighting gradient's or a cloud of texture's outline wanders and does not agree, and paper less a hard shadow is
-not convex (CONVEX); then nothing is turned.
+not convex (CONVEX); then no page is found and nothing changes.
+
+Once found, the page also says where the digit can be: the background division leaves slivers of ink along the
+page's edge (the desk's darkness against the paper's estimate), and such a sliver, stronger and wider than a faint
+pen digit, set the strokes' level (`strokes.threshold_noise`) so that the digit fell under it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -41,54 +46,79 @@ MIN_TILT_DEG = 1.0
 """Tilts below this are left alone: resampling would only blur the digit."""
 MAX_TILT_DEG = 30.0
 """Tilts above this are left alone: at 45° it is no longer clear which edges are the page's rows."""
+EDGE_MARGIN = 2
+"""Pixels along the page's edge that count as off the page (the edge's own blur and the division's rim there)."""
 
 
-def page_tilt(gray: np.ndarray) -> float | None:
-    """Degrees the page in `gray` (dark on light, uint8 or float32) is turned clockwise, as the image shows it,
-    from its edges against a darker desk; None when no desk shows, the outline is not a page's, or the tilt is
-    below MIN_TILT_DEG or above MAX_TILT_DEG."""
+@dataclass(frozen=True)
+class Page:
+    """A photographed page found against the desk (`find_page`).
+
+    `tilt`: degrees it is turned clockwise, as the image shows it; None when within MIN_TILT_DEG of square or
+    beyond MAX_TILT_DEG. `inside`: float32 0/1 over the image, 1 on the page less EDGE_MARGIN px along its edge.
+    """
+
+    tilt: float | None
+    inside: np.ndarray
+
+
+def find_page(gray: np.ndarray) -> Page | None:
+    """The page in `gray` (dark on light, uint8 or float32), from its edges against a darker desk; None when no
+    desk reaches the image's edge or the bright region's outline is not a page's (see the module's docstring)."""
     pixels = as_uint8(gray)
     desk = DESK_DARK * bright_paper(pixels)
     if min(pixels[0].min(), pixels[-1].min(), pixels[:, 0].min(), pixels[:, -1].min()) > desk:
         return None  # no desk reaches the image's edge: no page edge to read (the common case, and cheap)
-    page = cv2.morphologyEx((pixels > desk).view(np.uint8), cv2.MORPH_CLOSE, square(5))  # ink back in its page
-    contours, _ = cv2.findContours(page, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    bright = cv2.morphologyEx((pixels > desk).view(np.uint8), cv2.MORPH_CLOSE, square(5))  # ink back in its page
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     areas = [cv2.contourArea(contour) for contour in contours]
-    outline = contours[int(np.argmax(areas))][:, 0, :].astype(np.float32)
+    largest = int(np.argmax(areas))
+    outline = contours[largest][:, 0, :].astype(np.float32)
     height, width = pixels.shape
-    area = max(areas)
-    if not PAGE_SHARE[0] <= area / (height * width) <= PAGE_SHARE[1]:
+    if not PAGE_SHARE[0] <= areas[largest] / (height * width) <= PAGE_SHARE[1]:
         return None
-    if area < CONVEX * cv2.contourArea(cv2.convexHull(outline)):
+    if areas[largest] < CONVEX * cv2.contourArea(cv2.convexHull(outline)):
         return None
-    return _edge_tilt(outline, height, width)
+    folded = _folded_edges(outline, height, width)
+    if folded is None or abs(folded) < AGREEMENT:
+        return None
+    tilt = math.degrees(float(np.angle(folded)) / 4)
+    inside = np.zeros((height, width), np.uint8)
+    cv2.drawContours(inside, contours, largest, 1, thickness=cv2.FILLED)
+    inside = cv2.erode(inside, square(2 * EDGE_MARGIN + 1)).astype(np.float32)
+    return Page(tilt if MIN_TILT_DEG <= abs(tilt) <= MAX_TILT_DEG else None, inside)
 
 
-def _edge_tilt(outline: np.ndarray, height: int, width: int) -> float | None:
-    """The tilt the straight stretches of a closed `outline` (K×2 x, y points) agree on, chords on the image's
-    border left out (the frame cuts the page there); see page_tilt."""
+def _folded_edges(outline: np.ndarray, height: int, width: int) -> complex | None:
+    """The mean of exp(4iθ) over the directions θ of `outline`'s straight chords (K×2 x, y points), chords on
+    the image's border left out (the frame cuts the page there): its angle / 4 is the tilt they agree on, its
+    length how well they agree. None when the outline away from the border is shorter than MIN_EDGE."""
     chords = np.roll(outline, -EDGE_STEP, axis=0) - outline
     middles = outline + chords / 2
     inside = (middles[:, 0] > 2) & (middles[:, 0] < width - 3) & (middles[:, 1] > 2) & (middles[:, 1] < height - 3)
     straight = inside & (np.hypot(chords[:, 0], chords[:, 1]) > 0.8 * EDGE_STEP)  # not around a corner
     if np.count_nonzero(straight) < MIN_EDGE * min(height, width):
         return None
-    folded = np.exp(4j * np.arctan2(chords[straight, 1], chords[straight, 0])).mean()
-    if abs(folded) < AGREEMENT:
-        return None
-    tilt = math.degrees(float(np.angle(folded)) / 4)
-    return tilt if MIN_TILT_DEG <= abs(tilt) <= MAX_TILT_DEG else None
+    return complex(np.exp(4j * np.arctan2(chords[straight, 1], chords[straight, 0])).mean())
 
 
-def turn_upright(ink: np.ndarray, tilt: float | None) -> np.ndarray:
-    """`ink` (float32) turned back by a `page_tilt` (counter-clockwise as the image shows it), on a canvas large
-    enough to hold all of it; `ink` itself when `tilt` is None."""
-    if tilt is None:
+def clear_desk(ink: np.ndarray, page: Page | None) -> np.ndarray:
+    """`ink` with what lies off the page (and along its edge) set to 0; `ink` itself when no page was found.
+
+    The background division leaves slivers of ink along a page's edge, where the desk's darkness meets the
+    paper's estimate; strong and wide, they set the strokes' level and a faint digit fell under it."""
+    return ink if page is None else ink * page.inside
+
+
+def turn_upright(ink: np.ndarray, page: Page | None) -> np.ndarray:
+    """`ink` (float32) turned back by the page's tilt (counter-clockwise as the image shows it), on a canvas large
+    enough to hold all of it; `ink` itself when no page or no tilt was found."""
+    if page is None or page.tilt is None:
         return ink
     height, width = ink.shape
-    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), tilt, 1.0)
+    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), page.tilt, 1.0)
     cos, sin = abs(rotation[0, 0]), abs(rotation[0, 1])
     turned_width, turned_height = int(height * sin + width * cos) + 2, int(height * cos + width * sin) + 2
     rotation[:, 2] += (turned_width - width) / 2, (turned_height - height) / 2
