@@ -6,8 +6,9 @@ ones (±25°: 3.3 points). Where the desk shows past the page's edges, those edg
 columns: the outline of the bright page against the darker desk (`ink.DESK_DARK`, the desk's darkness the other
 steps use) is followed, and the directions of its straight stretches away from the image's border, folded modulo
 90° (a page's edges are parallel or perpendicular), agree when they are a page's. A lighting gradient's or a cloud
-of texture's outline wanders and does not agree, and paper less a hard shadow is not convex (CONVEX); then no page
-is found and nothing changes.
+of texture's outline wanders and does not agree; paper less a hard shadow is not convex (DENT); paper on both sides
+of something dark, a stroke running off the image, is no page on a desk (ELSEWHERE). Then no page is found and
+nothing changes.
 
 Once found, the page also says where the digit can be: the background division leaves slivers of ink along the
 page's edge (the desk's darkness against the paper's estimate), and such a sliver, stronger and wider than a faint
@@ -34,14 +35,19 @@ AGREEMENT = 0.7
 """How closely the chords' directions (folded modulo 90°) must agree: the length of their mean unit vector on the
 circle of 4 × the angle, 1 when all are parallel or perpendicular. A page's four straight edges, bent a little by
 perspective, give 0.8–1.0; a wandering outline far less."""
-CONVEX = 0.97
-"""The page's outline must enclose at least this share of its convex hull: a page (a quadrilateral, cut by the
-frame) is convex, while paper less a hard-edged shadow falling from the image's side (as dark as a desk where the
-light is dim) has a notch, whose straight edges would otherwise pass for the page's (threshold renders of the
-photo, pen, pencil and marker styles: 0.89–0.97 for those shadows; tilted pages 0.97–1.0)."""
+DENT = 0.05
+"""The page's outline nowhere reaches in from its convex hull deeper than this share of the image's shorter side: a
+page (a quadrilateral, cut by the frame) is convex, while paper less a hard-edged shadow falling from the image's
+side (as dark as a desk where the light is dim) has a notch, and paper beside a thick stroke running off the image a
+slit, whose straight edges would otherwise pass for the page's (threshold renders: 0.13–0.37 for those shadows on the
+photo, pen, pencil and marker styles; 0.02 for the median tilted page)."""
 PAGE_SHARE = (0.2, 0.97)
 """The page covers at least the first share of the image and at most the second (above it the desk is at most a
 sliver in a corner, too short to read)."""
+ELSEWHERE = 0.05
+"""At most this share of the image may be bright outside the page (light spots on the desk). More, and the dark
+region reaching the image's edge has paper on both sides: a thick stroke running off the image (a "1" drawn from
+edge to edge), which would otherwise pass for the desk and be cleared as such."""
 MIN_TILT_DEG = 1.0
 """Tilts below this are left alone: resampling would only blur the digit."""
 MAX_TILT_DEG = 30.0
@@ -79,7 +85,9 @@ def find_page(gray: np.ndarray) -> Page | None:
     height, width = pixels.shape
     if not PAGE_SHARE[0] <= areas[largest] / (height * width) <= PAGE_SHARE[1]:
         return None
-    if areas[largest] < CONVEX * cv2.contourArea(cv2.convexHull(outline)):
+    if sum(areas) - areas[largest] > ELSEWHERE * height * width:
+        return None  # paper on both sides of the "desk": a stroke running off the image, not a page's edge
+    if _deepest_dent(contours[largest]) > DENT * min(height, width):
         return None
     folded = _folded_edges(outline, height, width)
     if folded is None or abs(folded) < AGREEMENT:
@@ -89,6 +97,16 @@ def find_page(gray: np.ndarray) -> Page | None:
     cv2.drawContours(inside, contours, largest, 1, thickness=cv2.FILLED)
     inside = cv2.erode(inside, square(2 * EDGE_MARGIN + 1)).astype(np.float32)
     return Page(tilt if MIN_TILT_DEG <= abs(tilt) <= MAX_TILT_DEG else None, inside)
+
+
+def _deepest_dent(contour: np.ndarray) -> float:
+    """How far (px) the outline `contour` (OpenCV's K×1×2 int32 points) reaches in from its convex hull."""
+    hull = cv2.convexHull(contour, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(contour, hull)
+    except cv2.error:  # a hull OpenCV finds not monotonous (a degenerate outline): no page to trust
+        return math.inf
+    return 0.0 if defects is None else float(defects.reshape(-1, 4)[:, 3].max()) / 256  # 8 fractional bits
 
 
 def _folded_edges(outline: np.ndarray, height: int, width: int) -> complex | None:

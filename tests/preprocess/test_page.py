@@ -58,6 +58,15 @@ def test_paper_without_a_desk_has_no_tilt_even_with_a_hard_shadow() -> None:
     assert find_page(working_gray(shaded)) is None
 
 
+@pytest.mark.parametrize("width", [10, 16, 40])  # 10: a slit in the paper (DENT); wider: paper both sides (ELSEWHERE)
+def test_a_thick_stroke_running_off_the_image_is_no_desk(width: int) -> None:
+    drawing = Image.new("RGB", (400, 400), (240, 240, 235))
+    ImageDraw.Draw(drawing).line([(150, 0), (250, 400)], fill=(20, 20, 20), width=width)  # a "1", edge to edge
+    assert find_page(working_gray(drawing)) is None
+    read = to_mnist_pixels(encode(drawing, "PNG"))  # the stroke is the digit, not a desk to clear
+    assert np.count_nonzero(read > 128) > 25  # a stroke 20 px long, 2-3 px wide (cleared, it raised "no digit")
+
+
 def test_turn_upright_turns_ink_back_by_the_tilt() -> None:
     bar = np.zeros((80, 120), np.float32)
     bar[38:42, 10:110] = 1.0
