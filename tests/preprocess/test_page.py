@@ -1,5 +1,5 @@
 """app.preprocess.page: a page photographed at an angle on a desk is found and read upright, the desk's ink cleared;
-shadows and bare paper are not mistaken for a page's edges."""
+shadows, bare paper and strokes running off the image are not mistaken for a page's edges."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_a_page_square_to_the_camera_or_past_the_limit_is_found_but_not_turned(d
     assert page is not None and page.tilt is None
 
 
-def test_paper_without_a_desk_has_no_tilt_even_with_a_hard_shadow() -> None:
+def test_paper_without_a_desk_is_no_page_even_with_a_hard_shadow() -> None:
     page = written_page().resize((460, 500))
     assert find_page(working_gray(page)) is None
     # a phone's shadow falling from the top edge, as dark as a desk: its straight edges are not the page's
