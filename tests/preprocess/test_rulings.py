@@ -69,3 +69,18 @@ def test_lone_full_height_stroke_is_not_a_ruling() -> None:
     ImageDraw.Draw(canvas).line([(150, 0), (148, 299)], fill=(20, 20, 20), width=3)  # a "1" filling the canvas
     gray = gray_of(canvas)
     assert erase_rulings(gray) is gray
+
+
+@pytest.mark.parametrize("tilt", [-6.0, 5.0, 8.0])
+def test_rulings_cut_by_the_frame_near_a_corner_are_erased_too(tilt: float) -> None:
+    # Turned into the page's frame, the image leaves empty corners: a line near the top or bottom crosses only part
+    # of the frame's width, and judged over all of it (not over its part inside the image) it fell short of ALONG
+    # and stayed (71-79 dark pixels of such lines here before)
+    page = ruled(glyph(200), size=(600, 450), at=(200, 60), spacing=48, squared=False, tilt=tilt)
+    gray = gray_of(page.resize((256, 192), Image.Resampling.BOX))
+    away = np.ones(gray.shape, bool)
+    away[15:130, 70:190] = False  # clear of the digit...
+    away[:3], away[-3:], away[:, :3], away[:, -3:] = False, False, False, False  # ...and of the image's edge
+    paper = float(np.median(gray[away]))
+    assert np.count_nonzero(gray[away] < paper - 60) > 500  # the lines are there...
+    assert np.count_nonzero(erase_rulings(gray)[away] < paper - 60) == 0  # ...and all gone, near the corners too
