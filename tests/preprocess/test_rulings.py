@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -84,3 +85,23 @@ def test_rulings_cut_by_the_frame_near_a_corner_are_erased_too(tilt: float) -> N
     paper = float(np.median(gray[away]))
     assert np.count_nonzero(gray[away] < paper - 60) > 500  # the lines are there...
     assert np.count_nonzero(erase_rulings(gray)[away] < paper - 60) == 0  # ...and all gone, near the corners too
+
+
+def test_a_faint_stroke_passing_a_crossing_keeps_its_ink_there() -> None:
+    # squared paper at the working copy's scale (paper 240, 1-px rulings 25 levels darker every 16 px) and a steep
+    # pencil stroke as faint as the rulings, passing beside their crossings
+    gray = np.full((192, 256), 240.0, np.float32)
+    gray[8::16, :] = 215.0
+    gray[:, 10::16] = 215.0
+    stroke = np.zeros(gray.shape, np.uint8)
+    cv2.line(stroke, (90, 12), (150, 180), 1, 2)  # ~20° from vertical
+    gray[stroke > 0] = 212.0
+    ys, xs = np.mgrid[0:192, 0:256]
+    off_row, off_column = np.abs((ys - 8 + 8) % 16 - 8), np.abs((xs - 10 + 8) % 16 - 8)
+    beside = (stroke > 0) & (off_row <= 1) & (off_column == 2)  # on a row ruling, 2 px from a column ruling
+    crossings = (off_row == 0) & (off_column == 0) & (stroke == 0)
+    erased = erase_rulings(gray)
+    assert np.count_nonzero(beside) >= 5
+    # the square closing of a crossing used to take the stroke there too (3 levels of 28 were left)
+    assert (240.0 - erased[beside]).min() > 20
+    assert (240.0 - erased[crossings]).max() < 5  # the crossings themselves are still lifted
