@@ -104,11 +104,13 @@ def erase_rulings(gray: np.ndarray) -> np.ndarray:
     marks = cv2.warpAffine(marks, back, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
     hats: dict[tuple[int, int], np.ndarray] = {}  # each black-hat once, and only if some pixel needs it
     lift = np.zeros_like(pixels)
+    # a pixel near one ruling, or near a crossing but on one ruling, is lifted by the closing across that ruling
+    # (a stroke crossing it there survives); on both, by the square closing; near both but on neither, by the lesser
     for kinds, kernels in (
-        ((0b0001, 0b0101, 0b0111), ((THIN, 1),)),  # near a row ruling only, or on it beside a crossing: a stroke
-        ((0b0010, 0b1010, 0b1011), ((1, THIN),)),  # crossing the ruling there survives as anywhere along it
+        ((0b0001, 0b0101, 0b0111), ((THIN, 1),)),  # near a row ruling only; on it, near a column ruling
+        ((0b0010, 0b1010, 0b1011), ((1, THIN),)),  # near a column ruling only; on it, near a row ruling
         ((0b1111,), ((THIN, THIN),)),  # on both: where they cross
-        ((0b0011,), ((THIN, 1), (1, THIN))),  # near both, on neither: only what both would lift
+        ((0b0011,), ((THIN, 1), (1, THIN))),  # near both, on neither
     ):
         where = marks == kinds[0]
         for kind in kinds[1:]:
