@@ -43,7 +43,7 @@ from app.preprocess.decode import (
 )
 from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box, mnist_png, mnist_pngs
 from app.preprocess.errors import BadItem, ImageError
-from app.preprocess.ink import dark_on_light, divide_background, flatten_alpha
+from app.preprocess.ink import bright_paper, dark_on_light, divide_background, flatten_alpha
 from app.preprocess.page import clear_desk, find_page, turn_upright
 from app.preprocess.rulings import erase_rulings
 from app.preprocess.strokes import fit_stroke_width, keep_digit, threshold_noise
@@ -101,12 +101,13 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes |
     image = orient(image, orientation)  # a phone photo taken sideways is read upright
     values = flatten_alpha(to_array(image))  # a canvas export's strokes sit on transparent black
     gray = dark_on_light(values, notes)  # one polarity from here on, whatever the user drew with
-    page = find_page(gray)  # a photographed page, where the desk shows past its edges
-    gray = erase_rulings(gray)  # the printed lines of squared or lined paper crossing the digit go
+    bright = bright_paper(gray)  # the paper's brightness, which the desk's and the rulings' darkness are shares of
+    page = find_page(gray, bright)  # a photographed page, where the desk shows past its edges
+    gray = erase_rulings(gray, bright)  # the printed lines of squared or lined paper crossing the digit go
     ink = divide_background(gray)  # uneven light and shadows divided out, strokes equally dark everywhere
     ink = clear_desk(ink, page)  # the division's slivers along the page's edge are not the digit's
     ink = threshold_noise(ink)  # paper texture and JPEG noise become exactly 0
     ink = keep_digit(ink, notes, gray)  # specks, smudges and shadow edges away from the digit go
     ink = turn_upright(crop_to_ink(ink), page)  # written upright on the page: read upright
-    patch = crop_to_ink(fit_stroke_width(crop_to_ink(ink), notes))  # pen lines thickened, marker strokes thinned
+    patch = crop_to_ink(fit_stroke_width(ink, notes))  # pen lines thickened, marker strokes thinned
     return centre_by_mass(fit_box(patch))  # MNIST's own normalisation: 20×20 box, centre of mass at (14, 14)

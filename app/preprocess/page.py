@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.preprocess.digit import crop_to_ink
 from app.preprocess.ink import DESK_DARK, bright_paper
 from app.preprocess.morphology import as_uint8, square
 
@@ -68,15 +69,16 @@ class Page:
     inside: np.ndarray
 
 
-def find_page(gray: np.ndarray) -> Page | None:
+def find_page(gray: np.ndarray, bright: float | None = None) -> Page | None:
     """The page in `gray` (dark on light, uint8 or float32), from its edges against a darker desk; None when no
-    desk reaches the image's edge or the bright region's outline is not a page's (see the module's docstring)."""
+    desk reaches the image's edge or the bright region's outline is not a page's (see the module's docstring).
+    `bright`: `ink.bright_paper(gray)`, when the caller has it already."""
     pixels = as_uint8(gray)
-    desk = DESK_DARK * bright_paper(pixels)
+    desk = DESK_DARK * (bright_paper(gray) if bright is None else bright)
     if min(pixels[0].min(), pixels[-1].min(), pixels[:, 0].min(), pixels[:, -1].min()) > desk:
         return None  # no desk reaches the image's edge: no page edge to read (the common case, and cheap)
-    bright = cv2.morphologyEx((pixels > desk).view(np.uint8), cv2.MORPH_CLOSE, square(5))  # ink back in its page
-    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    paper = cv2.morphologyEx((pixels > desk).view(np.uint8), cv2.MORPH_CLOSE, square(5))  # ink back in its page
+    contours, _ = cv2.findContours(paper, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     areas = [cv2.contourArea(contour) for contour in contours]
@@ -131,8 +133,8 @@ def clear_desk(ink: np.ndarray, page: Page | None) -> np.ndarray:
 
 
 def turn_upright(ink: np.ndarray, page: Page | None) -> np.ndarray:
-    """`ink` (float32) turned back by the page's tilt (counter-clockwise as the image shows it), on a canvas large
-    enough to hold all of it; `ink` itself when no page or no tilt was found."""
+    """`ink` (float32, cropped to its ink) turned back by the page's tilt (counter-clockwise as the image shows
+    it) and cropped to its ink again; `ink` itself when no page or no tilt was found."""
     if page is None or page.tilt is None:
         return ink
     height, width = ink.shape
@@ -140,4 +142,6 @@ def turn_upright(ink: np.ndarray, page: Page | None) -> np.ndarray:
     cos, sin = abs(rotation[0, 0]), abs(rotation[0, 1])
     turned_width, turned_height = int(height * sin + width * cos) + 2, int(height * cos + width * sin) + 2
     rotation[:, 2] += (turned_width - width) / 2, (turned_height - height) / 2
-    return cv2.warpAffine(ink, rotation, (turned_width, turned_height), flags=cv2.INTER_LINEAR, borderValue=0)
+    return crop_to_ink(
+        cv2.warpAffine(ink, rotation, (turned_width, turned_height), flags=cv2.INTER_LINEAR, borderValue=0)
+    )

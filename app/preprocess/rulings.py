@@ -74,9 +74,9 @@ DEPTH = 90
 crossing them keeps the rest."""
 
 
-def erase_rulings(gray: np.ndarray) -> np.ndarray:
+def erase_rulings(gray: np.ndarray, bright: float | None = None) -> np.ndarray:
     """`gray` (uint8 or float32, dark on light) with printed ruling lines replaced by the paper around them;
-    `gray` itself when it has none.
+    `gray` itself when it has none. `bright`: `ink.bright_paper(gray)`, when the caller has it already.
 
     Near-horizontal rulings are looked for first (cheaply, on every SQUEEZE-th column); a page without them has
     none (squared paper has both families). With them, the page's tilt is known: in its frame, the rows and
@@ -84,7 +84,7 @@ def erase_rulings(gray: np.ndarray) -> np.ndarray:
     would smear the lines), a closing across each family lifts its lines to the paper, within BAND px of them;
     where both families cross, a square closing lifts the crossing itself (CORE).
     """
-    level = CONTRAST * bright_paper(gray)
+    level = CONTRAST * (bright_paper(gray) if bright is None else bright)
     angle = _ruled_tilt(gray, level)
     if angle is None:
         return gray
