@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import struct
 import zlib
 
@@ -76,8 +75,8 @@ def looks_like_image(data: bytes) -> bool:
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open `data` as an ACCEPTED_FORMATS image, check its size on the header, decode its first frame.
 
-    JPEGs are decoded straight at the smallest 1/2, 1/4 or 1/8 scale that still covers WORK_SIDE (draft mode);
-    plain PNGs by libspng (`plain_png`).
+    JPEGs are decoded straight at the smallest 1/2, 1/4 or 1/8 scale that still covers WORK_SIDE (`draft_scale`,
+    Pillow's draft mode); plain PNGs by libspng (`plain_png`).
     """
     if not data:
         raise ImageError("the upload is empty: send an image file (PNG, JPEG, GIF, WebP, TIFF or BMP)")
@@ -106,8 +105,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         )
     try:
         if image.format == "JPEG":
-            scale = WORK_SIDE / max(width, height)  # draft keeps at least this size, so quality is not lost
-            image.draft(image.mode, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+            scale = draft_scale(image.size)  # asking for the sides divided by it makes Pillow pick that scale
+            image.draft(image.mode, (width // scale, height // scale))
         image.load()
     except BOMB_ERRORS as exc:
         raise ImageError(too_many_pixels(max_pixels), 413) from exc
@@ -118,6 +117,14 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             "send it again or in another format"
         ) from exc
     return image
+
+
+def draft_scale(size: tuple[int, int]) -> int:
+    """The largest of 8, 4, 2 and 1 by which a JPEG of `size` (width, height) can be divided on decoding and still
+    cover WORK_SIDE (and keep a pixel across): the image is then decoded straight from its DCT coefficients at
+    that size, which costs a fraction of a full decode and loses nothing the working copy would keep."""
+    fits = [scale for scale in (8, 4, 2) if max(size) >= WORK_SIDE * scale and min(size) >= scale]
+    return fits[0] if fits else 1
 
 
 def _plain_image(pixels: np.ndarray) -> Image.Image:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from app.preprocess import ImageError, to_mnist_pixels
+from app.preprocess.decode import MAX_PIXELS, decode_image
 from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
 
 INVERSE = {  # EXIF orientation → how a camera stored an upright picture under that tag
@@ -32,6 +33,24 @@ def test_exif_orientation_is_applied(orientation: int, reference: np.ndarray) ->
     untagged = to_mnist_pixels(encode(stored, "JPEG", quality=90))
     assert similarity(tagged, reference) > 0.9
     assert similarity(untagged, reference) < 0.8  # so the tag, not luck, made the difference
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [
+        ((1024, 768), (256, 192)),  # 4:3 phone photo: a quarter
+        ((1024, 683), (256, 171)),  # 3:2: a quarter too (the rule before gave half, then shrank it: ~25 % slower)
+        ((683, 1024), (171, 256)),
+        ((1000, 700), (500, 350)),  # a quarter would be under WORK_SIDE (256): half
+        ((4032, 3024), (504, 378)),  # 12 Mpx: an eighth, the smallest scale there is
+        ((2100, 6), (525, 2)),  # a long thin strip: a quarter, not an eighth, which would leave under one row
+        ((200, 150), (200, 150)),  # small already: whole
+    ],
+)
+def test_jpegs_are_decoded_at_the_smallest_scale_covering_the_working_side(
+    size: tuple[int, int], decoded: tuple[int, int]
+) -> None:
+    assert decode_image(encode(Image.new("RGB", size, "white"), "JPEG"), MAX_PIXELS).size == decoded
 
 
 # ---------------------------------------------------------------- odd but valid files
