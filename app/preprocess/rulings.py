@@ -6,8 +6,10 @@ few degrees), at least two of them parallel, make the page ruled; then the near-
 and a lined page's margin count too. A digit's strokes never span the image, and a lone full-length stroke (a
 "1" filling a canvas) has no parallel partner. Rulings are lifted to the paper by a closing across them, only
 within a few pixels of them and never by more than the rulings' own darkness, so ink crossing them survives
-(a thin stroke running exactly along a ruling is lost with it). On the threshold split's grid renders this
-took the shipped model from 87.7 % to 95.0 %.
+(a thin stroke running exactly along a ruling is lost with it). In a photo taken at an angle the page's lines
+converge, so not all of them lie along the rows and columns of one frame: those the frame's bands miss are then
+found one by one, each along its own slant (`_drifting`), and erased the same way. On the threshold split's grid
+renders this took the shipped model from 87.7 % to 95.0 %.
 
 Uploads without rulings pay only the first test (a black-hat and two small binary filters on a quarter of the
 columns, ~0.08 ms).
@@ -72,6 +74,20 @@ a crossing, and faint pencil digits on squared paper fell apart there (threshold
 DEPTH = 90
 """Erasing lifts a pixel by at most this percentile of how dark the rulings are: ink darker than the print
 crossing them keeps the rest."""
+LEAN = math.radians(3)
+"""A ruling that the page's rows and columns miss may lean this far from them (`_drifting`): in a photo taken at an
+angle, a page's parallel lines converge, so some cross several rows of the page's frame and fill none of them."""
+CANDIDATE = 0.3
+"""Such a line is a candidate with thin dark pixels along this share of the image's side (OpenCV's Hough votes)..."""
+DRIFT_ALONG = 0.75
+"""...and a ruling when they cover this share of its length inside the image, within a pixel across it: more than
+ALONG asks of a row, since the pixel of slack lets a long, nearly straight stroke pass too (at 0.6, a 4's stem read as
+a column ruling and was lost; 0.7 and 0.8 read the same three seeds' grid renders alike)."""
+SUBPIXEL = 4
+"""Fractional bits of the line ends given to `cv2.line` for those bands."""
+SAME = 3
+"""A candidate within this many pixels of a line already taken, at either end of the image, or crossing it, is that
+line again (OpenCV returns several neighbouring peaks for one)."""
 
 
 def erase_rulings(gray: np.ndarray, bright: float | None = None) -> np.ndarray:
@@ -82,7 +98,8 @@ def erase_rulings(gray: np.ndarray, bright: float | None = None) -> np.ndarray:
     none (squared paper has both families). With them, the page's tilt is known: in its frame, the rows and
     columns that are mostly thin dark line are the rulings. Back in the image's own frame (resampling it twice
     would smear the lines), a closing across each family lifts its lines to the paper, within BAND px of them;
-    where both families cross, a square closing lifts the crossing itself (CORE).
+    where both families cross, a square closing lifts the crossing itself (CORE). Rulings leaning up to LEAN from
+    the frame, which its rows and columns miss, get bands of their own first (`_drifting`).
     """
     level = CONTRAST * (bright_paper(gray) if bright is None else bright)
     angle = _ruled_tilt(gray, level)
@@ -101,7 +118,13 @@ def erase_rulings(gray: np.ndarray, bright: float | None = None) -> np.ndarray:
     column_marks = _near(columns, BAND) << 1 | _near(columns, CORE) << 3
     marks = row_marks[:, None] | column_marks[None, :]
     back = cv2.invertAffineTransform(rotation)
-    marks = cv2.warpAffine(marks, back, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    marks = np.asarray(  # uint8 already: no copy, but a type the checker can follow
+        cv2.warpAffine(marks, back, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE), np.uint8
+    )
+    for along_rows, near, on in ((True, 0b0001, 0b0100), (False, 0b0010, 0b1000)):  # rulings the bands missed
+        drifting = _drifting(pixels, math.radians(angle), along_rows, marks & near)
+        if drifting:
+            marks |= _bands(marks.shape, drifting, BAND, near) | _bands(marks.shape, drifting, CORE, on)
     hats: dict[tuple[int, int], np.ndarray] = {}  # each black-hat once, and only if some pixel needs it
     lift = np.zeros_like(pixels)
     # a pixel near one ruling, or near a crossing but on one ruling, is lifted by the closing across that ruling
@@ -151,13 +174,19 @@ def _ruled_tilt(gray: np.ndarray, level: float) -> float | None:
     return math.degrees(math.atan(math.tan(tilt) / SQUEEZE))
 
 
+def _thin(pixels: np.ndarray, rows: bool) -> np.ndarray:
+    """uint8 0/1: where `pixels` (uint8) is thin dark line running along the rows (or the columns), LINE_CONTRAST
+    darker than the paper beside it."""
+    hat = cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, np.ones((THIN, 1) if rows else (1, THIN), np.uint8))
+    # hat > LINE_CONTRAST × (pixel + hat), the paper beside it, as integers: hat × (1/LINE_CONTRAST − 1) > pixel
+    return (hat.astype(np.uint16) * np.uint16(round(1 / LINE_CONTRAST) - 1) > pixels).view(np.uint8)
+
+
 def _lines(turned: np.ndarray, inside: np.ndarray, rows: bool) -> np.ndarray:
     """uint8 0/1 per row (or column) of the page-aligned `turned`: 1 where it is thin dark line over at least
     ALONG of its length inside the image (`inside`, uint8 0/1: the pixels that came from the image, not from the
     corners the turn left empty)."""
-    hat = cv2.morphologyEx(turned, cv2.MORPH_BLACKHAT, np.ones((THIN, 1) if rows else (1, THIN), np.uint8))
-    # hat > LINE_CONTRAST × (pixel + hat), the paper beside it, as integers: hat × (1/LINE_CONTRAST − 1) > pixel
-    thin = (hat.astype(np.uint16) * np.uint16(round(1 / LINE_CONTRAST) - 1) > turned).view(np.uint8)
+    thin = _thin(turned, rows)
     axis = 1 if rows else 0
     # sums of 0/1 bytes: count_nonzero along an axis costs 4-5× as much here (~50 against ~13 µs)
     visible = inside.sum(axis=axis, dtype=np.int32)
@@ -168,3 +197,74 @@ def _lines(turned: np.ndarray, inside: np.ndarray, rows: bool) -> np.ndarray:
 def _near(lines: np.ndarray, reach: int) -> np.ndarray:
     """uint8 0/1 per row (column): within `reach` rows (columns) of one where `lines` is 1."""
     return cv2.dilate(lines.reshape(-1, 1), np.ones((2 * reach + 1, 1), np.uint8)).ravel()
+
+
+Line = tuple[float, float]
+"""A straight line as OpenCV's Hough transform gives it: (rho, theta), the points x·cos θ + y·sin θ = rho."""
+
+
+def _drifting(pixels: np.ndarray, tilt: float, rows: bool, band: np.ndarray) -> list[Line]:
+    """The rulings of one family (rows: near-horizontal; else near-vertical) of `pixels` (uint8) that lean up to LEAN
+    from the page's frame (turned by `tilt`, radians) and lie mostly (over half their length) outside `band`
+    (nonzero where that family's rulings are already being erased): each thin dark line (`_thin`) over
+    DRIFT_ALONG of its length inside the image, give or take a pixel across it, once (SAME)."""
+    height, width = pixels.shape
+    side, across_side = (width, height) if rows else (height, width)
+    normal = tilt + math.pi / 2 if rows else tilt  # Hough's theta is the angle of the lines' normal
+    thin = _thin(pixels, rows)
+    candidates = _hough(thin & (band == 0), normal, int(CANDIDATE * side))  # votes only from what no band holds
+    if not candidates:
+        return []
+    slack = cv2.dilate(thin, np.ones((3, 1) if rows else (1, 3), np.uint8))  # a pixel either side of the line
+    # every candidate at once: where each crosses each row (column) of the image, which of those are inside it,
+    # and how many of them are thin dark line (with a pixel of slack) or already in `band`
+    rhos, thetas = np.array(candidates, np.float64).T
+    normal_along, normal_across = (np.cos(thetas), np.sin(thetas)) if rows else (np.sin(thetas), np.cos(thetas))
+    along = np.arange(side)
+    across = np.round((rhos[:, None] - along * normal_along[:, None]) / normal_across[:, None]).astype(np.intp)
+    inside = (across >= 0) & (across < across_side)
+    clipped = np.clip(across, 0, across_side - 1)
+    points = (clipped, along) if rows else (along, clipped)
+    visible = np.count_nonzero(inside, axis=1)
+    lined = np.count_nonzero(slack[points].view(bool) & inside, axis=1)
+    banded = np.count_nonzero(band[points].astype(bool) & inside, axis=1)
+    found: list[Line] = []
+    taken: list[tuple[int, int]] = []  # where each line found meets the image's two sides
+    for index in np.flatnonzero((visible >= VISIBLE * side) & (lined >= DRIFT_ALONG * visible)):
+        ends = int(across[index, 0]), int(across[index, -1])
+        if any(min(abs(ends[0] - a), abs(ends[1] - b)) <= SAME or (ends[0] - a) * (ends[1] - b) <= 0 for a, b in taken):
+            continue
+        taken.append(ends)
+        if 2 * banded[index] < visible[index]:
+            found.append(candidates[index])
+    return found
+
+
+def _hough(thin: np.ndarray, normal: float, votes: int) -> list[Line]:
+    """OpenCV's Hough lines of the 0/1 image `thin` with at least `votes` pixels, whose normal lies within LEAN of
+    `normal` (radians, any value: the range is folded into OpenCV's [0, π)), the most voted first."""
+    found: list[tuple[float, float, float]] = []
+    for shift in (0.0, math.pi, -math.pi):
+        low, high = max(normal - LEAN + shift, 0.0), min(normal + LEAN + shift, math.pi)
+        if high > low:
+            lines = cv2.HoughLinesWithAccumulator(thin, 1, math.pi / 360, votes, min_theta=low, max_theta=high)
+            if lines is not None:
+                found.extend((float(rho), float(theta), float(count)) for rho, theta, count in lines.reshape(-1, 3))
+    return [(rho, theta) for rho, theta, _ in sorted(found, key=lambda line: -line[2])]
+
+
+def _bands(shape: tuple[int, int], lines: list[Line], reach: int, bit: int) -> np.ndarray:
+    """uint8: `bit` within `reach` pixels of each of `lines` (drawn across the whole image), 0 elsewhere."""
+    height, width = shape
+    scale = 1 << SUBPIXEL
+    bands = np.zeros(shape, np.uint8)
+    for rho, theta in lines:
+        cos, sin = math.cos(theta), math.sin(theta)
+        ends: list[tuple[float, float]]
+        if abs(sin) >= abs(cos):  # nearer horizontal: where it meets the left and right sides
+            ends = [(x, (rho - x * cos) / sin) for x in (0.0, width - 1.0)]
+        else:  # nearer vertical: the top and bottom
+            ends = [((rho - y * sin) / cos, y) for y in (0.0, height - 1.0)]
+        start, end = (tuple(round(value * scale) for value in point) for point in ends)
+        cv2.line(bands, start, end, bit, thickness=2 * reach + 1, shift=SUBPIXEL)
+    return bands

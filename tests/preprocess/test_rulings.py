@@ -105,3 +105,44 @@ def test_a_faint_stroke_passing_a_crossing_keeps_its_ink_there() -> None:
     # the square closing of a crossing used to take the stroke there too (3 levels of 28 were left)
     assert (240.0 - erased[beside]).min() > 20
     assert (240.0 - erased[crossings]).max() < 5  # the crossings themselves are still lifted
+
+
+def _converging_page(squared: bool) -> np.ndarray:
+    """Squared (or lined) paper shot at an angle, at the working copy's scale: paper 235, 1-px rulings 30 levels
+    darker every 16 px, whose rows lean from -3° at the top to +3° at the bottom (and columns from -3° at the left
+    to +3° at the right), as a page's parallel lines converge in a perspective photo."""
+    gray = np.full((192, 256), 235, np.uint8)
+    for row, y in enumerate(range(8, 192, 16)):
+        lean = np.radians(-3 + 6 * row / 11)
+        cv2.line(gray, (0, round(y + 128 * np.tan(lean))), (255, round(y - 128 * np.tan(lean))), 205, 1)
+    for column, x in enumerate(range(10, 256, 16) if squared else ()):
+        lean = np.radians(-3 + 6 * column / 15)
+        cv2.line(gray, (round(x - 96 * np.tan(lean)), 0), (round(x + 96 * np.tan(lean)), 191), 205, 1)
+    return gray
+
+
+@pytest.mark.parametrize("squared", [True, False], ids=["squared", "lined"])
+def test_converging_rulings_are_each_erased_along_their_own_slant(squared: bool) -> None:
+    # The page's frame has one tilt: a ruling leaning 3° from it drifts ~7 px across the image, through rows that
+    # it covers only in part, and its stretches outside the frame's bands stayed as dashes that read as strokes
+    # (2,281 and 4,132 pixels 15+ levels dark here before)
+    gray = _converging_page(squared)
+    digit = np.zeros(gray.shape, np.uint8)
+    cv2.ellipse(digit, (128, 96), (20, 32), 0, 0, 360, 1, 3)  # a 0 crossing the rulings
+    gray[digit > 0] = 60
+    away = cv2.dilate(digit, np.ones((15, 15), np.uint8)) == 0
+    away[:3], away[-3:], away[:, :3], away[:, -3:] = False, False, False, False
+    assert np.count_nonzero(gray[away] < 220) > 1500  # the rulings are there...
+    erased = erase_rulings(gray)
+    assert np.count_nonzero(erased[away] < 220) == 0  # ...and gone along their whole length
+    assert erased[digit > 0].max() <= 60 + 30  # the digit's strokes are no lighter than the print is deep
+
+
+def test_long_straight_stroke_on_ruled_paper_is_not_taken_for_a_drifting_ruling() -> None:
+    # A 4's stem or a 1, 2° off the page's frame and two thirds of the image high: a drifting ruling would leave no
+    # more than a quarter of its length to strokes crossing it, and it stays (lifted away as a column at 0.6)
+    gray = _converging_page(squared=False)
+    stem = np.zeros(gray.shape, np.uint8)
+    cv2.line(stem, (120, 30), (120 + round(128 * np.tan(np.radians(2))), 158), 1, 2)
+    gray[stem > 0] = 150
+    assert np.median(erase_rulings(gray)[stem > 0]) <= 150 + 5
