@@ -232,9 +232,10 @@ def _drifting(pixels: np.ndarray, tilt: float, rows: bool, band: np.ndarray) -> 
     taken: list[tuple[int, int]] = []  # where each line found meets the image's two sides
     for index in np.flatnonzero((visible >= VISIBLE * side) & (lined >= DRIFT_ALONG * visible)):
         ends = int(across[index, 0]), int(across[index, -1])
+        # a neighbouring peak of a line already taken (near it at an end of the image, or crossing it) is that line
         if any(min(abs(ends[0] - a), abs(ends[1] - b)) <= SAME or (ends[0] - a) * (ends[1] - b) <= 0 for a, b in taken):
             continue
-        taken.append(ends)
+        taken.append(ends)  # taken even when the bands hold it already, so that its neighbouring peaks are skipped
         if 2 * banded[index] < visible[index]:
             found.append(candidates[index])
     return found
