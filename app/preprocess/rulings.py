@@ -243,15 +243,20 @@ def _drifting(pixels: np.ndarray, tilt: float, rows: bool, band: np.ndarray) -> 
 
 def _hough(thin: np.ndarray, normal: float, votes: int) -> list[Line]:
     """OpenCV's Hough lines of the 0/1 image `thin` with at least `votes` pixels, whose normal lies within LEAN of
-    `normal` (radians, any value: the range is folded into OpenCV's [0, π)), the most voted first."""
-    found: list[tuple[float, float, float]] = []
+    `normal` (radians, any value: the range is folded into OpenCV's [0, π)): the PEAKS most voted, most voted first
+    (texture, a page of noise, can offer thousands)."""
+    found = []
     for shift in (0.0, math.pi, -math.pi):
         low, high = max(normal - LEAN + shift, 0.0), min(normal + LEAN + shift, math.pi)
         if high > low:
             lines = cv2.HoughLinesWithAccumulator(thin, 1, math.pi / 360, votes, min_theta=low, max_theta=high)
             if lines is not None:
-                found.extend((float(rho), float(theta), float(count)) for rho, theta, count in lines.reshape(-1, 3))
-    return [(rho, theta) for rho, theta, _ in sorted(found, key=lambda line: -line[2])]
+                found.append(lines.reshape(-1, 3))
+    if not found:
+        return []
+    lines = np.concatenate(found)
+    strongest = lines[np.argsort(-lines[:, 2], kind="stable")[:PEAKS]]
+    return [(float(rho), float(theta)) for rho, theta, _ in strongest]
 
 
 def _bands(shape: tuple[int, int], lines: list[Line], reach: int, bit: int) -> np.ndarray:

@@ -146,3 +146,22 @@ def test_long_straight_stroke_on_ruled_paper_is_not_taken_for_a_drifting_ruling(
     cv2.line(stem, (120, 30), (120 + round(128 * np.tan(np.radians(2))), 158), 1, 2)
     gray[stem > 0] = 150
     assert np.median(erase_rulings(gray)[stem > 0]) <= 150 + 5
+
+
+def test_texture_offers_at_most_peaks_candidate_lines_the_most_voted_first() -> None:
+    # a page of noise is thin dark line in every direction: hundreds of Hough lines, each of which the drifting-
+    # rulings check compared with every line taken before it (~20 ms a noise image; the frame's search ~3 ms)
+    from app.preprocess import rulings
+
+    noise = (np.random.default_rng(0).random((192, 256)) < 0.4).astype(np.uint8)
+    votes = int(rulings.CANDIDATE * 256)
+    every = cv2.HoughLinesWithAccumulator(
+        noise, 1, np.pi / 360, votes, min_theta=np.pi / 2 - rulings.LEAN, max_theta=np.pi / 2 + rulings.LEAN
+    ).reshape(-1, 3)
+    assert len(every) > 5 * rulings.PEAKS
+    candidates = rulings._hough(noise, np.pi / 2, votes)
+    assert len(candidates) == rulings.PEAKS
+    count = {(float(rho), float(theta)): int(v) for rho, theta, v in every}
+    kept = [count[line] for line in candidates]
+    assert kept == sorted(kept, reverse=True)  # the most voted first...
+    assert min(kept) >= sorted(every[:, 2], reverse=True)[rulings.PEAKS - 1]  # ...and none left out that beats them
