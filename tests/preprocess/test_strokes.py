@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from app.preprocess import inspect_upload, to_mnist_pixels
-from app.preprocess.strokes import keep_digit, stroke_width
+from app.preprocess.strokes import keep_digit, stroke_width, threshold_noise
 from tests.preprocess.images import encode, error_of, glyph, on_paper, pen_line, similarity
 
 
@@ -106,3 +106,16 @@ def test_a_faint_stroke_in_a_shadow_is_not_taken_for_the_desks_edge() -> None:
     # around it is as dark), was dropped, and the desk's sliver was kept
     assert np.array_equal(kept[:, 140:], ink[:, 140:])
     assert not kept[:, :100].any()
+
+
+def test_the_faint_stretch_of_a_stroke_stays_joined_to_it_and_faint_specks_alone_go() -> None:
+    # paper with a little noise; a stroke pressed hard for half its length (ink 0.8) and lightly for the rest (0.3,
+    # under 40 % of the stroke level but over `strokes.WEAK_INK`, 25 %, of it); a speck as faint as that, alone
+    ink = np.random.default_rng(0).normal(0.02, 0.005, (120, 160)).clip(0, 1).astype(np.float32)
+    ink[20:100, 40:43] = 0.8  # the hard half
+    ink[100:115, 40:43] = 0.3  # the light half, 15 px on
+    ink[30:34, 120:124] = 0.3  # the speck
+    out = threshold_noise(ink)
+    assert out[100:115, 40:43].min() > 0.2  # the light half is ink all along (only its first pixel was, before)
+    assert out[30:34, 120:124].max() == 0.0  # the speck is not
+    assert out[20:100, 40:43].min() > 0.9
