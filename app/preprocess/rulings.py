@@ -121,11 +121,13 @@ def erase_rulings(gray: np.ndarray, bright: float | None = None) -> np.ndarray:
     marks = np.asarray(  # uint8 already: no copy, but a type the checker can follow
         cv2.warpAffine(marks, back, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE), np.uint8
     )
-    for along_rows, near, on in ((True, 0b0001, 0b0100), (False, 0b0010, 0b1000)):  # rulings the bands missed
-        drifting = _drifting(pixels, math.radians(angle), along_rows, marks & near)
+    # each black-hat once: both families' serve the search for rulings the bands missed and the lifting below; the
+    # square one is made only if some pixel needs it
+    hats = {kernel: _black_hat(pixels, kernel) for kernel in ((THIN, 1), (1, THIN))}
+    for along_rows, kernel, near, on in ((True, (THIN, 1), 0b0001, 0b0100), (False, (1, THIN), 0b0010, 0b1000)):
+        drifting = _drifting(pixels, hats[kernel], math.radians(angle), along_rows, marks & near)
         if drifting:
             marks |= _bands(marks.shape, drifting, BAND, near) | _bands(marks.shape, drifting, CORE, on)
-    hats: dict[tuple[int, int], np.ndarray] = {}  # each black-hat once, and only if some pixel needs it
     lift = np.zeros_like(pixels)
     # a pixel near one ruling, or near a crossing but on one ruling, is lifted by the closing across that ruling
     # (a stroke crossing it there survives); on both, by the square closing; near both but on neither, by the lesser
@@ -142,7 +144,7 @@ def erase_rulings(gray: np.ndarray, bright: float | None = None) -> np.ndarray:
             continue
         for kernel in kernels:
             if kernel not in hats:
-                hats[kernel] = cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, np.ones(kernel, np.uint8))
+                hats[kernel] = _black_hat(pixels, kernel)
         hat = np.minimum.reduce([hats[kernel] for kernel in kernels])
         lines = hat[where]
         lines = lines[lines > level]
@@ -155,8 +157,7 @@ def _ruled_tilt(gray: np.ndarray, level: float) -> float | None:
     """Degrees to rotate by (counter-clockwise) so near-horizontal rulings lie along rows; None unless at least
     MIN_LINES distinct parallel lines run across the image."""
     squeezed = np.ascontiguousarray(as_uint8(gray)[:, ::SQUEEZE])  # every SQUEEZE-th column: rulings cross all
-    hat = cv2.morphologyEx(squeezed, cv2.MORPH_BLACKHAT, np.ones((THIN, 1), np.uint8))
-    thin = cv2.threshold(hat, level, 1, cv2.THRESH_BINARY)[1]
+    thin = cv2.threshold(_black_hat(squeezed, (THIN, 1)), level, 1, cv2.THRESH_BINARY)[1]
     runs = cv2.erode(cv2.dilate(thin, np.ones((3, 1), np.uint8)), np.ones((1, RUN), np.uint8))  # smear: tilt
     if np.count_nonzero(runs.any(axis=0)) < SPAN * runs.shape[1]:
         return None
@@ -174,10 +175,14 @@ def _ruled_tilt(gray: np.ndarray, level: float) -> float | None:
     return math.degrees(math.atan(math.tan(tilt) / SQUEEZE))
 
 
-def _thin(pixels: np.ndarray, rows: bool) -> np.ndarray:
-    """uint8 0/1: where `pixels` (uint8) is thin dark line running along the rows (or the columns), LINE_CONTRAST
-    darker than the paper beside it."""
-    hat = cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, np.ones((THIN, 1) if rows else (1, THIN), np.uint8))
+def _black_hat(pixels: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
+    """How much darker each pixel of `pixels` (uint8) is than the closing around it over a `kernel` (rows, columns)
+    window: thin dark features across that window's long side."""
+    return cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, np.ones(kernel, np.uint8))
+
+
+def _thin(hat: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """uint8 0/1: where `pixels` (uint8) is thin dark line, its black-hat `hat` LINE_CONTRAST of the paper beside it."""
     # hat > LINE_CONTRAST × (pixel + hat), the paper beside it, as integers: hat × (1/LINE_CONTRAST − 1) > pixel
     return (hat.astype(np.uint16) * np.uint16(round(1 / LINE_CONTRAST) - 1) > pixels).view(np.uint8)
 
@@ -186,7 +191,7 @@ def _lines(turned: np.ndarray, inside: np.ndarray, rows: bool) -> np.ndarray:
     """uint8 0/1 per row (or column) of the page-aligned `turned`: 1 where it is thin dark line over at least
     ALONG of its length inside the image (`inside`, uint8 0/1: the pixels that came from the image, not from the
     corners the turn left empty)."""
-    thin = _thin(turned, rows)
+    thin = _thin(_black_hat(turned, (THIN, 1) if rows else (1, THIN)), turned)
     axis = 1 if rows else 0
     # sums of 0/1 bytes: count_nonzero along an axis costs 4-5× as much here (~50 against ~13 µs)
     visible = inside.sum(axis=axis, dtype=np.int32)
@@ -203,15 +208,15 @@ Line = tuple[float, float]
 """A straight line as OpenCV's Hough transform gives it: (rho, theta), the points x·cos θ + y·sin θ = rho."""
 
 
-def _drifting(pixels: np.ndarray, tilt: float, rows: bool, band: np.ndarray) -> list[Line]:
-    """The rulings of one family (rows: near-horizontal; else near-vertical) of `pixels` (uint8) that lean up to LEAN
-    from the page's frame (turned by `tilt`, radians) and lie mostly (over half their length) outside `band`
-    (nonzero where that family's rulings are already being erased): each thin dark line (`_thin`) over
-    DRIFT_ALONG of its length inside the image, give or take a pixel across it, once (SAME)."""
+def _drifting(pixels: np.ndarray, hat: np.ndarray, tilt: float, rows: bool, band: np.ndarray) -> list[Line]:
+    """The rulings of one family (rows: near-horizontal; else near-vertical) of `pixels` (uint8; `hat`: its black-hat
+    across that family) that lean up to LEAN from the page's frame (turned by `tilt`, radians) and lie mostly (over
+    half their length) outside `band` (nonzero where that family's rulings are already being erased): each thin dark
+    line (`_thin`) over DRIFT_ALONG of its length inside the image, give or take a pixel across it, once (SAME)."""
     height, width = pixels.shape
     side, across_side = (width, height) if rows else (height, width)
     normal = tilt + math.pi / 2 if rows else tilt  # Hough's theta is the angle of the lines' normal
-    thin = _thin(pixels, rows)
+    thin = _thin(hat, pixels)
     candidates = _hough(thin & (band == 0), normal, int(CANDIDATE * side))  # votes only from what no band holds
     if not candidates:
         return []
