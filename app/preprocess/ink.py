@@ -6,6 +6,7 @@ so that a stroke in a shadow and one in full light look the same to the stroke s
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,9 @@ pencil 20 → 21, photo 10 → 11, grid, pen, marker, sheet, canvas and chalk un
 from 12: 18, 22, 11; not counting absolute rises at all: 18, 22, 11, marker and chalk one more each)..."""
 ENCLOSED_DEPTH = 3.0
 """...but darkness under this many gray levels is paper noise, never ink."""
+PLANE_SHADE = 0.9
+"""The paper's plane (`paper_plane`) is fitted to the pixels at least this share of it: twice refitted without those
+darker (ink, shadows, the desk), so that only the light falling off across the page sets it."""
 PATCH_SPAN = 4.5
 """Ink of thin strokes loses what is wider than this many stroke widths (`lift_patches`: a grey opening this wide,
 subtracted)..."""
@@ -183,8 +187,9 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     Dividing by it leaves ink equally dark in a shadow and in full light. A closing also fills narrow corners of
     shadows, but those, unlike strokes, connect to the border through pixels no lighter than themselves, so filling
     does not raise them: ink strength is kept in proportion to how much of a pixel's darkness filling explains
-    (ENCLOSED_*), judged on two small copies, one averaged and one of minima (`enclosure`). `gray`: uint8 or
-    float32; the result is float32.
+    (ENCLOSED_*), judged on two small copies, one averaged and one of minima (`enclosure`), and on the same two
+    levelled by the paper's plane (`paper_plane`), where a faint stroke drawn down the light's gradient is no path
+    to the darker border. `gray`: uint8 or float32; the result is float32.
     """
     height, width = gray.shape
     sample = gray[::2, ::2]  # finer than the small copy, whose blur would make the rims of strokes look shaded
@@ -206,11 +211,16 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     averaged = copies[0]
     window = 2 * int(BACKGROUND_WINDOW * max(averaged.shape) / 2) + 1
     closings = [min_filter(max_filter(values, window), window) for values in copies]
-    judged = [enclosure(*inputs) for inputs in zip(copies, closings, fill_basins(copies, closings), strict=True)]
-    paper = judged[0][0]  # the averaged copy's (among minima the paper reads darker, by its grain)
-    # enclosed where either copy says so (among minima a thin stroke touching a shadow is still darker than it),
-    # and on antialiased stroke rims too
-    enclosed = max_filter(np.maximum.reduce([copy_enclosed for _, copy_enclosed in judged]), 3)
+    # the same copies with the light's fall-off across the page divided out, their paper a flat 255
+    plane = np.float32(255.0) / np.maximum(paper_plane(averaged, closings[0]), np.float32(1.0))
+    stack = np.stack(copies + [np.minimum(values * plane, np.float32(255.0)) for values in copies])
+    rims = np.stack(closings + [np.full_like(averaged, 255.0)] * len(copies))
+    papers, enclosed = enclosure(stack, rims, fill_basins(stack, rims))  # all copies at once
+    paper = papers[0]  # the averaged copy's (among minima the paper reads darker, by its grain)
+    # enclosed where any copy says so (among minima a thin stroke touching a shadow is still darker than it; on a
+    # levelled copy a faint stroke running down the light's gradient is no canal to the darker border), and on
+    # antialiased stroke rims too
+    enclosed = max_filter(enclosed.max(axis=0), 3)
     sharp = paper_window(averaged, paper, factor, max(height, width))
     if factor > 1:
         enclosed = cv2.resize(enclosed, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -244,8 +254,8 @@ def lift_patches(ink: np.ndarray) -> np.ndarray:
 
 
 def enclosure(values: np.ndarray, closed: np.ndarray, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """On a small copy `values`: the paper's brightness (the brighter of its closing `closed` and its basins
-    `filled`, see `fill_basins`) and how enclosed each pixel's darkness is, in [0, 1] (ENCLOSED_*).
+    """On a small copy `values` (or a stack of them): the paper's brightness (the brighter of its closing `closed`
+    and its basins `filled`, see `fill_basins`) and how enclosed each pixel's darkness is, in [0, 1] (ENCLOSED_*).
 
     Judged on the averaged copy alone, a thin pen line touching a shadow that reaches the border was paler there
     than the shadow, so "connected to the border through pixels no lighter than itself" and erased where it ran
@@ -259,6 +269,41 @@ def enclosure(values: np.ndarray, closed: np.ndarray, filled: np.ndarray) -> tup
     absolute = (raised - ENCLOSED_SHALLOW) / (ENCLOSED_ABS - ENCLOSED_SHALLOW)
     enclosed = np.maximum(ENCLOSED_GAIN * raised / np.maximum(paper - values, ENCLOSED_DEPTH), absolute)
     return paper, np.clip(enclosed, 0.0, 1.0)
+
+
+def paper_plane(values: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """A plane through the paper's brightness `paper` (a closing of the small copy `values`), fitted by least
+    squares to the pixels of `values` at least PLANE_SHADE of it (refitted twice), as a float32 image; a constant
+    (the paper's mean) where the pixels left do not span a plane (too few, or all in one row or column).
+
+    Why a plane: the light falls off across a photographed page (a lamp to one side, the phone's shadow, the lens's
+    vignetting), and a faint stroke drawn from the bright side toward the dim one is a path, no lighter than itself,
+    to the darker border: filling does not raise it, so `enclosure` took it for shade. Divided by this plane the page
+    is even; a shadow's hard edge, the desk and the strokes, which a plane cannot follow, stay dark.
+    """
+    terms = _plane_terms(*values.shape)  # per pixel: 1, x, y, x², xy, y²
+    target, brightness = paper.ravel().astype(np.float64), values.ravel()
+    fitted = np.full(values.size, max(float(paper.mean()), 1.0), np.float32)
+    used = brightness > 0.5 * percentile(values, 90)  # paper: first what is not dark...
+    for _ in range(3):
+        weights = used.astype(np.float64)
+        # the normal equations from sums over the chosen pixels: ~10× faster than least squares on the pixels
+        count, x, y, xx, xy, yy = terms @ weights
+        if count < 24 or min(xx * count - x * x, yy * count - y * y) < 1e-4 * count * count:
+            break  # fewer than 24 pixels, or no spread across rows or columns: no plane to fit
+        normal = np.array([[count, x, y], [x, xx, xy], [y, xy, yy]])
+        fitted = (terms[:3].T @ np.linalg.solve(normal, terms[:3] @ (weights * target))).astype(np.float32)
+        used = brightness >= PLANE_SHADE * fitted  # ...then what lies near the plane so far
+    return fitted.reshape(values.shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _plane_terms(height: int, width: int) -> np.ndarray:
+    """6×N for a height×width image: 1, x, y, x², xy, y² of each pixel (x and y in [0, 1)), whose sums over chosen
+    pixels make `paper_plane`'s normal equations. Cached: the small copies' few sizes recur."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    x, y = cols.ravel() / width, rows.ravel() / height
+    return np.stack([np.ones(height * width), x, y, x * x, x * y, y * y])
 
 
 def paper_window(values: np.ndarray, paper: np.ndarray, scale: float, side: int) -> int | None:
@@ -290,30 +335,25 @@ def dark_corner(gray: np.ndarray, dark: float) -> bool:
     return any(2 * np.count_nonzero(corner <= dark) > corner.size for corner in corners)
 
 
-def fill_basins(copies: list[np.ndarray], rims: list[np.ndarray]) -> list[np.ndarray]:
+def fill_basins(copies: np.ndarray, rims: np.ndarray) -> np.ndarray:
     """Grey-level fill of every dark region not connected to the border (reconstruction by erosion), of each
-    image of `copies` (all of one height), in one reconstruction (`reconstruct_side_by_side`).
+    image of `copies` (K×H×W, float32), in one reconstruction (`reconstruct_side_by_side`); K×H×W.
 
     Each stroke becomes as bright as the paper around it; anything dark that reaches the border (a shadow)
     stays. A short dark run along the border (a stroke running off the edge) is seeded with its `rims` image, the
     paper estimate, so it is still filled; a long one (a shadow) is seeded with itself and stays.
     """
-    markers = []
-    for values, rim in zip(copies, rims, strict=True):
-        seeded = values.copy()
+    seeded = copies.copy()
+    for values, rim, seeds in zip(copies, rims, seeded, strict=True):
         for side in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
-            seeded[side] = _seed_edge(values[side], rim[side])
-        # Start from the best straight path to each side (the brightest pixel met on the way is as high as the
-        # fill can need there): the same result as starting from "everything full", in a few passes, not dozens.
-        markers.append(
-            np.minimum(
-                np.minimum(np.maximum.accumulate(seeded, axis=0), np.maximum.accumulate(seeded[::-1], axis=0)[::-1]),
-                np.minimum(
-                    np.maximum.accumulate(seeded, axis=1), np.maximum.accumulate(seeded[:, ::-1], axis=1)[:, ::-1]
-                ),
-            )
-        )
-    return reconstruct_side_by_side(markers, copies)
+            seeds[side] = _seed_edge(values[side], rim[side])
+    # Start from the best straight path to each side (the brightest pixel met on the way is as high as the fill can
+    # need there): the same result as starting from "everything full", in a few passes, not dozens. All images at
+    # once, along their rows and columns (axes 1 and 2).
+    down, up = np.maximum.accumulate(seeded, axis=1), np.maximum.accumulate(seeded[:, ::-1], axis=1)[:, ::-1]
+    right, left = np.maximum.accumulate(seeded, axis=2), np.maximum.accumulate(seeded[:, :, ::-1], axis=2)[:, :, ::-1]
+    markers = np.minimum(np.minimum(down, up), np.minimum(right, left))
+    return np.stack(reconstruct_side_by_side(list(markers), list(copies)))
 
 
 def _seed_edge(edge: np.ndarray, rim: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import to_mnist_pixels
-from app.preprocess.ink import divide_background, lift_patches, light_background
+from app.preprocess.ink import divide_background, lift_patches, light_background, paper_plane
+from app.preprocess.morphology import max_filter, min_filter
 from app.preprocess.strokes import threshold_noise
 from tests.preprocess.images import encode, glyph, on_paper, similarity
 
@@ -41,6 +42,43 @@ def test_a_pen_line_running_into_a_hard_shadow_keeps_its_strength_and_the_shadow
     assert ink[40:128, 104:106].min() > 0.6 and ink[128:216, 104:106].min() > 0.4
     ink[40:216, 104:106] = 0.0
     assert ink.max() < 0.01  # the paper estimate follows the shadow's edge: no rim of "ink" along it
+
+
+def test_a_faint_line_drawn_down_the_light_keeps_its_strength_all_along() -> None:
+    light = np.linspace(245, 135, 256, dtype=np.float32)[None, :].repeat(192, 0)  # lit from the left
+    line = cv2.line(np.zeros((192, 256), np.uint8), (30, 150), (225, 40), 1, thickness=1).astype(bool)
+    gray = light * np.where(line, np.float32(0.85), np.float32(1.0))  # a 1-pixel pencil line, 15 % darker
+    ink = divide_background(gray.round().astype(np.uint8))
+    # 1 − line / paper = 0.15 all along. Each stretch of the line is a path, no lighter than itself, to the dimmer
+    # stretches and on to the dim border, so filling the small copies did not raise it and it counted as barely
+    # enclosed: 0.016–0.146 along its length, 0.088 at the median. Judged on copies levelled by the paper's
+    # plane, it is a basin like any stroke on even paper
+    assert ink[line].min() > 0.13
+    assert np.where(line, 0.0, ink).max() < 0.03  # the paper beside it is still paper
+
+
+def test_the_paper_plane_follows_the_light_not_the_desk_a_shadow_or_the_strokes() -> None:
+    rows, cols = np.mgrid[0:48, 0:64].astype(np.float32)
+    light = 110.0 + 2.0 * cols + 0.5 * rows  # 110 at the top left to 259.5 at the bottom right
+    values = light.copy()
+    values[:, :10] = 45.0  # the desk past the page's left edge
+    values[30:, 44:] *= 0.6  # a hard-edged shadow in the lower right corner
+    values[8:24, 30:32] = 60.0  # a stroke
+    plane = paper_plane(values, min_filter(max_filter(values, 19), 19))  # the small copy's closing, as served
+    page = np.ones_like(values, bool)
+    page[:, :10] = page[30:, 44:] = False
+    assert np.abs(plane - light)[page].max() < 3.0
+
+
+def test_the_paper_plane_is_a_constant_where_no_plane_can_be_fitted() -> None:
+    row = np.linspace(100, 200, 64, dtype=np.float32)[None, :]  # one row: no spread across rows
+    assert np.allclose(paper_plane(row, row), row.mean())
+    tiny = np.full((4, 4), 200, np.float32)  # 16 pixels: too few
+    assert np.allclose(paper_plane(tiny, tiny), 200.0)
+    column_lit = np.full((48, 8), 20.0, np.float32)
+    column_lit[:, 3] = 220.0  # all the bright pixels in one column
+    plane = paper_plane(column_lit, column_lit)
+    assert np.isfinite(plane).all() and np.allclose(plane, column_lit.mean())
 
 
 def test_the_grain_of_a_dark_desk_beside_the_page_is_not_ink() -> None:
