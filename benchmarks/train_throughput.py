@@ -31,7 +31,7 @@ from training.augment import Augmentation
 from training.data import Split, default_data_dir, load_split
 from training.distributed import Runtime
 from training.loop import TrainSetup, train_epoch
-from training.run import build_scheduler, pick_amp_dtype
+from training.recipe import build_scheduler, pick_amp_dtype
 
 
 def tutorial_loop(data_dir: Path, images: int, device: torch.device) -> Callable[[], float]:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mnist_model.hardware import native_bf16
-from training import run
-from training.run import pick_amp_dtype
+from training import recipe
+from training.recipe import pick_amp_dtype
 
 CPU = torch.device("cpu")
 
@@ -53,7 +53,7 @@ def test_unknown_device_types_are_not_native():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_training_amp_auto_takes_bf16_exactly_where_native(monkeypatch, native):
-    monkeypatch.setattr(run, "native_bf16", lambda device: native)
+    monkeypatch.setattr(recipe, "native_bf16", lambda device: native)
     assert pick_amp_dtype("auto", CPU) == (torch.bfloat16 if native else None)
     assert pick_amp_dtype("bf16", CPU) == torch.bfloat16  # asked for explicitly: emulated is still allowed
     assert pick_amp_dtype("off", CPU) is None

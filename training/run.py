@@ -17,12 +17,10 @@ Fine-tune a checkpoint (its weights as the start; a lower --lr, a few epochs):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -31,25 +29,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset, DistributedSampler
 
-from mnist_model import CheckpointError, ModelMetadata, Net, checkpoint_version, load_checkpoint, save_checkpoint
-from mnist_model.checkpoint import read_metadata
+from mnist_model import CheckpointError, Net, load_checkpoint
 from mnist_model.device import DeviceError
-from mnist_model.hardware import native_bf16
 from mnist_model.malloc import keep_freed_memory
-from training import distributed, reports
-from training.calibrate import FinalEvaluation, evaluate_and_calibrate
-from training.config import RUN_SHAPING, augmentation, launch_command, parse_args, run_config
+from training import distributed
+from training.calibrate import evaluate_and_calibrate
+from training.config import RUN_SHAPING, augmentation, parse_args, run_config
 from training.data import DataError, Split, holdout_indices, indices_sha256, load_split, split_validation
 from training.loop import EvalStats, TrainSetup, evaluate, train_epoch
+from training.outputs import write_outputs
+from training.recipe import OPTIMIZER, build_scheduler, pick_amp_dtype
 from training.rendered import load_rendered
 from training.state import StateError, check_compatible, load_state, save_state, state_path_for
 
 log = logging.getLogger("training")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-OPTIMIZER = torch.optim.AdamW
-ONE_CYCLE_WARMUP = 0.2
-"""Share of the steps spent warming up to the peak learning rate."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,122 +320,6 @@ def saved_state(args: argparse.Namespace, training: Training, progress: Progress
         "history": progress.history,
         "config": run_config(args),
     }
-
-
-def write_outputs(
-    args: argparse.Namespace,
-    argv: list[str],
-    training: Training,
-    data: Datasets,
-    final: FinalEvaluation,
-    history: list[dict[str, Any]],
-) -> None:
-    """Write the checkpoint (the moving average, when on), then the history, plots and model card next to it
-    (rank 0 only).
-
-    The checkpoint's metadata is the one record of how it was made: serving and the model card read nothing else.
-    """
-    runtime = training.setup.runtime
-    test = final.test.stats
-    validation = {**data.holdout}
-    if final.validation is not None:
-        validation |= {"accuracy": final.validation.stats.accuracy, "loss": final.validation.stats.loss}
-    metadata = ModelMetadata(
-        mean=training.setup.mean,
-        std=training.setup.std,
-        epochs=args.epochs,
-        test_accuracy=test.accuracy,
-        test_loss=test.loss,
-        per_class_accuracy=test.per_class_accuracy,
-        dataset_sha256=data.checksums,
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        command=launch_command(argv, runtime.distributed, runtime.world_size),
-        seed=args.seed,
-        hyperparameters=hyperparameters(args, training, data),
-        temperature=final.temperature,
-        validation=validation,
-        calibration=final.calibration_metadata(),
-    )
-    save_checkpoint(args.output, training.setup.evaluated, metadata)
-    write_reports(args.output, metadata, history, final)
-    log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * test.accuracy)
-    log.info(
-        "fit its not-a-digit gate before serving it (until then the service answers is_digit: null): "
-        "`make gate CHECKPOINT=%s` (README, 'Is it a digit?')",
-        args.output,
-    )
-
-
-def hyperparameters(args: argparse.Namespace, training: Training, data: Datasets) -> dict[str, object]:
-    """The recipe recorded in the checkpoint: the run-shaping flags as parsed, plus what was decided at run time."""
-    config = run_config(args)
-    setup = training.setup
-    return {
-        **{key: config.get(key) for key in RUN_SHAPING},
-        "world_size": setup.runtime.world_size,
-        "optimizer": OPTIMIZER.__name__,
-        "schedule": (
-            f"OneCycleLR(pct_start={ONE_CYCLE_WARMUP})"
-            if isinstance(training.scheduler, torch.optim.lr_scheduler.OneCycleLR)
-            else "constant"
-        ),
-        "amp": str(setup.amp_dtype),
-        "device": setup.runtime.device.type,
-        "train_samples": len(setup.data),
-        "rendered": data.rendered,
-        "init_from": initial_weights(args.init_from),
-        "saved_weights": "exponential moving average" if setup.ema is not None else "last step",
-    }
-
-
-def initial_weights(path: Path | None) -> dict[str, object] | None:
-    """Where a fine-tuned run started (--init-from): the checkpoint's path, its version (the file's SHA-256
-    prefix, as the service reports it), its own test accuracy and the command that made it; None from scratch."""
-    if path is None:
-        return None
-    start = read_metadata(path)
-    return {
-        "path": str(path),
-        "version": checkpoint_version(path),
-        "test_accuracy": start.test_accuracy,
-        "command": start.command,
-    }
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, lr: float, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """One-cycle: warm up for the first 20 % of steps, then anneal; constant LR for runs too short to have phases."""
-    if total_steps < 4:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    pct_start = min(0.5, max(ONE_CYCLE_WARMUP, 2 / total_steps))  # each phase needs at least two steps
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
-
-
-def pick_amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
-    """Resolve --amp: bf16 where the hardware computes it natively (its range needs no loss scaling)."""
-    if choice == "off":
-        return None
-    if choice == "fp16":
-        if device.type != "cuda":
-            raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if choice == "bf16" or native_bf16(device) else torch.float16
-    return torch.bfloat16 if choice == "bf16" or native_bf16(device) else None
-
-
-def write_reports(
-    checkpoint: Path, metadata: ModelMetadata, history: list[dict[str, Any]], final: FinalEvaluation
-) -> None:
-    """History (JSON), curves, confusion matrix and reliability diagram (PNG) and the model card, next to the
-    checkpoint."""
-    paths = reports.report_paths(checkpoint)
-    reports.write_history(paths["history"], history)
-    reports.plot_curves(paths["curves"], history)
-    reports.plot_confusion(paths["confusion"], final.test.stats.confusion)
-    reports.plot_reliability(paths["reliability"], final)
-    reports.write_model_card(paths["card"], checkpoint, metadata, history, final.test.stats.confusion)
 
 
 if __name__ == "__main__":
