@@ -303,7 +303,9 @@ def _plane_terms(height: int, width: int) -> np.ndarray:
     pixels make `paper_plane`'s normal equations. Cached: the small copies' few sizes recur."""
     rows, cols = np.mgrid[0:height, 0:width]
     x, y = cols.ravel() / width, rows.ravel() / height
-    return np.stack([np.ones(height * width), x, y, x * x, x * y, y * y])
+    terms = np.stack([np.ones(height * width), x, y, x * x, x * y, y * y])
+    terms.flags.writeable = False  # shared by every call (and thread) with this size
+    return terms
 
 
 def paper_window(values: np.ndarray, paper: np.ndarray, scale: float, side: int) -> int | None:
