@@ -83,9 +83,12 @@ USER mnist
 # with uvicorn workers, app/gunicorn_conf.py) listens on UVICORN_HOST:UVICORN_PORT (CI binds 127.0.0.1 under host
 # networking) and starts one worker process per CPU the container may use (cgroup quota respected; WEB_CONCURRENCY
 # overrides), each with CPUs / workers torch threads; the workers share torch's memory (forked after import).
+# The Open Inference Protocol over gRPC (tritonclient.grpc, KServe) on MNIST_SERVE_GRPC_PORT, every worker bound to
+# it; 0 turns it off.
 ENV UVICORN_HOST=0.0.0.0 \
-    UVICORN_PORT=8000
-EXPOSE 8000
+    UVICORN_PORT=8000 \
+    MNIST_SERVE_GRPC_PORT=8081
+EXPOSE 8000 8081
 # /readyz answers 200 once the model is loaded and warmed up. Python, because the slim image has no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('UVICORN_PORT', '8000'), timeout=4)"]

@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
+GRPC_PORT ?= 8081
 
 # Every package at the version pinned in constraints.txt: generated from pyproject.toml's ranges by `make lock`,
 # used by CI (through these targets) and the Dockerfile alike.
@@ -11,7 +12,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train gate lint lock screenshot bench-train bench-serve bench-gpu clean
+.PHONY: help setup serve test test-fast test-gpu train gate lint lock proto screenshot bench-train bench-serve bench-gpu clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,8 +27,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 
 setup: $(VENV)/.installed  ## create .venv and install the project with its dev tools
 
-serve: setup  ## serve the shipped model on http://$(HOST):$(PORT), one worker process per CPU (WEB_CONCURRENCY=N)
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c python:app.gunicorn_conf app.main:app
+serve: setup  ## serve the shipped model on http://$(HOST):$(PORT) and gRPC on $(GRPC_PORT) (0: off), one worker per CPU
+	HOST=$(HOST) PORT=$(PORT) MNIST_SERVE_GRPC_PORT=$(GRPC_PORT) $(BIN)/gunicorn -c python:app.gunicorn_conf app.main:app
 
 test: setup  ## run the test suite (GPU tests skip themselves without CUDA)
 	$(BIN)/python -m pytest
@@ -86,6 +87,17 @@ lock: | $(BIN)/python  ## regenerate constraints.txt from pyproject.toml (LOCK_F
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --all-extras --strip-extras --no-allow-unsafe \
 		--unsafe-package mnist-serve --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
 		--output-file $(CONSTRAINTS) pyproject.toml
+
+# protoc comes with grpcio-tools, whose protobuf must match the one pinned (the generated module checks the runtime is
+# at least its own version), so it gets a throwaway venv rather than the dev extra. The sed gives the messages a
+# descriptor pool of their own: tritonclient.grpc registers the same `inference.*` names in the default pool, and a
+# process that imports both (the tests, an app embedding a client) would otherwise fail on the duplicates.
+PROTOC_VENV ?= /tmp/mnist-serve-protoc
+proto:  ## regenerate app/oip/grpc_predict_v2_pb2.py(i) from app/oip/grpc_predict_v2.proto
+	python3 -m venv $(PROTOC_VENV)
+	$(PROTOC_VENV)/bin/pip install --quiet "grpcio-tools==1.81.1" "protobuf==6.33.6"
+	cd app/oip && $(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. grpc_predict_v2.proto
+	sed -i 's/_descriptor_pool.Default()/_descriptor_pool.DescriptorPool()/' app/oip/grpc_predict_v2_pb2.py
 
 screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the shipped container, as CI runs it (from .ci/run, after the unit tests):
 #   engine -> base image -> build (serve + train targets) -> docker compose up -> /readyz -> healthy ->
-#   pytest tests/e2e against http://127.0.0.1:8000 -> one-epoch training smoke run -> down, prune.
+#   pytest tests/e2e against http://127.0.0.1:8000 (and gRPC on 127.0.0.1:8081) -> one-epoch training smoke run
+#   -> down, prune.
 # Self-contained and idempotent: run it again at any time. Needs root (it may install and start dockerd),
 # the repository's .venv (or PYTHON=...) for pytest, and the MNIST .gz files ($MNIST_RAW_DIR, or the places
 # tests/conftest.py looks). The daemon has no bridge network: builds and containers use the host's network.
@@ -12,6 +13,7 @@ HERE=.ci/docker
 IMAGE=mnist-serve:latest
 TRAIN_IMAGE=mnist-serve-train:latest
 URL=http://127.0.0.1:8000
+GRPC_ADDRESS=127.0.0.1:8081  # the image's MNIST_SERVE_GRPC_PORT, on the host's network
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-180}
 LOGDIR=$(mktemp -d /tmp/docker-e2e.XXXXXX)
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -72,9 +74,11 @@ export MNIST_RAW_DIR=$RAW
 step "(1/7) docker engine"
 timed "engine (install/start)" bash "$HERE/start-engine.sh"
 compose --profile train down --remove-orphans -t 10 >/dev/null 2>&1 || true   # a previous run's leftovers
-if "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', 8000), timeout=1)" 2>/dev/null; then
-  die "something already listens on 127.0.0.1:8000 (not this stack): stop it, the tests would talk to it"
-fi
+for port in 8000 8081; do
+  if "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1)" 2>/dev/null; then
+    die "something already listens on 127.0.0.1:$port (not this stack): stop it, the tests would talk to it"
+  fi
+done
 free_gb=$(df -P --block-size=1G "$(docker info -f '{{.DockerRootDir}}')" | awk 'NR==2 {print $4}')
 echo "free disk for docker: ${free_gb} GB"
 if [ "$free_gb" -lt 20 ]; then
@@ -141,7 +145,7 @@ echo "healthy, serving as user $user on a read-only root filesystem"
 
 step "(6/7) pytest tests/e2e against $URL"
 test_start=$SECONDS
-if ! MNIST_SERVE_E2E_URL="$URL" "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e 2>&1 | tee "$LOGDIR/pytest.log"; then
+if ! MNIST_SERVE_E2E_URL="$URL" MNIST_SERVE_E2E_GRPC="$GRPC_ADDRESS" "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e 2>&1 | tee "$LOGDIR/pytest.log"; then
   die "e2e tests failed"
 fi
 TIMINGS+=("$(printf '%-34s %4ss' "pytest tests/e2e" "$((SECONDS - test_start))")")

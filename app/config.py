@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest request body accepted (413 beyond)")
     max_image_pixels: int = Field(MAX_PIXELS, ge=1, description="largest decoded image, in pixels (413 beyond)")
     max_batch_images: int = Field(64, ge=1, description="most images in one /predict/batch request (413 beyond)")
+    grpc_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of the Open Inference Protocol over gRPC (tritonclient.grpc, KServe); 0: none. Every "
+        "worker process binds it (SO_REUSEPORT), as they share the HTTP port",
+    )
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="logging level")
 
     @field_validator("device")

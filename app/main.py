@@ -9,15 +9,17 @@ this module never fails. A bad setting or checkpoint stops start-up with a messa
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from app import __version__
+from app import NAME, __version__
 from app.config import Settings, SettingsError, load_settings
 from app.direct_routes import ServingApp
 from app.errors import install_error_handlers
@@ -28,7 +30,12 @@ from app.routes import health, metrics, model, oip, page, predict
 from app.service import ModelFactory, Service
 from mnist_model import CheckpointError
 
+if TYPE_CHECKING:
+    from app.oip.grpc_server import GrpcServer
+
 log = logging.getLogger("app")
+GRPC_GRACE_S = 5.0
+"""How long gRPC calls in flight may take to finish when the server stops (HTTP's is gunicorn's graceful_timeout)."""
 
 
 def create_app(settings: Settings | None = None, *, model_factory: ModelFactory = Predictor) -> FastAPI:
@@ -42,19 +49,24 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
             log.info("settings: %s", json.dumps(resolved.model_dump(mode="json")))
             app.state.settings = resolved
             app.state.service = Service.start(resolved, model_factory, app.state.metrics)
+            grpc_server = _start_grpc(app.state.service, resolved, app.state.metrics)
             _freeze_startup_objects()
         except (SettingsError, CheckpointError, RuntimeError) as exc:
             log.error("cannot start: %s", exc)
+            if app.state.service is not None:
+                app.state.service.stop()
             raise
         log.info("serving %s version %s", app.state.service.model.name, app.state.service.model.version)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(GRPC_GRACE_S)
             service, app.state.service = app.state.service, None
             service.stop()
 
     app = ServingApp(
-        title="mnist-serve",
+        title=NAME,
         summary="Handwritten digit classification, batched across concurrent requests.",
         version=__version__,
         lifespan=lifespan,
@@ -68,6 +80,20 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
     for router in (predict.router, health.router, model.router, metrics.router, oip.router, page.router):
         app.include_router(router)
     return app
+
+
+def _start_grpc(service: Service, settings: Settings, metrics: Metrics) -> GrpcServer | None:
+    """The Open Inference Protocol over gRPC on MNIST_SERVE_GRPC_PORT, beside HTTP; None when the port is 0.
+
+    Imported here, not at the top: gRPC is loaded only where it is served, and only after a gunicorn fork.
+    """
+    if settings.grpc_port == 0:
+        return None
+    from app.oip.grpc_server import GrpcServer
+
+    return GrpcServer.start(
+        service, asyncio.get_running_loop(), metrics, port=settings.grpc_port, max_message_bytes=settings.max_body_bytes
+    )
 
 
 def _freeze_startup_objects() -> None:

@@ -26,13 +26,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "mnist_serve_requests",
-            "HTTP requests answered",
+            "Requests answered: HTTP, and gRPC calls (method GRPC) by the HTTP status their answer stands for",
             ["route", "method", "status"],
             registry=self.registry,
         )
         self.request_seconds = Histogram(
             "mnist_serve_request_duration_seconds",
-            "Time to answer an HTTP request",
+            "Time to answer a request (HTTP, or a gRPC call: method GRPC)",
             ["route", "method"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,

@@ -4,12 +4,13 @@ into the repo, and small checkpoints; CUDA-marked tests skip themselves without 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-from app.testing import running_server
+from app.testing import free_port, running_server
 from tests.helpers import REPO, SHIPPED_CHECKPOINT, shared_mnist_raw
 from training.data import RAW_FILES
 
@@ -61,9 +62,25 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class LiveService:
+    """Where the shared real service answers: HTTP (base URL) and the Open Inference Protocol over gRPC."""
+
+    url: str
+    grpc_address: str
+
+
 @pytest.fixture(scope="session")
-def live_server() -> Iterator[str]:
+def live_service() -> Iterator[LiveService]:
     """The real service as `make serve` runs it (gunicorn with one uvicorn worker, as in a pod; shipped model,
-    default settings) shared by the tests that need one; yields its base URL."""
-    with running_server(server="gunicorn", env={"WEB_CONCURRENCY": "1"}, cwd=REPO) as server:
-        yield server.url
+    default settings, gRPC on) shared by the tests that need one."""
+    grpc_port = free_port()
+    settings = {"grpc_port": str(grpc_port)}
+    with running_server(server="gunicorn", settings=settings, env={"WEB_CONCURRENCY": "1"}, cwd=REPO) as server:
+        yield LiveService(server.url, f"127.0.0.1:{grpc_port}")
+
+
+@pytest.fixture(scope="session")
+def live_server(live_service: LiveService) -> str:
+    """The shared real service's base URL."""
+    return live_service.url

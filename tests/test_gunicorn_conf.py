@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,3 +64,19 @@ def test_gunicorn_serves_with_forked_workers_that_load_the_model_after_the_fork(
         workers = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
     assert len(workers) == 2
     assert runtime["num_threads"] == max(1, cpus.available_cpus() // 2)
+
+
+@pytest.mark.parametrize(("port", "imported"), [("8081", True), ("0", False), ("not-a-port", False)])
+def test_the_master_imports_grpc_before_forking_only_when_it_is_served(port, imported):
+    """With gRPC on, its modules are imported once in the master, so the workers share them; off, or with a bad
+    setting (left for the workers' start-up to report), nothing is. A fresh interpreter: a clean sys.modules."""
+    probe = (
+        "import sys, app.gunicorn_conf as conf; conf.when_ready(None); "
+        "print('grpc' in sys.modules, 'app.oip.grpc_server' in sys.modules)"
+    )
+    environment = {**os.environ, "MNIST_SERVE_GRPC_PORT": port}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(imported), str(imported)]

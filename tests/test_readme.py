@@ -161,5 +161,12 @@ def test_python_example_runs(server, capsys, monkeypatch):
 @pytest.mark.slow
 def test_tritonclient_example_runs(server, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
-    exec(python_example("tritonclient").replace("localhost:8000", server.removeprefix("http://")), {})
+    exec(python_example("tritonclient.http").replace("localhost:8000", server.removeprefix("http://")), {})
     assert capsys.readouterr().out.splitlines() == ["[7]", "[2 1]"]  # seven.png; photo.jpg and canvas.png
+
+
+@pytest.mark.slow
+def test_grpc_example_runs(live_service, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    exec(python_example("tritonclient.grpc").replace("localhost:8081", live_service.grpc_address), {})
+    assert capsys.readouterr().out.splitlines() == ["[7]"]  # seven.png

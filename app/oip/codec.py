@@ -205,6 +205,13 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
         length = _parse_length(header_length, len(body))
         body, binary = body[:length], memoryview(body)[length:]
     request = _parse_json(body, binary_follows=header_length is not None)
+    return decode_parsed(request, binary, binary_allowed=header_length is not None)
+
+
+def decode_parsed(request: InferenceRequest, binary: memoryview, *, binary_allowed: bool) -> DecodedRequest:
+    """An inference request already parsed into `InferenceRequest`, with the binary data that follows its JSON
+    (or, over gRPC, its inputs' raw contents one after the other); `binary_allowed`: whether any may follow (over
+    HTTP, only with the `Inference-Header-Content-Length` header). Every check of `decode_request` but the JSON's."""
     inputs, offset = [], 0
     names = set()
     for index, tensor in enumerate(request.inputs):
@@ -223,7 +230,7 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
         if size is not None:
             if size < 0:
                 raise ProtocolError(f"input {name!r}: binary_data_size must not be negative (got {size})")
-            if header_length is None:
+            if not binary_allowed:
                 raise ProtocolError(
                     f"input {name!r} has binary_data_size but the request has no {HEADER_LENGTH} header: send the "
                     "length of the JSON part in it, and the binary data after the JSON"
@@ -271,6 +278,17 @@ def encode_response(
     if not chunks:
         return EncodedBody(encoded, None)
     return EncodedBody(b"".join((encoded, *chunks)), len(encoded))
+
+
+def binary_output(output: OutputTensor) -> tuple[list[int], bytes]:
+    """An output's shape and its data laid out as binary tensor data (gRPC's raw output contents are the same)."""
+    shape, flat = _shape_and_flat(output)
+    return shape, _binary(output.datatype, flat)
+
+
+def binary_elements(elements: Sequence[bytes]) -> bytes:
+    """BYTES elements as binary tensor data: each a 4-byte little-endian length, then its bytes."""
+    return _binary(BYTES, elements)
 
 
 def _parse_length(value: str, body_size: int) -> int:

@@ -43,11 +43,19 @@ def server(doc: Document) -> dict:
     return pod_spec(doc)["containers"][0]
 
 
+def serving_ports(container: dict) -> tuple[int, int]:
+    """The HTTP and gRPC ports the image's server listens on in this container (its env, else the image's ENV)."""
+    variables = {**image_default_env(), **env(container)}
+    return int(variables["UVICORN_PORT"]), int(variables[f"{ENV_PREFIX}GRPC_PORT"])
+
+
 @pytest.mark.parametrize("name", SERVING_DIRS)
 def test_probes_use_the_apps_health_routes_on_the_serving_port(name, rendered):
     container = server(workload(rendered, name))
-    port = int(env(container).get("UVICORN_PORT", image_default_env()["UVICORN_PORT"]))
-    assert [item["containerPort"] for item in container["ports"]] == [port]
+    port, grpc_port = serving_ports(container)
+    # KServe routes one port per predictor (HTTP here: REST v2); a Deployment's Service exposes gRPC too
+    expected = [("http1", port)] if name == "kserve" else [("http", port), ("grpc", grpc_port)]
+    assert [(item["name"], item["containerPort"]) for item in container["ports"]] == expected
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     startup = container["startupProbe"]
@@ -135,9 +143,10 @@ def test_service_hpa_and_pdb_select_the_deployment(name, rendered):
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert service["spec"]["selector"].items() <= labels.items()
     assert docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    (port,) = service["spec"]["ports"]
     container = server(deployment)
-    assert port_number(container, port["targetPort"]) == container["ports"][0]["containerPort"]
+    http, grpc = service["spec"]["ports"]
+    assert [port_number(container, port["targetPort"]) for port in (http, grpc)] == list(serving_ports(container))
+    assert grpc["appProtocol"] == "kubernetes.io/h2c"  # gRPC without TLS: HTTP/2 in the clear
 
     hpa = docs["HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mnist-serve"}

@@ -1,8 +1,8 @@
 """Fixtures for the end-to-end tests: a running server at $MNIST_SERVE_E2E_URL and real MNIST test digits.
 
 Without MNIST_SERVE_E2E_URL every test here is skipped, so the normal `make test` run collects them at no
-cost. `.ci/docker-e2e.sh` sets it after starting the container:
-    MNIST_SERVE_E2E_URL=http://127.0.0.1:8000 pytest tests/e2e
+cost. `.ci/docker-e2e.sh` sets it, and the container's gRPC address, after starting the container:
+    MNIST_SERVE_E2E_URL=http://127.0.0.1:8000 MNIST_SERVE_E2E_GRPC=127.0.0.1:8081 pytest tests/e2e
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import Digit
 
 E2E_URL_ENV = "MNIST_SERVE_E2E_URL"
+E2E_GRPC_ENV = "MNIST_SERVE_E2E_GRPC"
 DIGITS_PER_TEST = 20
 """The first 20 MNIST test images: every class appears, and a trained model gets all of them right."""
 
@@ -39,6 +40,15 @@ def server_url() -> str:
     if not url:
         pytest.skip(f"{E2E_URL_ENV} is not set")
     return url.rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def grpc_address() -> str:
+    """host:port of the server's Open Inference Protocol over gRPC (the image serves it on 8081)."""
+    address = os.environ.get(E2E_GRPC_ENV)
+    if not address:
+        pytest.skip(f"{E2E_GRPC_ENV} is not set")
+    return address
 
 
 @pytest.fixture(scope="session")

@@ -4,46 +4,18 @@ settings): health, metadata, and real MNIST test digits through both inputs, bin
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from app.config import DEFAULT_MODEL_PATH
+from tests.oip.conftest import DIGITS, MODEL
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="the shipped checkpoint is not trained yet"),
 ]
-MODEL = "mnist"
-DIGITS = 256
-
-
-@dataclass(frozen=True)
-class Digits:
-    """MNIST test digits: 28×28 uint8 (white on black), the same as PNG files, and their labels."""
-
-    pixels: np.ndarray
-    pngs: np.ndarray  # object array of bytes, as tritonclient wants BYTES
-    labels: np.ndarray
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_root) -> Digits:
-    from training.data import load_split
-
-    split = load_split(mnist_root, train=False)  # the linked .gz files; no network
-    pixels = split.images[:DIGITS].numpy()
-    pngs = []
-    for image in pixels:
-        buffer = io.BytesIO()
-        Image.fromarray(image, mode="L").save(buffer, format="PNG")
-        pngs.append(buffer.getvalue())
-    return Digits(pixels, np.array(pngs, dtype=np.object_), split.labels[:DIGITS].numpy())
 
 
 @pytest.fixture(scope="module")
