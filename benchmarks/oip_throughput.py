@@ -14,6 +14,9 @@ MNIST test digits (the first 64 of the test set when the MNIST files are found, 
 - OIP binary images: the same digits as 64 PNG files in a BYTES [64] tensor (decoded and preprocessed like
   /predict);
 - OIP JSON pixels: the UINT8 tensor as a JSON list (what a client without the binary extension sends);
+- OIP gRPC raw pixels: the UINT8 tensor in `raw_input_contents` over gRPC (what `tritonclient.grpc` sends), on
+  the same server's MNIST_SERVE_GRPC_PORT, driven by `benchmarks.grpc_load` (grpc.aio, the same number of calls
+  in flight as hey's clients, pinned to the same core);
 - /predict/batch: the 64 PNG files as multipart `files` fields, the native API's batch form (the baseline);
 - /predict/batch JSON: the 64 PNG files as base64 strings.
 
@@ -37,13 +40,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import torch
 from PIL import Image
 
+from app.oip import grpc_predict_v2_pb2 as pb
 from app.oip.codec import HEADER_LENGTH
-from app.testing import running_server
+from app.testing import free_port, running_server
+from benchmarks.grpc_load import run_grpc_load
 from benchmarks.serve_throughput import SERVE, server_env
 from benchmarks.serving import REPO, UVICORN_QUIET, add_server_flags, hey, mnist_test_digits, pinned
 from mnist_model import ModelMetadata, Net, save_checkpoint
@@ -53,15 +59,23 @@ BATCH = 64
 BASELINE = "/predict/batch multipart PNG"
 
 
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
 @dataclass(frozen=True)
 class Load:
-    """One kind of request: where it goes, its body (a file for hey) and its headers."""
+    """One kind of request: where it goes (an HTTP path, or a gRPC method), its body (a file for hey or
+    `grpc_load`) and its headers."""
 
     name: str
     path: str
     body: Path
     content_type: str
     headers: tuple[str, ...] = ()
+
+    @property
+    def grpc(self) -> bool:
+        return self.path == GRPC_INFER
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -114,6 +128,8 @@ def loads(workdir: Path, digits: np.ndarray) -> list[Load]:
             ]
         }
     ).encode()
+    grpc_pixels = pb.ModelInferRequest(model_name="mnist", raw_input_contents=[digits.tobytes()])
+    grpc_pixels.inputs.add(name="pixels", datatype="UINT8", shape=list(digits.shape))
     form, form_type = multipart("files", files)
     batch_json = json.dumps({"images": [base64.b64encode(data).decode() for data in files]}).encode()
     infer = "/v2/models/mnist/infer"
@@ -121,6 +137,7 @@ def loads(workdir: Path, digits: np.ndarray) -> list[Load]:
         "OIP binary pixels": (infer, pixels, "application/octet-stream", (f"{HEADER_LENGTH}: {pixels_length}",)),
         "OIP binary images (PNG)": (infer, images, "application/octet-stream", (f"{HEADER_LENGTH}: {images_length}",)),
         "OIP JSON pixels": (infer, pixels_json, "application/json", ()),
+        "OIP gRPC raw pixels": (GRPC_INFER, grpc_pixels.SerializeToString(), "application/grpc", ()),
         BASELINE: ("/predict/batch", form, form_type, ()),
         "/predict/batch JSON base64 PNG": ("/predict/batch", batch_json, "application/json", ()),
     }
@@ -132,8 +149,17 @@ def loads(workdir: Path, digits: np.ndarray) -> list[Load]:
     return result
 
 
-def check(url: str, load: Load) -> None:
+def check(url: str, grpc_address: str, load: Load) -> None:
     """One request of the load must be answered 200 with one answer per image, or the figures mean nothing."""
+    if load.grpc:
+        with grpc.insecure_channel(grpc_address) as channel:
+            call: grpc.UnaryUnaryMultiCallable[bytes, pb.ModelInferResponse] = channel.unary_unary(
+                load.path, response_deserializer=pb.ModelInferResponse.FromString
+            )
+            reply = call(load.body.read_bytes(), timeout=60)
+        if [list(output.shape) for output in reply.outputs if output.name == "digit"] != [[BATCH]]:
+            raise RuntimeError(f"{load.name}: no {BATCH} answers in {reply.outputs}")
+        return
     headers = {"Content-Type": load.content_type} | dict(header.split(": ", 1) for header in load.headers)
     response = httpx.post(f"{url}{load.path}", content=load.body.read_bytes(), headers=headers, timeout=60)
     if response.status_code != 200:
@@ -158,20 +184,31 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             checkpoint = workdir / "untrained.safetensors"
             save_checkpoint(checkpoint, Net(), ModelMetadata(command="oip_throughput benchmark"))
         requests = loads(workdir, mnist_test_digits(BATCH))
-        env = server_env(SERVE, checkpoint, args.precision)
+        grpc_address = f"127.0.0.1:{free_port()}"
+        env = server_env(SERVE, checkpoint, args.precision) | {"MNIST_SERVE_GRPC_PORT": grpc_address.split(":")[1]}
         prefix, client = pinned(args.server_cpu, realtime=False), pinned(args.client_cpu, realtime=False)
         with running_server(env=env, server_args=UVICORN_QUIET, command_prefix=prefix, cwd=REPO) as server:
             for load in requests:
                 for _ in range(5):  # also the warm-up: first requests pay for lazy imports and allocations
-                    check(server.url, load)
+                    check(server.url, grpc_address, load)
             rounds: dict[str, list[dict[str, float]]] = {load.name: [] for load in requests}
             for round_index in range(args.rounds):
                 shift = round_index % len(requests)
                 for load in requests[shift:] + requests[:shift]:
-                    url = f"{server.url}{load.path}"
-                    report = hey(
-                        url, load.body, load.content_type, args.concurrency, args.duration, client, headers=load.headers
-                    )
+                    if load.grpc:
+                        report = run_grpc_load(
+                            grpc_address, load.path, load.body, args.concurrency, args.duration, client
+                        )
+                    else:
+                        report = hey(
+                            f"{server.url}{load.path}",
+                            load.body,
+                            load.content_type,
+                            args.concurrency,
+                            args.duration,
+                            client,
+                            headers=load.headers,
+                        )
                     rounds[load.name].append(report)
                     log.info("%s: %.1f req/s", load.name, report["rps"])
     return {
@@ -219,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     results = run(args)
     log.info("done in %.0f s on %d CPUs, torch %s", time.monotonic() - start, os.cpu_count() or 0, torch.__version__)
     sys.stdout.write(
-        f"uvicorn on CPU {args.server_cpu}, hey on CPU {args.client_cpu} with {args.concurrency} clients, precision "
+        f"uvicorn on CPU {args.server_cpu}, hey (gRPC: grpc_load) on CPU {args.client_cpu} with {args.concurrency} "
+        f"clients, precision "
         f"{args.precision}, median of {args.rounds} interleaved rounds × {args.duration:g} s per cell\n\n"
         f"{table(results)}\n"
     )

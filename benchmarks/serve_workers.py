@@ -4,12 +4,13 @@
     python -m benchmarks.serve_workers --workers 1 2 --rounds 5 --realtime
 
 Each configuration is `make serve`'s server (gunicorn -c python:app.gunicorn_conf app.main:app) with
-WEB_CONCURRENCY workers on all CPUs. Memory: after warm-up and a few thousand requests (single images and
-batches), the proportional set size (PSS, /proc/PID/smaps_rollup: shared pages divided among the processes
-sharing them) of the master and of each worker, and each worker's private (unshared) memory. The cost of one
-more worker is the growth of the total from the smallest to the largest count, per worker added; the projection
-for more CPUs extrapolates it (printed as such), unless --workers ran that many: 16 workers here each get one
-torch thread, as on a 16-CPU host by default, so `--workers 1 2 16` measures the 16-CPU default's memory.
+WEB_CONCURRENCY workers on all CPUs, gRPC on as there (--no-grpc: HTTP only, the app's default elsewhere).
+Memory: after warm-up and a few thousand requests (single images and batches), the proportional set size (PSS,
+/proc/PID/smaps_rollup: shared pages divided among the processes sharing them) of the master and of each
+worker, and each worker's private (unshared) memory. The cost of one more worker is the growth of the total from
+the smallest to the largest count, per worker added; the projection for more CPUs extrapolates it (printed as
+such), unless --workers ran that many: 16 workers here each get one torch thread, as on a 16-CPU host by
+default, so `--workers 1 2 16` measures the 16-CPU default's memory.
 Throughput: `hey -c 64` with a 28×28 PNG against the two worker counts of --compare in interleaved rounds (hey
 shares the machine's CPUs with the workers).
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 from PIL import Image
 
 from app.cpus import available_cpus
-from app.testing import running_server
+from app.testing import free_port, running_server
 from benchmarks.serving import REPO, batch_body, encode, mnist_test_digits
 
 log = logging.getLogger("benchmarks.serve_workers")
@@ -53,9 +54,13 @@ def hey(url: str, body: Path, content_type: str, concurrency: int, seconds: floa
     return subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
 
 
-def start(stack: contextlib.ExitStack, workers: int, realtime: bool) -> tuple[str, subprocess.Popen[bytes]]:
-    """`make serve`'s gunicorn with `workers` workers; its URL and master process."""
+def start(
+    stack: contextlib.ExitStack, workers: int, realtime: bool, grpc: bool = True
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """`make serve`'s gunicorn with `workers` workers (gRPC on a free port unless not `grpc`); URL, master process."""
     env = {"WEB_CONCURRENCY": str(workers), "MNIST_SERVE_LOG_LEVEL": "WARNING"}
+    if grpc:
+        env["MNIST_SERVE_GRPC_PORT"] = str(free_port())
     prefix = ["chrt", "--fifo", "10"] if realtime else []
     server = stack.enter_context(running_server(server="gunicorn", env=env, command_prefix=prefix, cwd=REPO))
     return server.url, server.process
@@ -78,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--realtime", action="store_true", help="servers and hey under SCHED_FIFO (see serve_throughput)"
     )
+    parser.add_argument(
+        "--no-grpc", dest="grpc", action="store_false", help="serve HTTP only (default: gRPC on, as `make serve`)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         memory: dict[int, tuple[float, list[float], list[float]]] = {}
         for workers in counts:
             with contextlib.ExitStack() as stack:
-                url, master_process = start(stack, workers, realtime=False)
+                url, master_process = start(stack, workers, realtime=False, grpc=args.grpc)
                 time.sleep(2)  # every worker has warmed up
                 hey(f"{url}/predict", png, "image/png", 16, 3, realtime=False)
                 hey(f"{url}/predict/batch", batch, "application/json", 4, 2, realtime=False)
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%d workers: %s", workers, memory[workers])
         rates: dict[int, list[float]] = {args.compare[0]: [], args.compare[1]: []}
         with contextlib.ExitStack() as stack:
-            urls = {workers: start(stack, workers, args.realtime)[0] for workers in rates}
+            urls = {workers: start(stack, workers, args.realtime, args.grpc)[0] for workers in rates}
             for url in urls.values():
                 hey(f"{url}/predict", png, "image/png", 64, 1, args.realtime)  # warm-up
             for index in range(args.rounds):
