@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,9 @@ STATUS_CODES = {
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 """The gRPC status of each HTTP status the protocol's errors carry."""
+CLIENT_GONE = 499
+"""The status /metrics counts for a call its client cancelled (or let time out) before the answer: nginx's
+"client closed request", as HTTP has no code of its own for it."""
 
 
 class InferenceServicer:
@@ -104,7 +107,8 @@ class InferenceServicer:
         return True
 
     def _on_loop(self, work: Coroutine[Any, Any, Any], context: grpc.ServicerContext) -> Any:
-        """Run `work` on the service's event loop and wait for it; a call the client cancels cancels it too."""
+        """Run `work` on the service's event loop and wait for it. A call that ends first (the client cancelled,
+        or its deadline passed) cancels `work`, whose images the batcher then skips; `CancelledError` here."""
         future: Future[Any] = asyncio.run_coroutine_threadsafe(work, self.loop)
 
         def cancel() -> None:
@@ -134,6 +138,9 @@ def _answered(name: str, method: Method, metrics: Metrics) -> Method:
             if error.headers.get("Retry-After"):
                 context.set_trailing_metadata((("retry-after", error.headers["Retry-After"]),))
             context.abort(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), str(error))
+        except CancelledError:  # the client cancelled or its deadline passed: its images are skipped
+            status = CLIENT_GONE
+            context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled before the model answered")
         except Exception:
             log.exception("unexpected error in gRPC call %s", name)
             context.abort(grpc.StatusCode.INTERNAL, "internal error: the server logged it; the request can be retried")

@@ -228,6 +228,28 @@ async def test_concurrent_calls_share_passes_and_a_full_queue_is_unavailable(gat
         assert len(replies) == 5 and max(model.batch_sizes) > 1  # the queued calls went through in one pass
 
 
+async def test_a_call_whose_deadline_passes_never_reaches_the_model(gate, settings):
+    model = StubModel(gate=gate)
+    one = infer_request("pixels", "UINT8", [1, 28, 28], bytes(784))
+    async with serve(settings.model_copy(update={"max_batch_size": 1}), model_factory=lambda _: model) as running:
+        first = asyncio.create_task(running.call("ModelInfer", one))
+        await asyncio.to_thread(model.entered.wait, 5)  # the first pass is held at the gate
+        late = running.call.channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer", response_deserializer=pb.ModelInferResponse.FromString
+        )
+        with pytest.raises(grpc.RpcError) as expired:
+            await asyncio.to_thread(late, one.SerializeToString(), timeout=0.3)
+        assert expired.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        labels = {"route": "/inference.GRPCInferenceService/ModelInfer", "method": "GRPC", "status": "499"}
+        registry = running.app.state.metrics.registry
+        while registry.get_sample_value("mnist_serve_requests_total", labels) is None:
+            await asyncio.sleep(0.01)  # the server saw the call end and cancelled its wait
+        gate.set()
+        await first
+        await running.call("ModelInfer", one)
+        assert model.batch_sizes == [1, 1]  # the first and the last: the expired image was skipped
+
+
 async def test_a_port_in_use_stops_start_up_and_shutdown_closes_the_port(settings):
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", settings.grpc_port))
