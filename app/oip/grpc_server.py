@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from app import NAME, __version__
 from app.errors import ServiceError
@@ -121,16 +121,17 @@ class InferenceServicer:
 Method = Callable[[Any, grpc.ServicerContext], Message]
 
 
-def _answered(name: str, method: Method, metrics: Metrics) -> Method:
-    """`method` with its errors as gRPC statuses (`STATUS_CODES`; an unexpected one logged and INTERNAL), each
-    call counted and timed in /metrics as over HTTP: route `/inference.GRPCInferenceService/<name>`, method GRPC,
-    the status its HTTP twin would have answered."""
+def _answered(name: str, method: Method, message: type[Message], metrics: Metrics) -> Callable[..., Message]:
+    """`method` taking the request's bytes (parsed here as `message`: bytes that are not one are INVALID_ARGUMENT,
+    not gRPC's own INTERNAL), with its errors as gRPC statuses (`STATUS_CODES`; an unexpected one logged and
+    INTERNAL), each call counted and timed in /metrics as over HTTP: route `/inference.GRPCInferenceService/<name>`,
+    method GRPC, the status its HTTP twin would have answered."""
     route = f"/{SERVICE_NAME}/{name}"
 
-    def answer(request: Any, context: grpc.ServicerContext) -> Message:
+    def answer(data: bytes, context: grpc.ServicerContext) -> Message:
         start, status = time.perf_counter(), 500
         try:
-            reply = method(request, context)
+            reply = method(_parse(message, data), context)
             status = 200
             return reply
         except (ProtocolError, ServiceError) as error:
@@ -151,8 +152,15 @@ def _answered(name: str, method: Method, metrics: Metrics) -> Method:
     return answer
 
 
+def _parse(message: type[Message], data: bytes) -> Message:
+    try:
+        return message.FromString(data)
+    except DecodeError:
+        raise ProtocolError(f"the request is not a valid {message.DESCRIPTOR.full_name} message") from None
+
+
 def _handlers(servicer: InferenceServicer, metrics: Metrics) -> grpc.GenericRpcHandler:
-    """The service's methods by name, with their messages' parsers and serialisers."""
+    """The service's methods by name, each with the message it takes and its answer's serialiser."""
     methods: dict[str, tuple[Method, type[Message]]] = {
         "ServerLive": (servicer.server_live, pb.ServerLiveRequest),
         "ServerReady": (servicer.server_ready, pb.ServerReadyRequest),
@@ -164,11 +172,7 @@ def _handlers(servicer: InferenceServicer, metrics: Metrics) -> grpc.GenericRpcH
     return grpc.method_handlers_generic_handler(
         SERVICE_NAME,
         {
-            name: grpc.unary_unary_rpc_method_handler(
-                _answered(name, method, metrics),
-                request_deserializer=message.FromString,
-                response_serializer=_serialize,
-            )
+            name: grpc.unary_unary_rpc_method_handler(_answered(name, method, message, metrics), None, _serialize)
             for name, (method, message) in methods.items()
         },
     )

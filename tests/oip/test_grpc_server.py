@@ -171,6 +171,11 @@ async def test_errors_are_grpc_status_codes_with_the_rest_message(served):
     assert unreadable.code() == codes.INVALID_ARGUMENT and "input 'images' element 1: " in unreadable.details()
     huge = await call.error("ModelInfer", infer_request("pixels", "UINT8", [100, 28, 28], bytes(100 * 784)))
     assert huge.code() == codes.RESOURCE_EXHAUSTED  # over MNIST_SERVE_MAX_BODY_BYTES: refused by gRPC itself
+    garbage = served.call.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+    with pytest.raises(grpc.RpcError) as unparsable:
+        await asyncio.to_thread(garbage, b"\xff\xff\xff not a protobuf message", timeout=10)
+    assert unparsable.value.code() == codes.INVALID_ARGUMENT
+    assert "not a valid inference.ModelInferRequest message" in unparsable.value.details()
     assert (await call("ServerLive", pb.ServerLiveRequest())).live  # and the server serves on
 
 
