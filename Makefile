@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
-GRPC_PORT ?= 8081
+GRPC_PORT ?= $(or $(MNIST_SERVE_GRPC_PORT),8081)
 
 # Every package at the version pinned in constraints.txt: generated from pyproject.toml's ranges by `make lock`,
 # used by CI (through these targets) and the Dockerfile alike.
