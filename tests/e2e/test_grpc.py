@@ -1,5 +1,5 @@
 """The served container over gRPC (the image's MNIST_SERVE_GRPC_PORT), as `tritonclient.grpc` sees it: healthy,
-the model's metadata, and real MNIST test digits through both inputs."""
+the model's metadata, and real MNIST test digits as PNG files (the `images` input) all read right."""
 
 from __future__ import annotations
 

@@ -88,8 +88,8 @@ async def serve(settings: Settings, *, wait_ready: bool = True, **kwargs) -> Asy
 
 @pytest.fixture
 async def served(settings):
-    async with serve(settings) as pair:
-        yield pair
+    async with serve(settings) as running:
+        yield running
 
 
 def infer_request(
