@@ -48,6 +48,7 @@ from PIL import Image
 
 from app.oip import grpc_predict_v2_pb2 as pb
 from app.oip.codec import HEADER_LENGTH
+from app.oip.grpc_server import SERVICE_NAME
 from app.testing import free_port, running_server
 from benchmarks.grpc_load import run_grpc_load
 from benchmarks.serve_throughput import SERVE, server_env
@@ -59,7 +60,7 @@ BATCH = 64
 BASELINE = "/predict/batch multipart PNG"
 
 
-GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_INFER = f"/{SERVICE_NAME}/ModelInfer"
 
 
 @dataclass(frozen=True)

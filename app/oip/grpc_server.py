@@ -188,7 +188,6 @@ class GrpcServer:
 
     server: grpc.Server
     threads: ThreadPoolExecutor
-    port: int
 
     @classmethod
     def start(
@@ -215,7 +214,7 @@ class GrpcServer:
             raise RuntimeError(f"cannot serve gRPC on port {port} (MNIST_SERVE_GRPC_PORT): in use or not allowed")
         server.start()
         log.info("Open Inference Protocol over gRPC on port %d", port)
-        return cls(server, threads, port)
+        return cls(server, threads)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new calls, give those in flight `grace_s` to finish (the event loop stays free to finish them),
