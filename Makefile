@@ -12,7 +12,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train gate lint lock proto screenshot bench-train bench-serve bench-gpu clean
+.PHONY: help setup serve test test-fast test-gpu train gate lint lock proto screenshot perf-analyzer bench-train bench-serve bench-triton bench-gpu clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -102,11 +102,17 @@ proto:  ## regenerate app/oip/grpc_predict_v2_pb2.py(i) from app/oip/grpc_predic
 screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width
 
+perf-analyzer: setup  ## install Triton's perf_analyzer into .tools/perf-analyzer (Debian; its test and benchmark use it)
+	bash .ci/perf-analyzer-setup.sh
+
 bench-train: setup  ## training throughput against the pytorch/examples loop
 	$(BIN)/python -m benchmarks.train_throughput
 
 bench-serve: setup  ## serving throughput with and without batching (needs hey)
 	$(BIN)/python -m benchmarks.serve_throughput
+
+bench-triton: perf-analyzer  ## Triton's perf_analyzer against the server: HTTP vs gRPC, both inputs
+	$(BIN)/python -m benchmarks.perf_analyzer
 
 # What a session lent a GPU runs (README, "Benchmarks", "GPU"): the servers on core 0, hey on cores 1-3.
 bench-gpu: test-gpu  ## the CUDA tests, then training and serving throughput with the model on the GPU (needs hey)
@@ -114,4 +120,4 @@ bench-gpu: test-gpu  ## the CUDA tests, then training and serving throughput wit
 	$(BIN)/python -m benchmarks.serve_throughput --concurrency 1 64 --gate-pairs 0 --client-cpu 1-3
 
 clean:  ## remove .venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .tools

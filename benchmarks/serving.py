@@ -132,4 +132,6 @@ def add_server_flags(parser: argparse.ArgumentParser, precision_help: str) -> No
         help=f"MNIST_SERVE_PRECISION {precision_help}",
     )
     parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for the servers (default: 0)")
-    parser.add_argument("--client-cpu", default="1", metavar="CPUS", help="taskset list for hey (default: 1)")
+    parser.add_argument(
+        "--client-cpu", default="1", metavar="CPUS", help="taskset list for the load generator (default: 1)"
+    )

@@ -5,10 +5,12 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from app.config import Settings
+from benchmarks.perf_analyzer import find_perf_analyzer
 from tests.helpers import REPO
 from training.run import parse_args
 
@@ -170,3 +172,32 @@ def test_grpc_example_runs(live_service, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     exec(python_example("tritonclient.grpc").replace("localhost:8081", live_service.grpc_address), {})
     assert capsys.readouterr().out.splitlines() == ["[7]"]  # seven.png
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_perf_analyzer() is None, reason="no perf_analyzer: run .ci/perf-analyzer-setup.sh")
+def test_perf_analyzer_commands_run(live_service, tmp_path):
+    """The README's perf_analyzer lines against the real service, in short measurement windows."""
+    [write] = commands("python -m benchmarks.perf_analyzer --write-data")
+    subprocess.run([sys.executable, *shlex.split(write)[1:-1], str(tmp_path / "pa")], cwd=REPO, check=True)
+    runs = [line.split("  #")[0] for line in CODE_LINES if line.startswith(".tools/perf-analyzer/perf_analyzer")]
+    assert len(runs) == 2
+    addresses = {
+        "localhost:8000": live_service.url.removeprefix("http://"),
+        "localhost:8081": live_service.grpc_address,
+    }
+    for line in runs:
+        for documented, real in addresses.items():
+            line = line.replace(documented, real)
+        argv = [find_perf_analyzer(), *shlex.split(line.replace("pa/", f"{tmp_path}/pa/"))[1:]]
+        quick = [
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            "20",
+            "--stability-percentage",
+            "100",
+        ]
+        done = subprocess.run([*argv, *quick], capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0 and "error" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
+        assert "Throughput:" in done.stdout

@@ -96,7 +96,7 @@ async def test_server_metadata_names_the_binary_extension(client):
     assert response.json() == {
         "name": "mnist-serve",
         "version": __version__,
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "model_configuration"],
     }
 
 
@@ -118,7 +118,7 @@ async def test_model_metadata_lists_the_signature_and_the_checkpoint_version(cli
         "platform": "pytorch",
         "inputs": [
             {"name": "pixels", "datatype": "UINT8", "shape": [-1, 28, 28]},
-            {"name": "images", "datatype": "BYTES", "shape": [-1]},
+            {"name": "images", "datatype": "BYTES", "shape": [-1, 1]},
         ],
         "outputs": [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
@@ -140,6 +140,9 @@ async def test_pixels_images_and_predict_batch_give_the_same_answers(client):
         "pixels json": read(await client.post(INFER, **pixels_json(pixels))),
         "images binary": read(await client.post(INFER, **binary_request("images", np.array(files, np.object_)))),
         "images json": read(await client.post(INFER, **images_json(files))),
+        "images binary, one file per row [5, 1]": read(
+            await client.post(INFER, **binary_request("images", np.array(files, np.object_).reshape(5, 1)))
+        ),
     }
     for kind, result in answers.items():
         probabilities = result.as_numpy("probabilities")
@@ -183,7 +186,7 @@ async def test_a_json_request_gets_a_json_answer_and_the_versioned_path_works(cl
             "input 'pixels': shape [1, 784] does not fit [-1, 28, 28]",
         ),
         (json_input("pixels", "UINT8", [28, 28], [0] * 784), "shape [28, 28] does not fit [-1, 28, 28]"),
-        (json_input("images", "BYTES", [1, 1], ["aGk="]), "input 'images': shape [1, 1] does not fit [-1]"),
+        (json_input("images", "BYTES", [1, 2], ["aGk=", "aGk="]), "input 'images': shape [1, 2] does not fit [-1, 1]"),
         (
             json_input("pixels", "UINT8", [2, 28, 28], [0] * 784),
             "'data' has 784 elements, but shape [2, 28, 28] needs 1568",
@@ -208,7 +211,8 @@ async def test_a_json_request_gets_a_json_answer_and_the_versioned_path_works(cl
                     ]
                 }
             },
-            "send exactly one input, 'pixels' (UINT8 [-1, 28, 28]) or 'images' (BYTES [-1]); got ['pixels', 'images']",
+            "send exactly one input, 'pixels' (UINT8 [-1, 28, 28]) or 'images' (BYTES [-1, 1]); "
+            "got ['pixels', 'images']",
         ),
         ({"content": b'{"inputs": [}'}, "not valid JSON"),
     ],
@@ -383,7 +387,7 @@ async def test_oip_requests_are_counted_by_route_and_batched_like_predict(settin
 def test_openapi_documents_every_oip_route_under_its_tag():
     spec = create_app(Settings()).openapi()
     operations = [op for path, item in spec["paths"].items() if path.startswith("/v2") for op in item.values()]
-    assert len(operations) == 9
+    assert len(operations) == 11
     assert all(operation["tags"] == ["oip"] for operation in operations)
     infer = spec["paths"]["/v2/models/{model_name}/infer"]["post"]
     assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}

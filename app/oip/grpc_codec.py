@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from google.protobuf import json_format
+
 from app.oip import grpc_predict_v2_pb2 as pb
 from app.oip.codec import BYTES, DecodedRequest, OutputTensor, binary_elements, binary_output, decode_parsed
 from app.oip.errors import ProtocolError
+from app.oip.model_config import ModelConfig
 from app.oip.schemas import InferenceRequest, ModelMetadata, Parameters, RequestInput, RequestOutput
 
 CONTENTS_FIELD = {
@@ -98,6 +101,11 @@ def model_metadata_message(metadata: ModelMetadata) -> pb.ModelMetadataResponse:
         inputs=[tensor(name=spec.name, datatype=spec.datatype, shape=spec.shape) for spec in metadata.inputs],
         outputs=[tensor(name=spec.name, datatype=spec.datatype, shape=spec.shape) for spec in metadata.outputs],
     )
+
+
+def model_config_message(config: ModelConfig) -> pb.ModelConfigResponse:
+    """The REST model configuration as its gRPC message: the JSON's field names and enum names are the proto's."""
+    return pb.ModelConfigResponse(config=json_format.ParseDict(config.model_dump(), pb.ModelConfig()))
 
 
 def _parameters(parameters: Mapping[str, pb.InferParameter]) -> Parameters:

@@ -1,12 +1,13 @@
 """The Open Inference Protocol v2 over gRPC (KServe's `inference.GRPCInferenceService`), on MNIST_SERVE_GRPC_PORT.
 
 What `tritonclient.grpc`, KServe's gRPC client and Triton's load tools speak: ServerLive, ServerReady, ModelReady,
-ServerMetadata, ModelMetadata and ModelInfer, answered by the same `Service` (preprocessing, dynamic batcher,
-limits) as /predict and /v2 over HTTP, through the same translation (`app.oip.mnist`); only the framing differs
-(`app.oip.grpc_codec`). Errors are gRPC status codes with the REST message: INVALID_ARGUMENT (400),
-NOT_FOUND (404), RESOURCE_EXHAUSTED (413, and a message over MNIST_SERVE_MAX_BODY_BYTES, which gRPC refuses
-itself), UNAVAILABLE (503: not ready, queue full; the `retry-after` trailer says when to retry),
-DEADLINE_EXCEEDED (504); an unexpected exception is logged and answered INTERNAL, and the server lives on.
+ServerMetadata, ModelMetadata, ModelInfer and Triton's ModelConfig (its model configuration extension), answered
+by the same `Service` (preprocessing, dynamic batcher, limits) as /predict and /v2 over HTTP, through the same
+translation (`app.oip.mnist`); only the framing differs (`app.oip.grpc_codec`). Errors are gRPC status codes
+with the REST message: INVALID_ARGUMENT (400), NOT_FOUND (404), RESOURCE_EXHAUSTED (413, and a message over
+MNIST_SERVE_MAX_BODY_BYTES, which gRPC refuses itself), UNAVAILABLE (503: not ready, queue full; the `retry-after`
+trailer says when to retry), DEADLINE_EXCEEDED (504); an unexpected exception is logged and answered INTERNAL, and
+the server lives on.
 
 Why a thread pool and not grpc.aio: grpc.aio would run on the HTTP server's event loop, which is uvloop, a
 combination gRPC does not test (grpc/grpc#22753). Here each call waits in a thread for the answer computed on the
@@ -35,7 +36,13 @@ from app.metrics import Metrics
 from app.oip import grpc_predict_v2_pb2 as pb
 from app.oip import mnist
 from app.oip.errors import ProtocolError
-from app.oip.grpc_codec import decode_infer_request, encode_infer_response, model_metadata_message
+from app.oip.grpc_codec import (
+    decode_infer_request,
+    encode_infer_response,
+    model_config_message,
+    model_metadata_message,
+)
+from app.oip.model_config import CONFIG_EXTENSION, model_config
 from app.service import Service
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,7 @@ CLIENT_GONE = 499
 
 
 class InferenceServicer:
-    """The six calls, each a thin translation of its REST route in `app.routes.oip` onto the same `Service`."""
+    """The seven calls, each a thin translation of its REST route in `app.routes.oip` onto the same `Service`."""
 
     def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
         self.service, self.loop = service, loop
@@ -80,13 +87,19 @@ class InferenceServicer:
     def server_metadata(
         self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=NAME, version=__version__, extensions=[])
+        """The binary tensor data extension is HTTP's (gRPC sends raw contents anyway): not listed here."""
+        return pb.ServerMetadataResponse(name=NAME, version=__version__, extensions=[CONFIG_EXTENSION])
 
     def model_metadata(
         self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ModelMetadataResponse:
         mnist.check_model(request.name, request.version or None, self.service.model.version)
         return model_metadata_message(mnist.metadata(self.service))
+
+    def model_config(self, request: pb.ModelConfigRequest, context: grpc.ServicerContext) -> pb.ModelConfigResponse:
+        """Triton's model configuration extension, as `GET /v2/models/{name}/config`."""
+        mnist.check_model(request.name, request.version or None, self.service.model.version)
+        return model_config_message(model_config(self.service))
 
     def model_infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         mnist.check_model(request.model_name, request.model_version or None, self.service.model.version)
@@ -168,6 +181,7 @@ def _handlers(servicer: InferenceServicer, metrics: Metrics) -> grpc.GenericRpcH
         "ServerMetadata": (servicer.server_metadata, pb.ServerMetadataRequest),
         "ModelMetadata": (servicer.model_metadata, pb.ModelMetadataRequest),
         "ModelInfer": (servicer.model_infer, pb.ModelInferRequest),
+        "ModelConfig": (servicer.model_config, pb.ModelConfigRequest),
     }
     return grpc.method_handlers_generic_handler(
         SERVICE_NAME,

@@ -2,8 +2,8 @@
 translation of a decoded request into one `Service` call and of the answers into output tensors.
 
 Inputs (a request sends exactly one): `pixels`, UINT8 [-1, 28, 28], MNIST-format digits (white ink on black)
-that are only normalised; `images`, BYTES [-1], one encoded image file per element, preprocessed like /predict
-(raw bytes in binary, base64 strings in JSON). Outputs: every entry of `OUTPUTS`; adding one is one line there.
+that are only normalised; `images`, BYTES [-1, 1] (or [-1]), one encoded image file per row, preprocessed like
+/predict (raw bytes in binary, base64 strings in JSON). Outputs: every entry of `OUTPUTS`; adding one is one line there.
 `is_digit` (BOOL [-1], the digit gate's verdict, see `app.gate`) exists only when the served checkpoint has a
 gate: without one it is neither declared in the metadata nor sent (OIP tensors have no null).
 OIP has no per-element errors, so one image that cannot be read fails the request, naming its index.
@@ -36,10 +36,15 @@ class TensorSpec:
     shape: tuple[int, ...]
 
     def fits(self, shape: Sequence[int]) -> bool:
-        """Whether a tensor of `shape` has this one's rank and fixed dimensions."""
-        if len(shape) != len(self.shape):
+        """Whether a tensor of `shape` has this one's rank and fixed dimensions. Trailing dimensions of 1 may be
+        left out: `images` is [-1, 1], one file per row as Triton's tools send strings, and KServe's clients send
+        the same files as [N]."""
+        want = self.shape
+        while len(shape) < len(want) and want[-1] == 1:
+            want = want[:-1]
+        if len(shape) != len(want):
             return False
-        return all(want in (-1, got) for want, got in zip(self.shape, shape, strict=True))
+        return all(expected in (-1, got) for expected, got in zip(want, shape, strict=True))
 
     def describe(self) -> MetadataTensor:
         return MetadataTensor(name=self.name, datatype=self.datatype, shape=list(self.shape))
@@ -73,7 +78,7 @@ class OutputSpec(TensorSpec):
 
 
 PIXELS = TensorSpec("pixels", "UINT8", (-1, *MNIST_SHAPE))
-IMAGES = TensorSpec("images", "BYTES", (-1,))
+IMAGES = TensorSpec("images", "BYTES", (-1, 1))
 INPUTS = {spec.name: spec for spec in (PIXELS, IMAGES)}
 OUTPUTS = {
     spec.name: spec

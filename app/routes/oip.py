@@ -24,6 +24,7 @@ from app import __version__
 from app.errors import OIP_PREFIX
 from app.oip import mnist
 from app.oip.codec import EXTENSION, HEADER_LENGTH, decode_request, encode_response
+from app.oip.model_config import CONFIG_EXTENSION, ModelConfig, model_config
 from app.oip.schemas import (
     ErrorBody,
     InferenceRequest,
@@ -138,7 +139,7 @@ INFER_DESCRIPTION = (
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(request: Request) -> ServerMetadata:
     """The server's name and version, and the protocol extensions it speaks."""
-    return ServerMetadata(name=request.app.title, version=__version__, extensions=[EXTENSION])
+    return ServerMetadata(name=request.app.title, version=__version__, extensions=[EXTENSION, CONFIG_EXTENSION])
 
 
 @router.get("/health/live", response_model=ServerLive, summary="Server live")
@@ -171,6 +172,28 @@ async def model_version_metadata(model_name: str, model_version: str, service: S
     """As `GET /v2/models/{model_name}`; 404 unless `model_version` is the served checkpoint's."""
     mnist.check_model(model_name, model_version, service.model.version)
     return mnist.metadata(service)
+
+
+@router.get(
+    "/models/{model_name}/config", response_model=ModelConfig, responses=UNKNOWN_MODEL, summary="Model configuration"
+)
+async def model_configuration(model_name: str, service: ServiceDep) -> ModelConfig:
+    """Triton's model configuration extension: batch limit, inputs and outputs without the batch dimension,
+    dynamic batching, device; what `perf_analyzer` and `tritonclient`'s `get_model_config` read."""
+    mnist.check_model(model_name, None, service.model.version)
+    return model_config(service)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/config",
+    response_model=ModelConfig,
+    responses=UNKNOWN_MODEL,
+    summary="Model configuration (one version)",
+)
+async def model_version_configuration(model_name: str, model_version: str, service: ServiceDep) -> ModelConfig:
+    """As `GET /v2/models/{model_name}/config`; 404 unless `model_version` is the served checkpoint's."""
+    mnist.check_model(model_name, model_version, service.model.version)
+    return model_config(service)
 
 
 @router.get(

@@ -143,15 +143,29 @@ def _fields(message, prefix: str = "") -> dict[str, tuple[int, int]]:
     return found
 
 
+def _values(enum) -> dict[str, int]:
+    return {value.name: value.number for value in enum.values}
+
+
 def test_the_messages_are_wire_compatible_with_tritons():
-    """Ours are a subset of Triton's grpc_service.proto, the one tritonclient.grpc speaks: the same message names
-    and, for each of our fields, the same number and type. Both load in one process (ours have their own pool)."""
+    """Ours are a subset of Triton's grpc_service.proto and model_config.proto, the ones tritonclient.grpc speaks:
+    the same message names and, for each of our fields, the same number and type; each enum value the same number.
+    Both load in one process (ours have their own pool)."""
+    from tritonclient.grpc import model_config_pb2
     from tritonclient.grpc import service_pb2 as triton
 
+    def their_message(name: str):
+        if name in triton.DESCRIPTOR.message_types_by_name:
+            return triton.DESCRIPTOR.message_types_by_name[name]
+        return model_config_pb2.DESCRIPTOR.message_types_by_name[name]
+
     for name, message in pb.DESCRIPTOR.message_types_by_name.items():
-        theirs = _fields(triton.DESCRIPTOR.message_types_by_name[name])
+        theirs = _fields(their_message(name))
         for path, number_and_type in _fields(message).items():
             assert theirs.get(path) == number_and_type, f"{name}.{path}"
+    assert _values(pb.DataType.DESCRIPTOR) == _values(model_config_pb2.DataType.DESCRIPTOR)
+    ours_kind, their_kind = pb.ModelInstanceGroup.Kind.DESCRIPTOR, model_config_pb2.ModelInstanceGroup.Kind.DESCRIPTOR
+    assert _values(ours_kind) == _values(their_kind)
     ours, service = (
         pb.DESCRIPTOR.services_by_name["GRPCInferenceService"],
         triton.DESCRIPTOR.services_by_name["GRPCInferenceService"],

@@ -35,6 +35,7 @@ REPLIES = {
     "ServerMetadata": pb.ServerMetadataResponse,
     "ModelMetadata": pb.ModelMetadataResponse,
     "ModelInfer": pb.ModelInferResponse,
+    "ModelConfig": pb.ModelConfigResponse,
 }
 
 
@@ -113,7 +114,7 @@ async def test_health_and_metadata_say_what_http_says(served):
     assert (await call("ServerReady", pb.ServerReadyRequest())).ready
     assert (await call("ModelReady", pb.ModelReadyRequest(name="mnist"))).ready
     server = await call("ServerMetadata", pb.ServerMetadataRequest())
-    assert (server.name, server.version, list(server.extensions)) == (NAME, __version__, [])
+    assert (server.name, server.version, list(server.extensions)) == (NAME, __version__, ["model_configuration"])
     expected = (await http.get("/v2/models/mnist")).json()
     metadata = await call("ModelMetadata", pb.ModelMetadataRequest(name="mnist", version=expected["versions"][0]))
     assert (metadata.name, list(metadata.versions), metadata.platform) == ("mnist", expected["versions"], "pytorch")

@@ -60,7 +60,7 @@ def test_server_and_model_metadata(client):
     model = client.get_model_metadata(MODEL)
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in model["inputs"]} == {
         ("pixels", "UINT8", (-1, 28, 28)),
-        ("images", "BYTES", (-1,)),
+        ("images", "BYTES", (-1, 1)),
     }
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in model["outputs"]} == {
         ("probabilities", "FP32", (-1, 10)),
@@ -71,6 +71,20 @@ def test_server_and_model_metadata(client):
     with pytest.raises(InferenceServerException) as caught:
         client.get_model_metadata("digits")
     assert caught.value.status() == "404"
+
+
+def test_model_config_as_perf_analyzer_reads_it(client):
+    """Triton's model configuration: the batch limit and each input's shape after the batch dimension, which
+    is what perf_analyzer builds requests from; inputs optional, as a request sends only one."""
+    config = client.get_model_config(MODEL)
+    assert config["max_batch_size"] == 64  # MNIST_SERVE_MAX_BATCH_IMAGES's default
+    assert [(t["name"], t["data_type"], t["dims"], t["optional"]) for t in config["input"]] == [
+        ("pixels", "TYPE_UINT8", [28, 28], True),
+        ("images", "TYPE_STRING", [1], True),
+    ]
+    assert [t["name"] for t in config["output"]] == ["probabilities", "digit", "is_digit"]
+    assert config["dynamic_batching"]["preferred_batch_size"] == [64]
+    assert "model_configuration" in client.get_server_metadata()["extensions"]
 
 
 @pytest.mark.parametrize("batch", [1, 64])

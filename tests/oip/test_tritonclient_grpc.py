@@ -48,11 +48,22 @@ def test_health_and_metadata(client):
     model = client.get_model_metadata(MODEL, as_json=True)
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in model["inputs"]} == {
         ("pixels", "UINT8", ("-1", "28", "28")),  # int64 fields are strings in protobuf's JSON
-        ("images", "BYTES", ("-1",)),
+        ("images", "BYTES", ("-1", "1")),
     }
     assert [t["name"] for t in model["outputs"]] == ["probabilities", "digit", "is_digit"]
     with pytest.raises(InferenceServerException) as unknown:
         client.get_model_metadata("digits")
+    assert status(unknown) == "StatusCode.NOT_FOUND"
+
+
+def test_model_config(client):
+    config = client.get_model_config(MODEL).config  # the protobuf message, as tritonclient.grpc returns it
+    assert config.max_batch_size == 64
+    assert [(t.name, t.dims) for t in config.input] == [("pixels", [28, 28]), ("images", [1])]
+    assert all(t.optional for t in config.input)
+    assert [t.name for t in config.output] == ["probabilities", "digit", "is_digit"]
+    with pytest.raises(InferenceServerException) as unknown:
+        client.get_model_config("digits")
     assert status(unknown) == "StatusCode.NOT_FOUND"
 
 
