@@ -96,7 +96,7 @@ async def test_server_metadata_names_the_binary_extension(client):
     assert response.json() == {
         "name": "mnist-serve",
         "version": __version__,
-        "extensions": ["binary_tensor_data", "model_configuration"],
+        "extensions": ["binary_tensor_data", "classification", "model_configuration"],
     }
 
 
@@ -150,6 +150,27 @@ async def test_pixels_images_and_predict_batch_give_the_same_answers(client):
         np.testing.assert_allclose(probabilities, expected, atol=1e-6, err_msg=kind)
         np.testing.assert_array_equal(result.as_numpy("digit"), expected.argmax(axis=1), err_msg=kind)
         assert result.as_numpy("digit").dtype == np.int64
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+async def test_classification_answers_the_top_classes_of_probabilities(client, binary):
+    """Triton's classification extension, as `tritonclient`'s `class_count` asks for it: BYTES [N, K] of
+    `value:digit`, highest first, the same scores as the plain tensor."""
+    pixels = np.stack([mnist_format(seed) for seed in range(3)])
+    plain = read(await client.post(INFER, **binary_request("pixels", pixels))).as_numpy("probabilities")
+    top = triton.InferRequestedOutput("probabilities", binary_data=binary, class_count=3)
+    result = read(
+        await client.post(INFER, **binary_request("pixels", pixels, [top, triton.InferRequestedOutput("digit")]))
+    )
+    output = result.get_output("probabilities")
+    assert (output["datatype"], output["shape"]) == ("BYTES", [3, 3])
+    for row, scores, digit in zip(result.as_numpy("probabilities"), plain, result.as_numpy("digit"), strict=True):
+        pairs = [(item if isinstance(item, bytes) else item.encode()).decode().split(":") for item in row]
+        values, indices = [float(value) for value, _ in pairs], [int(index) for _, index in pairs]
+        assert all(len(value.split(".")[1]) == 6 for value, _ in pairs)  # C's %f
+        assert indices[0] == digit and values == sorted(values, reverse=True) and len(set(indices)) == 3
+        np.testing.assert_allclose(values, scores[indices], atol=1e-6)
+        assert min(values) >= np.delete(scores, indices).max() - 1e-6  # no class left out scores higher
 
 
 async def test_requested_outputs_come_in_the_order_asked_each_in_its_encoding(client):
@@ -215,6 +236,20 @@ async def test_a_json_request_gets_a_json_answer_and_the_versioned_path_works(cl
             "got ['pixels', 'images']",
         ),
         ({"content": b'{"inputs": [}'}, "not valid JSON"),
+        (
+            binary_request(
+                "pixels", np.zeros((1, 28, 28), np.uint8), [triton.InferRequestedOutput("digit", class_count=1)]
+            ),
+            "output 'digit' has no class scores to classify: ask it of ['probabilities']",
+        ),
+        (
+            binary_request(
+                "pixels",
+                np.zeros((1, 28, 28), np.uint8),
+                [triton.InferRequestedOutput("probabilities", class_count=11)],
+            ),
+            "output 'probabilities': classification asks for 11 classes, but it has 10",
+        ),
     ],
     ids=[
         "input name",
@@ -231,6 +266,8 @@ async def test_a_json_request_gets_a_json_answer_and_the_versioned_path_works(cl
         "unknown output",
         "two inputs",
         "malformed json",
+        "classification of no scores",
+        "classification of too many classes",
     ],
 )
 async def test_a_bad_request_is_a_400_that_says_what_is_wrong(client, request_kwargs, expected):

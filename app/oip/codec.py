@@ -157,10 +157,12 @@ class InputTensor:
 
 @dataclass(frozen=True)
 class RequestedOutput:
-    """An output the client asked for, and whether it wants it as binary data."""
+    """An output the client asked for, whether it wants it as binary data, and `classification`: the number of
+    top classes asked for instead of the tensor (Triton's classification extension), or None."""
 
     name: str
     binary: bool
+    classification: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +180,8 @@ class DecodedRequest:
 
 @dataclass(frozen=True, eq=False)
 class OutputTensor:
-    """One output of an answer: an array of a fixed-size datatype, or a sequence of bytes for BYTES."""
+    """One output of an answer: an array of a fixed-size datatype; for BYTES, a sequence of bytes (shape [N]) or
+    an object array of bytes (its own shape)."""
 
     name: str
     datatype: str
@@ -359,10 +362,11 @@ def _requested_outputs(request: InferenceRequest, binary_output: bool) -> tuple[
         parameters = output.parameters or {}
         owner = f"output {output.name!r}"
         _refuse_shared_memory(parameters, owner)
-        if parameters.get("classification"):
-            raise ProtocolError(f"{owner}: the classification extension is not supported; ask for the tensor")
+        classes = _parameter(parameters, "classification", int, owner)
+        if classes is not None and classes < 1:
+            raise ProtocolError(f"{owner}: parameter classification must be at least 1 (got {classes})")
         binary = _parameter(parameters, "binary_data", bool, owner)
-        outputs.append(RequestedOutput(output.name, binary_output if binary is None else binary))
+        outputs.append(RequestedOutput(output.name, binary_output if binary is None else binary, classes))
     return tuple(outputs)
 
 
@@ -378,7 +382,9 @@ def _flatten(data: list[Any], depth: int) -> Any:
 
 
 def _shape_and_flat(output: OutputTensor) -> tuple[list[int], np.ndarray | Sequence[bytes]]:
-    if output.datatype == BYTES:
+    """The output's shape and its elements in row-major order (BYTES: a sequence is one row of elements, an
+    object array keeps its shape)."""
+    if output.datatype == BYTES and not isinstance(output.data, np.ndarray):
         return [len(output.data)], output.data
     array = np.asarray(output.data)
     return list(array.shape), array.reshape(-1)

@@ -35,6 +35,7 @@ from app.errors import ServiceError
 from app.metrics import Metrics
 from app.oip import grpc_predict_v2_pb2 as pb
 from app.oip import mnist
+from app.oip.classification import CLASSIFICATION_EXTENSION
 from app.oip.errors import ProtocolError
 from app.oip.grpc_codec import (
     decode_infer_request,
@@ -88,7 +89,9 @@ class InferenceServicer:
         self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
     ) -> pb.ServerMetadataResponse:
         """The binary tensor data extension is HTTP's (gRPC sends raw contents anyway): not listed here."""
-        return pb.ServerMetadataResponse(name=NAME, version=__version__, extensions=[CONFIG_EXTENSION])
+        return pb.ServerMetadataResponse(
+            name=NAME, version=__version__, extensions=[CLASSIFICATION_EXTENSION, CONFIG_EXTENSION]
+        )
 
     def model_metadata(
         self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext

@@ -3,9 +3,10 @@ translation of a decoded request into one `Service` call and of the answers into
 
 Inputs (a request sends exactly one): `pixels`, UINT8 [-1, 28, 28], MNIST-format digits (white ink on black)
 that are only normalised; `images`, BYTES [-1, 1] (or [-1]), one encoded image file per row, preprocessed like
-/predict (raw bytes in binary, base64 strings in JSON). Outputs: every entry of `OUTPUTS`; adding one is one line there.
-`is_digit` (BOOL [-1], the digit gate's verdict, see `app.gate`) exists only when the served checkpoint has a
-gate: without one it is neither declared in the metadata nor sent (OIP tensors have no null).
+/predict (raw bytes in binary, base64 strings in JSON). Outputs: every entry of `OUTPUTS`; adding one is one line
+there; `probabilities` can be asked for as its top classes instead (`app.oip.classification`). `is_digit` (BOOL
+[-1], the digit gate's verdict, see `app.gate`) exists only when the served checkpoint has a gate: without one it
+is neither declared in the metadata nor sent (OIP tensors have no null).
 OIP has no per-element errors, so one image that cannot be read fails the request, naming its index.
 """
 
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.oip.codec import DecodedRequest, InputTensor, OutputTensor
+from app.oip.classification import top_classes
+from app.oip.codec import BYTES, DecodedRequest, InputTensor, OutputTensor
 from app.oip.errors import ProtocolError
 from app.oip.schemas import MetadataTensor, ModelMetadata
 from app.preprocess import BadItem
@@ -72,9 +74,26 @@ class Answers:
 
 @dataclass(frozen=True)
 class OutputSpec(TensorSpec):
-    """An output and how it is computed from a request's `Answers` (an array whose first dimension is N)."""
+    """An output and how it is computed from a request's `Answers` (an array whose first dimension is N);
+    `scores`: whether its rows are class scores, which the classification extension can rank."""
 
     compute: Callable[[Answers], np.ndarray] = field(compare=False, repr=False)
+    scores: bool = False
+
+
+@dataclass(frozen=True)
+class Requested:
+    """An output to send: its spec, whether in binary, and the classes asked for instead of it (or None)."""
+
+    spec: OutputSpec
+    binary: bool
+    classification: int | None = None
+
+    def tensor(self, answers: Answers) -> OutputTensor:
+        values = self.spec.compute(answers)
+        if self.classification is None:
+            return OutputTensor(self.spec.name, self.spec.datatype, values, self.binary)
+        return OutputTensor(self.spec.name, BYTES, top_classes(values, self.classification), self.binary)
 
 
 PIXELS = TensorSpec("pixels", "UINT8", (-1, *MNIST_SHAPE))
@@ -83,7 +102,7 @@ INPUTS = {spec.name: spec for spec in (PIXELS, IMAGES)}
 OUTPUTS = {
     spec.name: spec
     for spec in (
-        OutputSpec("probabilities", "FP32", (-1, 10), lambda answers: answers.probabilities),
+        OutputSpec("probabilities", "FP32", (-1, 10), lambda answers: answers.probabilities, scores=True),
         OutputSpec("digit", "INT64", (-1,), lambda answers: answers.probabilities.argmax(axis=1)),
         OutputSpec("is_digit", "BOOL", (-1,), Answers.is_digit),
     )
@@ -142,7 +161,7 @@ async def infer(service: Service, request: DecodedRequest) -> list[OutputTensor]
     else:
         results = await service.classify_images(_image_files(tensor))
     answers = Answers.of(_classified(tensor.name, results))
-    return [OutputTensor(spec.name, spec.datatype, spec.compute(answers), binary) for spec, binary in outputs]
+    return [output.tensor(answers) for output in outputs]
 
 
 def _the_input(request: DecodedRequest) -> InputTensor:
@@ -160,10 +179,10 @@ def _the_input(request: DecodedRequest) -> InputTensor:
     return tensor
 
 
-def _requested(request: DecodedRequest, available: dict[str, OutputSpec]) -> list[tuple[OutputSpec, bool]]:
+def _requested(request: DecodedRequest, available: dict[str, OutputSpec]) -> list[Requested]:
     """The outputs to send, in the order asked for (all, in the model's order, when none were named)."""
     if request.outputs is None:
-        return [(spec, request.binary_output) for spec in available.values()]
+        return [Requested(spec, request.binary_output) for spec in available.values()]
     unknown = [output.name for output in request.outputs if output.name not in available]
     if unknown:
         absent = (
@@ -174,7 +193,16 @@ def _requested(request: DecodedRequest, available: dict[str, OutputSpec]) -> lis
         raise ProtocolError(
             f"unknown output {unknown[0]!r}{absent}: this model has {', '.join(map(str, available.values()))}"
         )
-    return [(available[output.name], output.binary) for output in request.outputs]
+    for output in request.outputs:
+        spec, count = available[output.name], output.classification
+        if count is not None and not spec.scores:
+            scored = [name for name, candidate in available.items() if candidate.scores]
+            raise ProtocolError(f"output {output.name!r} has no class scores to classify: ask it of {scored}")
+        if count is not None and count > spec.shape[-1]:
+            raise ProtocolError(
+                f"output {output.name!r}: classification asks for {count} classes, but it has {spec.shape[-1]}"
+            )
+    return [Requested(available[output.name], output.binary, output.classification) for output in request.outputs]
 
 
 def _image_files(tensor: InputTensor) -> list[bytes]:

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.errors import OIP_PREFIX
 from app.oip import mnist
+from app.oip.classification import CLASSIFICATION_EXTENSION
 from app.oip.codec import EXTENSION, HEADER_LENGTH, decode_request, encode_response
 from app.oip.model_config import CONFIG_EXTENSION, ModelConfig, model_config
 from app.oip.schemas import (
@@ -129,17 +130,21 @@ INFER_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 INFER_DESCRIPTION = (
     "Send exactly one input: `pixels` (UINT8 [-1, 28, 28], MNIST-format digits: white ink on black, only "
-    "normalised) or `images` (BYTES [-1], encoded image files preprocessed like /predict; base64 strings in "
-    "JSON, raw bytes in binary). Outputs: `probabilities` (FP32 [-1, 10]) and `digit` (INT64 [-1]); all unless "
-    "`outputs` names some; each in binary when its `binary_data` parameter (or the request's "
-    "`binary_data_output`) is true. `tritonclient.http` speaks this unchanged."
+    "normalised) or `images` (BYTES [-1, 1] or [-1], encoded image files preprocessed like /predict; base64 "
+    "strings in JSON, raw bytes in binary). Outputs: `probabilities` (FP32 [-1, 10]), `digit` (INT64 [-1]) and, "
+    "with a digit gate, `is_digit` (BOOL [-1]); all unless `outputs` names some; each in binary when its "
+    "`binary_data` parameter (or the request's `binary_data_output`) is true. `probabilities` with the parameter "
+    "`classification: K` comes back as its K highest classes instead, BYTES [-1, K] of `value:digit` (Triton's "
+    "classification extension). `tritonclient.http` speaks this unchanged."
 )
 
 
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(request: Request) -> ServerMetadata:
     """The server's name and version, and the protocol extensions it speaks."""
-    return ServerMetadata(name=request.app.title, version=__version__, extensions=[EXTENSION, CONFIG_EXTENSION])
+    return ServerMetadata(
+        name=request.app.title, version=__version__, extensions=[EXTENSION, CLASSIFICATION_EXTENSION, CONFIG_EXTENSION]
+    )
 
 
 @router.get("/health/live", response_model=ServerLive, summary="Server live")

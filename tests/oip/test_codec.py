@@ -126,6 +126,24 @@ def test_requested_outputs_and_their_binary_flags():
     assert [(output.name, output.binary) for output in request.outputs] == [("b", True), ("j", False)]
 
 
+def test_a_class_count_asks_for_classification():
+    outputs = [triton.InferRequestedOutput("p", class_count=3), triton.InferRequestedOutput("d")]
+    request = decode(*client_body([tensor_input("x", sample(np.uint8, (1, 2)), True)], outputs))
+    assert [(output.name, output.classification) for output in request.outputs] == [("p", 3), ("d", None)]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_a_two_dimensional_bytes_output_keeps_its_shape(binary):
+    classes = np.array([[b"0.9:7", b"0.1:1"], [b"0.6:3", b"0.4:8"]], dtype=np.object_)
+    encoded = encode_response(
+        model_name="m", model_version="1", request_id=None, outputs=[OutputTensor("c", BYTES, classes, binary)]
+    )
+    result = triton.InferenceServerClient.parse_response_body(encoded.body, header_length=encoded.header_length)
+    assert result.get_output("c")["shape"] == [2, 2]
+    got = result.as_numpy("c")
+    assert [[item if isinstance(item, bytes) else item.encode() for item in row] for row in got] == classes.tolist()
+
+
 def test_no_requested_outputs_means_all_with_the_request_default():
     request = decode(*client_body([tensor_input("x", sample(np.uint8, (1,)), True)]))
     assert request.outputs is None and request.binary_output is True  # what tritonclient asks for by default
@@ -285,7 +303,14 @@ def test_bytes_elements_that_overrun_their_data_are_refused(payload, count, expe
         (json_request(pixels_input(), outputs=[{"name": "a"}, {"name": "a"}]), "output 'a' is requested twice"),
         (json_request(pixels_input(), id=42), "id: Input should be a valid string"),
         (json_request(pixels_input(parameters={"shared_memory_region": "r"})), "shared memory is not supported"),
-        (json_request(pixels_input(), outputs=[{"name": "a", "parameters": {"classification": 3}}]), "classification"),
+        (
+            json_request(pixels_input(), outputs=[{"name": "a", "parameters": {"classification": 0}}]),
+            "output 'a': parameter classification must be at least 1 (got 0)",
+        ),
+        (
+            json_request(pixels_input(), outputs=[{"name": "a", "parameters": {"classification": "3"}}]),
+            "output 'a': parameter classification must be an integer",
+        ),
         (json_request(pixels_input(), outputs=[{"name": "a", "parameters": {"binary_data": 1}}]), "must be a boolean"),
         (json_request(pixels_input(), parameters={"binary_data_output": "yes"}), "must be a boolean"),
     ],

@@ -114,7 +114,11 @@ async def test_health_and_metadata_say_what_http_says(served):
     assert (await call("ServerReady", pb.ServerReadyRequest())).ready
     assert (await call("ModelReady", pb.ModelReadyRequest(name="mnist"))).ready
     server = await call("ServerMetadata", pb.ServerMetadataRequest())
-    assert (server.name, server.version, list(server.extensions)) == (NAME, __version__, ["model_configuration"])
+    assert (server.name, server.version, list(server.extensions)) == (
+        NAME,
+        __version__,
+        ["classification", "model_configuration"],
+    )
     expected = (await http.get("/v2/models/mnist")).json()
     metadata = await call("ModelMetadata", pb.ModelMetadataRequest(name="mnist", version=expected["versions"][0]))
     assert (metadata.name, list(metadata.versions), metadata.platform) == ("mnist", expected["versions"], "pytorch")
@@ -136,6 +140,26 @@ async def test_pixels_raw_or_typed_get_the_answers_http_gives(served):
     for reply in (raw, typed):
         np.testing.assert_allclose(raw_output(reply, "probabilities", "<f4").reshape(-1), expected["probabilities"])
         np.testing.assert_array_equal(raw_output(reply, "digit", "<i8"), expected["digit"])
+
+
+async def test_classification_answers_as_over_http(served):
+    """`class_count` as `tritonclient.grpc` sends it (an int64 parameter of the requested output): the same
+    BYTES [N, K] as over HTTP, in raw output contents (each element a 4-byte length, then its bytes)."""
+    http, call = served.http, served.call
+    pixels = np.stack([mnist_format(seed) for seed in range(2)])
+    asked = {"name": "probabilities", "parameters": {"classification": 2}}
+    over_http = (await http.post(INFER, json={**pixels_json(pixels)["json"], "outputs": [asked]})).json()
+    request = infer_request("pixels", "UINT8", [2, 28, 28], pixels.tobytes())
+    request.outputs.add(name="probabilities").parameters["classification"].int64_param = 2
+    reply = await call("ModelInfer", request)
+    [output] = reply.outputs
+    assert (output.name, output.datatype, list(output.shape)) == ("probabilities", "BYTES", [2, 2])
+    raw, elements = reply.raw_output_contents[0], []
+    while raw:
+        length = int.from_bytes(raw[:4], "little")
+        elements.append(raw[4 : 4 + length].decode())
+        raw = raw[4 + length :]
+    assert elements == over_http["outputs"][0]["data"]
 
 
 async def test_images_as_typed_bytes_are_files_preprocessed_like_predict(served):

@@ -56,7 +56,8 @@ def test_health(client):
 
 def test_server_and_model_metadata(client):
     server = client.get_server_metadata()
-    assert server["name"] == "mnist-serve" and "binary_tensor_data" in server["extensions"]
+    assert server["name"] == "mnist-serve"
+    assert {"binary_tensor_data", "classification", "model_configuration"} <= set(server["extensions"])
     model = client.get_model_metadata(MODEL)
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in model["inputs"]} == {
         ("pixels", "UINT8", (-1, 28, 28)),
@@ -113,6 +114,17 @@ def test_real_digits_are_read_through_every_input_and_encoding(client, digits, i
         predicted.extend(digit.tolist())
     accuracy = np.mean(np.array(predicted) == digits.labels[:count])
     assert accuracy >= 0.98, f"{accuracy:.2%} of {count} real MNIST test digits"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_class_count_gives_the_top_digits_as_triton_would(client, digits, binary):
+    """`class_count=2`: two `value:digit` strings per image, highest first, the first the label for real digits."""
+    top = triton.InferRequestedOutput("probabilities", binary_data=binary, class_count=2)
+    classes = client.infer(MODEL, [images_input(digits.pngs[:64])], outputs=[top]).as_numpy("probabilities")
+    assert classes.shape == (64, 2)
+    rows = [[(item if isinstance(item, bytes) else item.encode()).split(b":") for item in row] for row in classes]
+    assert np.mean(np.array([int(row[0][1]) for row in rows]) == digits.labels[:64]) >= 0.98
+    assert all(float(first[0]) >= float(second[0]) for first, second in rows)
 
 
 def test_requested_outputs_with_and_without_binary_data(client, digits):

@@ -91,6 +91,16 @@ def test_requested_outputs_only(client, digits: Digits):
     assert result.as_numpy("digit").tolist() == digits.labels[:8].tolist()
 
 
+def test_class_count_gives_the_top_digits_as_triton_would(client, digits: Digits):
+    """`class_count=3`: three `b"value:digit"` per image, highest first, the first the label for real digits."""
+    top = triton.InferRequestedOutput("probabilities", class_count=3)
+    classes = client.infer(MODEL, [tensor("images", digits.pngs[:64])], outputs=[top]).as_numpy("probabilities")
+    assert classes.shape == (64, 3)
+    firsts = [int(row[0].split(b":")[1]) for row in classes]
+    assert np.mean(np.array(firsts) == digits.labels[:64]) >= 0.98
+    assert all(float(row[0].split(b":")[0]) >= float(row[1].split(b":")[0]) for row in classes)
+
+
 def test_many_clients_at_once_get_their_own_answers(client, digits: Digits):
     def read(index: int) -> int:
         answer = client.infer(MODEL, [tensor("pixels", digits.pixels[index : index + 1])])
