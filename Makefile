@@ -93,11 +93,11 @@ lock: | $(BIN)/python  ## regenerate constraints.txt from pyproject.toml (LOCK_F
 # descriptor pool of their own: tritonclient.grpc registers the same `inference.*` names in the default pool, and a
 # process that imports both (the tests, an app embedding a client) would otherwise fail on the duplicates.
 PROTOC_VENV ?= /tmp/mnist-serve-protoc
-proto:  ## regenerate app/oip/grpc_predict_v2_pb2.py(i) from app/oip/grpc_predict_v2.proto
+proto:  ## regenerate app/oip/*_pb2.py(i) from app/oip/*.proto (the protocol's messages, gRPC health's)
 	python3 -m venv $(PROTOC_VENV)
 	$(PROTOC_VENV)/bin/pip install --quiet "grpcio-tools==1.81.1" "protobuf==6.33.6"
-	cd app/oip && $(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. grpc_predict_v2.proto
-	sed -i 's/_descriptor_pool.Default()/_descriptor_pool.DescriptorPool()/' app/oip/grpc_predict_v2_pb2.py
+	cd app/oip && $(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. grpc_predict_v2.proto health.proto
+	sed -i 's/_descriptor_pool.Default()/_descriptor_pool.DescriptorPool()/' app/oip/grpc_predict_v2_pb2.py app/oip/health_pb2.py
 
 screenshot: setup  ## rewrite docs/page.png (the README's picture of the page; needs Chromium: .ci/browser-setup.sh)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser -k desktop_width

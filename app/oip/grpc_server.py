@@ -7,7 +7,8 @@ translation (`app.oip.mnist`); only the framing differs (`app.oip.grpc_codec`). 
 with the REST message: INVALID_ARGUMENT (400), NOT_FOUND (404), RESOURCE_EXHAUSTED (413, and a message over
 MNIST_SERVE_MAX_BODY_BYTES, which gRPC refuses itself), UNAVAILABLE (503: not ready, queue full; the `retry-after`
 trailer says when to retry), DEADLINE_EXCEEDED (504); an unexpected exception is logged and answered INTERNAL, and
-the server lives on.
+the server lives on. Beside it, gRPC's standard health service (`grpc.health.v1.Health`, its Check call) answers
+load balancers and Kubernetes' gRPC probes.
 
 Why a thread pool and not grpc.aio: grpc.aio would run on the HTTP server's event loop, which is uvloop, a
 combination gRPC does not test (grpc/grpc#22753). Here each call waits in a thread for the answer computed on the
@@ -34,6 +35,7 @@ from app import NAME, __version__
 from app.errors import ServiceError
 from app.metrics import Metrics
 from app.oip import grpc_predict_v2_pb2 as pb
+from app.oip import health_pb2 as health
 from app.oip import mnist
 from app.oip.classification import CLASSIFICATION_EXTENSION
 from app.oip.errors import ProtocolError
@@ -49,6 +51,8 @@ from app.service import Service
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+HEALTH_SERVICE = "grpc.health.v1.Health"
+"""gRPC's standard health checking service: its Check answers SERVING once the model is warmed up."""
 CALL_THREADS = 64
 """Calls in flight at once per process (each waits in a thread); more wait for a thread, none is refused."""
 STATUS_CODES = {
@@ -115,6 +119,17 @@ class InferenceServicer:
             outputs=outputs,
         )
 
+    def health_check(
+        self, request: health.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> health.HealthCheckResponse:
+        """gRPC's health checking protocol, as Kubernetes' gRPC probes and load balancers ask it: the server (the
+        empty name) or the inference service, SERVING once the model is warmed up (as ServerReady and /readyz);
+        another name is NOT_FOUND, as the protocol says."""
+        if request.service not in ("", SERVICE_NAME):
+            raise ProtocolError(f"unknown service {request.service!r}: ask for '' or {SERVICE_NAME!r}", 404)
+        status = health.HealthCheckResponse.SERVING if self._ready() else health.HealthCheckResponse.NOT_SERVING
+        return health.HealthCheckResponse(status=status)
+
     def _ready(self) -> bool:
         try:
             self.service.check_ready()
@@ -137,12 +152,14 @@ class InferenceServicer:
 Method = Callable[[Any, grpc.ServicerContext], Message]
 
 
-def _answered(name: str, method: Method, message: type[Message], metrics: Metrics) -> Callable[..., Message]:
+def _answered(
+    service: str, name: str, method: Method, message: type[Message], metrics: Metrics
+) -> Callable[..., Message]:
     """`method` taking the request's bytes (parsed here as `message`: bytes that are not one are INVALID_ARGUMENT,
     not gRPC's own INTERNAL), with its errors as gRPC statuses (`STATUS_CODES`; an unexpected one logged and
-    INTERNAL), each call counted and timed in /metrics as over HTTP: route `/inference.GRPCInferenceService/<name>`,
-    method GRPC, the status its HTTP twin would have answered."""
-    route = f"/{SERVICE_NAME}/{name}"
+    INTERNAL), each call counted and timed in /metrics as over HTTP: route `/<service>/<name>`, method GRPC, the
+    status its HTTP twin would have answered."""
+    route = f"/{service}/{name}"
 
     def answer(data: bytes, context: grpc.ServicerContext) -> Message:
         start, status = time.perf_counter(), 500
@@ -175,8 +192,8 @@ def _parse(message: type[Message], data: bytes) -> Message:
         raise ProtocolError(f"the request is not a valid {message.DESCRIPTOR.full_name} message") from None
 
 
-def _handlers(servicer: InferenceServicer, metrics: Metrics) -> grpc.GenericRpcHandler:
-    """The service's methods by name, each with the message it takes and its answer's serialiser."""
+def _handlers(servicer: InferenceServicer, metrics: Metrics) -> list[grpc.GenericRpcHandler]:
+    """The services' methods by name, each with the message it takes and its answer's serialiser."""
     methods: dict[str, tuple[Method, type[Message]]] = {
         "ServerLive": (servicer.server_live, pb.ServerLiveRequest),
         "ServerReady": (servicer.server_ready, pb.ServerReadyRequest),
@@ -186,13 +203,20 @@ def _handlers(servicer: InferenceServicer, metrics: Metrics) -> grpc.GenericRpcH
         "ModelInfer": (servicer.model_infer, pb.ModelInferRequest),
         "ModelConfig": (servicer.model_config, pb.ModelConfigRequest),
     }
-    return grpc.method_handlers_generic_handler(
-        SERVICE_NAME,
-        {
-            name: grpc.unary_unary_rpc_method_handler(_answered(name, method, message, metrics), None, _serialize)
-            for name, (method, message) in methods.items()
-        },
-    )
+    checks: dict[str, tuple[Method, type[Message]]] = {"Check": (servicer.health_check, health.HealthCheckRequest)}
+    services = {SERVICE_NAME: methods, HEALTH_SERVICE: checks}
+    return [
+        grpc.method_handlers_generic_handler(
+            service,
+            {
+                name: grpc.unary_unary_rpc_method_handler(
+                    _answered(service, name, method, message, metrics), None, _serialize
+                )
+                for name, (method, message) in service_methods.items()
+            },
+        )
+        for service, service_methods in services.items()
+    ]
 
 
 def _serialize(message: Message) -> bytes:
@@ -214,7 +238,7 @@ class GrpcServer:
         threads = ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="mnist-grpc")
         server = grpc.server(
             threads,
-            handlers=[_handlers(InferenceServicer(service, loop), metrics)],
+            handlers=_handlers(InferenceServicer(service, loop), metrics),
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", -1),

@@ -18,12 +18,14 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from app import NAME, __version__
 from app.config import Settings
 from app.main import create_app
 from app.oip import grpc_predict_v2_pb2 as pb
+from app.oip import health_pb2 as health
 from app.testing import StubModel, free_port, serve_in_process
 from tests.helpers import digit_png
 from tests.test_routes_oip import INFER, mnist_format, pixels_json, png
@@ -37,6 +39,7 @@ REPLIES = {
     "ModelInfer": pb.ModelInferResponse,
     "ModelConfig": pb.ModelConfigResponse,
 }
+SERVING, NOT_SERVING = health.HealthCheckResponse.SERVING, health.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass
@@ -53,6 +56,15 @@ class Channel:
             response_deserializer=REPLIES[method].FromString,
         )
         return await asyncio.to_thread(call, request, timeout=30)
+
+    async def health(self, service: str = "", method: str = "Check") -> health.HealthCheckResponse:
+        """gRPC's health service, as a probe asks it."""
+        call = self.channel.unary_unary(
+            f"/grpc.health.v1.Health/{method}",
+            request_serializer=health.HealthCheckRequest.SerializeToString,
+            response_deserializer=health.HealthCheckResponse.FromString,
+        )
+        return await asyncio.to_thread(call, health.HealthCheckRequest(service=service), timeout=30)
 
     async def error(self, method: str, request: Message) -> grpc.RpcError:
         with pytest.raises(grpc.RpcError) as caught:
@@ -229,6 +241,7 @@ async def test_not_ready_then_ready(gate, settings):
         call = running.call
         assert not (await call("ServerReady", pb.ServerReadyRequest())).ready
         assert not (await call("ModelReady", pb.ModelReadyRequest(name="mnist"))).ready
+        assert (await call.health()).status == NOT_SERVING
         early = asyncio.create_task(call("ModelInfer", infer_request("pixels", "UINT8", [1, 28, 28], bytes(784))))
         await asyncio.sleep(0.2)
         assert not early.done()  # queued, as over HTTP: answered once the model is warm
@@ -237,6 +250,44 @@ async def test_not_ready_then_ready(gate, settings):
             await asyncio.sleep(0.01)
         reply = await early
         np.testing.assert_allclose(raw_output(reply, "probabilities", "<f4"), np.full((1, 10), 0.1), rtol=1e-6)
+        assert (await call.health()).status == SERVING
+
+
+async def test_the_health_service_answers_as_probes_ask_it(served):
+    """gRPC's health checking protocol: the server ('') and the inference service by name are SERVING once warm;
+    another name is NOT_FOUND; Watch (a stream) is not offered: UNIMPLEMENTED, which probes never call."""
+    call = served.call
+    assert (await call.health()).status == SERVING
+    assert (await call.health("inference.GRPCInferenceService")).status == SERVING
+    with pytest.raises(grpc.RpcError) as unknown:
+        await call.health("digits.Classifier")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND and "unknown service 'digits.Classifier'" in str(
+        unknown.value.details()
+    )
+    with pytest.raises(grpc.RpcError) as watch:
+        await call.health(method="Watch")
+    assert watch.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    registry = served.app.state.metrics.registry
+    labels = {"route": "/grpc.health.v1.Health/Check", "method": "GRPC"}
+    assert registry.get_sample_value("mnist_serve_requests_total", {**labels, "status": "200"}) == 2
+    assert registry.get_sample_value("mnist_serve_requests_total", {**labels, "status": "404"}) == 1
+
+
+def test_the_health_messages_have_the_protocols_field_numbers():
+    """grpc/health/v1/health.proto: the names, numbers and types probes send and read."""
+    request, response = health.HealthCheckRequest.DESCRIPTOR, health.HealthCheckResponse.DESCRIPTOR
+    assert (request.full_name, [(f.name, f.number, f.type) for f in request.fields]) == (
+        "grpc.health.v1.HealthCheckRequest",
+        [("service", 1, FieldDescriptor.TYPE_STRING)],
+    )
+    assert [(f.name, f.number, f.type) for f in response.fields] == [("status", 1, FieldDescriptor.TYPE_ENUM)]
+    statuses = response.enum_types_by_name["ServingStatus"]
+    assert {value.name: value.number for value in statuses.values} == {
+        "UNKNOWN": 0,
+        "SERVING": 1,
+        "NOT_SERVING": 2,
+        "SERVICE_UNKNOWN": 3,
+    }
 
 
 async def test_concurrent_calls_share_passes_and_a_full_queue_is_unavailable(gate, settings):
