@@ -5,6 +5,7 @@ errors a client can cause, as the client reports them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,6 +30,11 @@ def client() -> Iterator[triton.InferenceServerClient]:
     port = free_port()
     with running_server(server="gunicorn", settings={"grpc_port": str(port)}, env={"WEB_CONCURRENCY": "2"}, cwd=REPO):
         with triton.InferenceServerClient(f"127.0.0.1:{port}") as grpc_client:
+            # The server was ready when one worker answered /readyz; this client's connection may have gone to
+            # the other one, still warming up on a loaded machine: wait for it as a client would.
+            deadline = time.monotonic() + 60
+            while not grpc_client.is_server_ready() and time.monotonic() < deadline:
+                time.sleep(0.1)
             yield grpc_client
 
 
