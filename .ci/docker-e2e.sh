@@ -151,7 +151,7 @@ fi
 TIMINGS+=("$(printf '%-34s %4ss' "pytest tests/e2e" "$((SECONDS - test_start))")")
 grep -qE '[0-9]+ skipped' "$LOGDIR/pytest.log" && die "some e2e tests were skipped: they must all run here"
 
-step "(7/7) train profile: one short epoch in $TRAIN_IMAGE (output to the container's /tmp)"
+step "(7/7) train profile: one short epoch, then the export to ONNX, in $TRAIN_IMAGE (output to the container's /tmp)"
 DATA=$(mktemp -d /tmp/docker-e2e-data.XXXXXX)
 mkdir -p "$DATA/MNIST/raw" && cp "$RAW"/*-ubyte.gz "$DATA/MNIST/raw/"
 train_smoke() {
@@ -163,3 +163,11 @@ if ! timed "train profile (1 epoch, 512 images)" train_smoke >"$LOGDIR/train.log
 fi
 tail -5 "$LOGDIR/train.log"
 rm -rf "$DATA"
+export_smoke() {  # the shipped checkpoint (the service's ./models mount) as ONNX, checked with onnxruntime in there
+  compose --profile train run --rm -T --entrypoint python train \
+    -m training.export --checkpoint /srv/models/mnist_cnn.safetensors --output /tmp/triton
+}
+if ! timed "export to ONNX (training.export)" export_smoke >"$LOGDIR/export.log" 2>&1; then
+  tail -40 "$LOGDIR/export.log"; die "python -m training.export failed in $TRAIN_IMAGE"
+fi
+grep "exported" "$LOGDIR/export.log" || die "the export logged no result"

@@ -12,6 +12,7 @@ import pytest
 from app.config import Settings
 from benchmarks.perf_analyzer import find_perf_analyzer
 from tests.helpers import REPO
+from training.export import parse_args as export_args
 from training.run import parse_args
 
 README = (REPO / "README.md").read_text()
@@ -40,6 +41,14 @@ def test_every_training_command_parses():
     for line in lines:
         argv = shlex.split(line, comments=True)
         parse_args(argv[argv.index("training.run") + 1 :])  # exits 2 on a flag that does not exist
+
+
+def test_the_export_commands_parse():
+    lines = commands("python -m training.export")
+    assert lines
+    for line in lines:
+        argv = shlex.split(line, comments=True)
+        export_args(argv[argv.index("training.export") + 1 :])  # exits 2 on a flag that does not exist
 
 
 GATE_STEPS = ("python -m benchmarks.renders.export", "MNIST_SERVE_NUM_THREADS=1 python -m app.gate.fit")

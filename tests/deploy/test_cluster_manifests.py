@@ -1,6 +1,7 @@
 """KServe, monitoring, training and storage as rendered: the InferenceService speaks OIP v2 under the model's name,
-the ServiceMonitor and queue-depth autoscaling use the app's real metric, and the PyTorchJob runs the real training
-command across pods and writes the very checkpoint the model-pvc overlay serves."""
+the ServiceMonitor and queue-depth autoscaling use the app's real metric, the PyTorchJob runs the real training
+command across pods and writes the very checkpoint the model-pvc overlay serves, and the export Job turns that
+checkpoint into the Triton repository that KServe's Triton runtime serves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from app.metrics import Metrics
 from app.oip.mnist import MODEL_NAME
 from tests.deploy.manifests import Document
 from tests.deploy.pods import cpu_cores, effective_security, env, on_claim, pod_spec, settings_of
+from training import export
 from training.run import parse_args
 
 OIP_MODEL_NAME = MODEL_NAME
@@ -96,3 +98,28 @@ def test_only_the_model_pvc_overlay_reads_the_model_from_the_claim(rendered):
     for name in ("overlays/cpu", "overlays/gpu", "overlays/monitoring"):
         server = pod_spec(only(rendered[name], "Deployment"))["containers"][0]
         assert "MNIST_SERVE_MODEL_PATH" not in env(server), name  # the checkpoint baked into the image
+
+
+def test_the_export_job_turns_the_trained_checkpoint_into_the_repository_triton_serves(rendered):
+    docs = rendered["kserve-triton"]
+    job = only(docs, "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python"] and container["args"][:2] == ["-m", "training.export"]
+    args = export.parse_args(container["args"][2:])  # the real parser: exits on a flag that does not exist
+    _, trainer, trained = training_pod(rendered)
+    assert on_claim(pod, container, str(args.checkpoint)) == on_claim(
+        trainer, trained, str(parse_args(trained["args"][2:]).output)
+    )
+    claim, repository = on_claim(pod, container, str(args.output))
+
+    model = only(docs, "InferenceService")["spec"]["predictor"]["model"]
+    assert model["storageUri"] == f"pvc://{claim}/{repository}"
+    assert (model["modelFormat"]["name"], model["runtime"], model["protocolVersion"]) == (
+        "onnx",
+        "kserve-tritonserver",
+        "v2",
+    )
+    assert export.MODEL_NAME == OIP_MODEL_NAME  # Triton serves the folder's name: the same routes as this service
+    security = effective_security(pod, container)
+    assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True

@@ -22,6 +22,7 @@ EXPECTED = {
     "overlays/model-pvc": SERVING,
     "storage": {"PersistentVolumeClaim"},
     "kserve": {"InferenceService"},
+    "kserve-triton": {"Job", "InferenceService"},
     "training": {"PyTorchJob"},
 }
 
