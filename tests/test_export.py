@@ -93,3 +93,4 @@ def test_the_export_refuses_to_finish_when_onnxruntime_disagrees(
     monkeypatch.setattr("training.export.TOLERANCE", -1.0)
     with pytest.raises(RuntimeError, match="onnxruntime differs from PyTorch"):
         export(untrained_checkpoint, tmp_path / "strict", max_batch_size=4)
+    assert [path.name for path in (tmp_path / "strict").rglob("*") if path.is_file()] == []  # nothing to serve

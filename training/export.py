@@ -12,8 +12,8 @@ mean/std) and the calibration temperature are inside the graph. Not exported: th
 real uploads (`images`) and the digit gate, which reads features of the upload.
 
 Writes `<output>/mnist/1/model.onnx` (one file, weights inside) and `<output>/mnist/config.pbtxt` (onnxruntime
-backend, dynamic batching); then runs the file with onnxruntime against the PyTorch network on the same digits and
-refuses to finish if they disagree. Needs the `export` extra (onnx, onnxscript, onnxruntime).
+backend, dynamic batching) once onnxruntime, running the file, agrees with the PyTorch network on the same digits;
+if they disagree, nothing is written. Needs the `export` extra (onnx, onnxscript, onnxruntime).
 """
 
 from __future__ import annotations
@@ -116,15 +116,18 @@ def export(checkpoint: Path, output: Path, *, max_batch_size: int = 64, max_queu
     proto = program.model_proto
     onnx.helper.set_model_props(
         proto,
-        {"checkpoint_version": version, "temperature": str(metadata.temperature), "source": str(checkpoint)},
+        {"checkpoint_version": version, "temperature": str(metadata.temperature), "source": checkpoint.name},
     )
     onnx.checker.check_model(proto)
-    onnx.save_model(proto, onnx_path)  # weights inside: one file, as Triton's repository expects
+    candidate = onnx_path.with_name(f".{onnx_path.name}.tmp")  # checked before it takes the model's place
+    onnx.save_model(proto, candidate)  # weights inside: one file, as Triton's repository expects
+    difference = check_parity(candidate, module, max_batch_size)
+    if difference > TOLERANCE:
+        candidate.unlink()
+        raise RuntimeError(f"{onnx_path}: onnxruntime differs from PyTorch by {difference:.2e} > {TOLERANCE:g}")
+    candidate.replace(onnx_path)
     config_path = model_dir / "config.pbtxt"
     config_path.write_text(triton_config(max_batch_size, max_queue_delay_us, version))
-    difference = check_parity(onnx_path, module, max_batch_size)
-    if difference > TOLERANCE:
-        raise RuntimeError(f"{onnx_path}: onnxruntime differs from PyTorch by {difference:.2e} > {TOLERANCE:g}")
     log.info(
         "exported %s (version %s) to %s; onnxruntime within %.1e of PyTorch", checkpoint, version, model_dir, difference
     )
