@@ -12,7 +12,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train gate lint lock proto screenshot perf-analyzer bench-train bench-serve bench-triton bench-gpu clean
+.PHONY: help setup serve test test-fast test-gpu train gate onnx lint lock proto screenshot perf-analyzer bench-train bench-serve bench-triton bench-gpu clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ TRAIN_RENDERS = $(DATA)/renders-train-digits1.npz $(DATA)/renders-train-digits3.
 train: setup $(TRAIN_RENDERS)  ## train the shipped model's recipe into models/, then fit its digit gate (make gate)
 	$(BIN)/python -m training.run --seed 2 --epochs 62 --rendered $(TRAIN_RENDERS) --outlier-weight 0
 	$(MAKE) gate
+
+onnx: setup  ## $(CHECKPOINT) as ONNX in a Triton model repository, models/triton/ (python -m training.export)
+	$(BIN)/python -m training.export --checkpoint $(CHECKPOINT)
 
 $(DATA)/renders-train.npz: | setup
 	$(EXPORT) --split train --per-style 700 --per-category 700 --seed 0
