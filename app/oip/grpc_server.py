@@ -69,7 +69,8 @@ CLIENT_GONE = 499
 
 
 class InferenceServicer:
-    """The seven calls, each a thin translation of its REST route in `app.routes.oip` onto the same `Service`."""
+    """The inference service's seven calls, each a thin translation of its REST route in `app.routes.oip` onto the
+    same `Service`, and the health service's Check."""
 
     def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
         self.service, self.loop = service, loop
