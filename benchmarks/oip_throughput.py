@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import logging
 import os
@@ -52,7 +51,7 @@ from app.oip.grpc_server import SERVICE_NAME
 from app.testing import free_port, running_server
 from benchmarks.grpc_load import run_grpc_load
 from benchmarks.serve_throughput import SERVE, server_env
-from benchmarks.serving import REPO, UVICORN_QUIET, add_server_flags, hey, mnist_test_digits, pinned
+from benchmarks.serving import REPO, UVICORN_QUIET, add_server_flags, encode, hey, mnist_test_digits, pinned
 from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.oip_throughput")
@@ -77,12 +76,6 @@ class Load:
     @property
     def grpc(self) -> bool:
         return self.path == GRPC_INFER
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def oip_binary(name: str, datatype: str, shape: list[int], data: bytes) -> tuple[bytes, str]:
@@ -113,7 +106,7 @@ def multipart(field: str, files: list[bytes], boundary: str = "oip-benchmark-bou
 
 def loads(workdir: Path, digits: np.ndarray) -> list[Load]:
     """The request bodies, written to `workdir` for hey."""
-    files = [png(image) for image in digits]
+    files = [encode(Image.fromarray(image), "PNG") for image in digits]
     pixels, pixels_length = oip_binary("pixels", "UINT8", list(digits.shape), digits.tobytes())
     framed = b"".join(struct.pack("<I", len(data)) + data for data in files)
     images, images_length = oip_binary("images", "BYTES", [len(files)], framed)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import io
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from PIL import Image
 
 from app.testing import free_port, running_server
 from benchmarks.serve_throughput import SERVE, server_env
-from benchmarks.serving import REPO, UVICORN_QUIET, add_server_flags, mnist_test_digits, pinned
+from benchmarks.serving import REPO, UVICORN_QUIET, add_server_flags, encode, mnist_test_digits, pinned
 from mnist_model import ModelMetadata, Net, save_checkpoint
 
 log = logging.getLogger("benchmarks.perf_analyzer")
@@ -63,12 +62,6 @@ def find_perf_analyzer() -> str | None:
     return None
 
 
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def input_data(digits: np.ndarray) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """perf_analyzer's `--input-data` JSON for each input: one entry per digit (one batch row; perf_analyzer
     stacks `--batch` of them into a request). `pixels`: the 784 values. `images`: the digit as a PNG file in
@@ -78,7 +71,7 @@ def input_data(digits: np.ndarray) -> dict[str, dict[str, list[dict[str, Any]]]]
     ]
     images: list[dict[str, Any]] = []
     for digit in digits:
-        file = png(digit)
+        file = encode(Image.fromarray(digit), "PNG")
         serialised = struct.pack("<I", len(file)) + file
         images.append({"images": {"b64": base64.b64encode(serialised).decode(), "shape": [1]}})
     return {"pixels": {"data": pixels}, "images": {"data": images}}
