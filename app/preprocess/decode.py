@@ -158,12 +158,21 @@ def shrink(image: Image.Image) -> Image.Image:
     Done before any filtering so every later step costs the same whatever was uploaded; area averaging also
     smooths JPEG noise and paper grain. Transparency is kept as premultiplied alpha (RGBa), so transparent
     pixels do not bleed their (meaningless) colour into the strokes, and compositing later is one addition.
+
+    Where whole k×k boxes make exactly the working copy's size (a 1,024×768 or 2,048×1,536 export, k = 4 or 8;
+    the last row or column of boxes may be partial), Pillow's `reduce` averages them, 3-4× cheaper than the box
+    resize, which gives the same averages within a gray level there (a 1,024×768 canvas export: 1.1 against 3.5
+    ms). Other sizes get the box resize: boxes reduced first and resized again would shift edges by up to half a
+    box.
     """
     image = unify_mode(image)
     width, height = image.size
     scale = WORK_SIDE / max(width, height)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        factor = round(1 / scale)
+        if factor > 1 and (-(-width // factor), -(-height // factor)) == size:
+            return image.reduce(factor)
         image = image.resize(size, Image.Resampling.BOX)
     return image
 

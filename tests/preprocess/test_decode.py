@@ -9,10 +9,10 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from app.preprocess import ImageError, to_mnist_pixels
-from app.preprocess.decode import MAX_PIXELS, decode_image
+from app.preprocess.decode import MAX_PIXELS, decode_image, shrink
 from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
 
 INVERSE = {  # EXIF orientation → how a camera stored an upright picture under that tag
@@ -51,6 +51,45 @@ def test_jpegs_are_decoded_at_the_smallest_scale_covering_the_working_side(
     size: tuple[int, int], decoded: tuple[int, int]
 ) -> None:
     assert decode_image(encode(Image.new("RGB", size, "white"), "JPEG"), MAX_PIXELS).size == decoded
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBa", "F"])
+@pytest.mark.parametrize(
+    ("size", "shrunk"),
+    [
+        ((1024, 768), (256, 192)),  # whole 4×4 boxes, nothing left for the resize
+        ((2048, 512), (256, 64)),
+        ((1024, 791), (256, 198)),  # the last row of boxes only partly there
+        ((1100, 800), (256, 186)),  # no whole boxes make 256 px: the box resize, as for every other size
+        ((300, 2000), (38, 256)),
+        ((400, 300), (256, 192)),
+    ],
+)
+def test_the_working_copy_is_the_box_average(mode: str, size: tuple[int, int], shrunk: tuple[int, int]) -> None:
+    """Where whole boxes make the working copy (Pillow's reduce), every pixel is the average of its box within a gray
+    level even on noise (the reduce and the box resize round differently); where the last row of boxes is partial,
+    close to it on a photo's smooth light and strokes; every other size is the box resize's own result."""
+    exact = size[0] % shrunk[0] == 0 and size[1] % shrunk[1] == 0
+    rng = np.random.default_rng(size[0])
+    if exact:
+        channels = () if mode in ("L", "F") else (4 if mode == "RGBa" else 3,)
+        values = rng.integers(0, 256, (size[1], size[0], *channels), dtype=np.uint8)
+        image = Image.fromarray(values.astype(np.float32) if mode == "F" else values)
+    else:  # a glyph on unevenly lit paper, blurred as a phone's optics blur it
+        page = on_paper(glyph(min(size) // 2), size=size).filter(ImageFilter.GaussianBlur(2))
+        image = page.convert("F") if mode == "F" else page.convert("RGB" if mode == "RGB" else "L")
+        if mode == "RGBa":
+            image = Image.merge("RGBA", (*page.convert("RGB").split(), page.convert("L"))).convert("RGBa")
+    if mode == "RGBa" and exact:
+        image = image.convert("RGBa")
+    working = shrink(image)
+    assert working.size == shrunk and working.mode == mode
+    alone = np.asarray(image.resize(shrunk, Image.Resampling.BOX), np.float32)
+    difference = np.abs(np.asarray(working, np.float32) - alone)
+    if size == (1024, 791):  # all but the last row of boxes whole
+        assert difference[:-1].max() <= 1.01 and difference.max() <= 16.0
+    else:
+        assert difference.max() <= (1.01 if exact else 0.0)
 
 
 # ---------------------------------------------------------------- odd but valid files
