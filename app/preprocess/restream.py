@@ -1,0 +1,66 @@
+"""A big PNG's image data inflated by zlib-ng and handed to libspng as stored deflate blocks, which it only copies.
+
+Why: decoding a plain 8-bit PNG is two steps, inflating its IDAT stream and undoing each row's filter, and libspng
+(pyspng) does the first with the portable zlib built into it. On the 1,024-px uploads of the style benchmark that
+inflate was most of the decode: a 1,024×768 RGBA canvas export (31 kB; 3 MB of rows) inflated in ~7 ms with zlib
+and ~0.6 ms with zlib-ng, while libspng took ~6.3 ms for the whole decode; a noisy 1,024-px gray scan (250 kB)
+~2.6 against ~1.7 ms (one-off script, one core of the AVX2 VM). libspng cannot be handed rows, but deflate has
+stored blocks (a length, then the bytes as they are), which any inflater only copies. So the rows are inflated
+here, bounded by the size the header implies (a stream that inflates to more is refused, never held: no bomb),
+wrapped in stored blocks inside a PNG with the original header, and libspng unfilters that: the same pixels, bit
+for bit (`tests/preprocess/test_restream.py`).
+
+Anything unexpected (a stream that inflates to the wrong size, or not at all) returns None: the caller then decodes
+the original file as before, so damaged files get the same answers and messages they always did.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import cast
+
+from zlib_ng import zlib_ng
+
+RESTREAM_BYTES = 256 * 1024
+"""Inflated image data at least this big (a 512×512 gray scan, a 256×256 RGBA canvas) is restreamed; below it the
+extra copies cost about what zlib-ng saves."""
+STORED_BLOCK = 65_535
+"""The most bytes one stored deflate block holds (its length field is 16 bits)."""
+ZLIB_HEADER = b"\x78\x01"
+"""A zlib stream's header: deflate, 32 KiB window, no preset dictionary (a multiple of 31, as the format requires)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+INFLATE_ERROR = cast(type[Exception], zlib_ng.error)
+"""What zlib-ng raises on a broken stream (its type stub declares the class as an instance)."""
+
+
+def row_bytes(width: int, height: int, channels: int) -> int:
+    """Size of an 8-bit, non-interlaced PNG's inflated image data: each row is its filter byte and its pixels."""
+    return height * (1 + width * channels)
+
+
+def restream(header: bytes, image_data: list[memoryview], size: int) -> bytes | None:
+    """A PNG with IHDR body `header` whose image data is the inflated `image_data` (the IDAT chunks' bodies, in
+    order) in stored blocks; None unless they inflate to exactly `size` bytes, one complete zlib stream."""
+    inflater = zlib_ng.decompressobj()
+    try:
+        rows = inflater.decompress(b"".join(image_data), size)
+        # the stream's end and checksum come after the last row: reading on may give no byte more
+        more = b"" if inflater.eof else inflater.decompress(inflater.unconsumed_tail, 1)
+    except INFLATE_ERROR:
+        return None
+    if len(rows) != size or more or not inflater.eof or inflater.unused_data:  # bytes after the stream: as before
+        return None
+    view = memoryview(rows)
+    parts: list[bytes | memoryview] = [ZLIB_HEADER]
+    for start in range(0, size, STORED_BLOCK):
+        length = min(STORED_BLOCK, size - start)
+        final = start + length == size
+        parts += (struct.pack("<BHH", final, length, length ^ 0xFFFF), view[start : start + length])
+    parts.append(struct.pack(">I", zlib_ng.adler32(rows)))
+    return b"".join([PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", b"".join(parts)), _chunk(b"IEND", b"")])
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body, CRC of type and body."""
+    checksum = zlib_ng.crc32(body, zlib_ng.crc32(kind))
+    return b"".join([struct.pack(">I", len(body)), kind, body, struct.pack(">I", checksum)])
