@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP")
 """Pillow format names we decode; anything else is answered with 415."""
+JPEG_FORMATS = ("JPEG", "MPO")
+"""What Pillow's JPEG plugin opens: a JPEG carrying more pictures (MPO: Ultra HDR photos' gain map, cameras' previews)
+is still a JPEG whose first picture is the photo, and is decoded at a reduced scale like any (`draft_scale`)."""
 MAX_PIXELS = 25_000_000
 """Limit on width × height, checked on the header; the default of MNIST_SERVE_MAX_IMAGE_PIXELS too."""
 WORK_SIDE = 256
@@ -106,7 +109,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             413,
         )
     try:
-        if image.format == "JPEG":
+        if image.format in JPEG_FORMATS:
             scale = draft_scale(image.size)  # asking for the sides divided by it makes Pillow pick that scale
             image.draft(image.mode, (width // scale, height // scale))
         image.load()
