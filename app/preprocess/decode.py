@@ -27,7 +27,7 @@ import pyspng
 from PIL import Image, UnidentifiedImageError
 
 from app.preprocess.errors import ImageError
-from app.preprocess.restream import RESTREAM_BYTES, restream, row_bytes
+from app.preprocess.restream import PNG_SIGNATURE, RESTREAM_BYTES, restream, row_bytes
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,6 @@ def to_array(image: Image.Image) -> np.ndarray:
     return (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLAIN_CHUNKS = (b"IHDR", b"IDAT", b"IEND", b"gAMA", b"sRGB", b"pHYs", b"tIME", b"cHRM", b"sBIT", b"bKGD")
 """Chunks the libspng path (`plain_png`, `small_gray_png`) accepts: image data and display hints, which neither
 decoder applies to the pixels. Text chunks (which can carry EXIF, hence an orientation), colour profiles,
@@ -269,7 +268,8 @@ def _spng_pixels(data: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     """libspng's pixels of a PNG whose header was checked, when every chunk is in PLAIN_CHUNKS with the right CRC
     (libspng, as pyspng calls it, does not check them), IHDR first and IEND last with nothing after it, and the
     pixels come out in `shape`; else None. libspng refuses a truncated or malformed image stream (None here), so
-    a damaged or unusual file gets Pillow's decoder and its error messages."""
+    a damaged or unusual file gets Pillow's decoder and its error messages. Big images are inflated by zlib-ng
+    first (`restream`), where their stream inflates to exactly the rows the header implies."""
     offset, image_data, view = len(PNG_SIGNATURE), [], memoryview(data)
     while True:
         if offset + 12 > len(data):
@@ -289,7 +289,7 @@ def _spng_pixels(data: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
         return None
     size = row_bytes(shape[1], shape[0], shape[2] if len(shape) == 3 else 1)
     if size >= RESTREAM_BYTES:  # zlib-ng inflates, libspng only unfilters: the same pixels, faster (`restream`)
-        data = restream(bytes(view[len(PNG_SIGNATURE) + 8 : len(PNG_SIGNATURE) + 21]), image_data, size) or data
+        data = restream(view, image_data, size) or data
     try:
         pixels = pyspng.load(data)
     except RuntimeError:  # pyspng's only error: libspng could not decode the stream

@@ -29,6 +29,8 @@ STORED_BLOCK = 65_535
 ZLIB_HEADER = b"\x78\x01"
 """A zlib stream's header: deflate, 32 KiB window, no preset dictionary (a multiple of 31, as the format requires)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IHDR_BODY = slice(len(PNG_SIGNATURE) + 8, len(PNG_SIGNATURE) + 21)
+"""Where a PNG's header fields lie: the first chunk's 13-byte body, after the signature, its length and its type."""
 INFLATE_ERROR = cast(type[Exception], zlib_ng.error)
 """What zlib-ng raises on a broken stream (its type stub declares the class as an instance)."""
 
@@ -38,9 +40,12 @@ def row_bytes(width: int, height: int, channels: int) -> int:
     return height * (1 + width * channels)
 
 
-def restream(header: bytes, image_data: list[memoryview], size: int) -> bytes | None:
-    """A PNG with IHDR body `header` whose image data is the inflated `image_data` (the IDAT chunks' bodies, in
-    order) in stored blocks; None unless they inflate to exactly `size` bytes, one complete zlib stream."""
+def restream(png: memoryview, image_data: list[memoryview], size: int) -> bytes | None:
+    """A PNG with the header of `png` (a file whose chunks were checked: IHDR first) whose image data is the
+    inflated `image_data` (its IDAT chunks' bodies, in order) in stored blocks; None unless they inflate to exactly
+    `size` bytes, one complete zlib stream. Its other chunks (display hints, which libspng does not apply) stay out.
+
+    Memory: while libspng decodes the result, the rows are held once more than when it decodes `png` itself."""
     inflater = zlib_ng.decompressobj()
     try:
         rows = inflater.decompress(b"".join(image_data), size)
@@ -57,7 +62,8 @@ def restream(header: bytes, image_data: list[memoryview], size: int) -> bytes | 
         final = start + length == size
         parts += (struct.pack("<BHH", final, length, length ^ 0xFFFF), view[start : start + length])
     parts.append(struct.pack(">I", zlib_ng.adler32(rows)))
-    return b"".join([PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", b"".join(parts)), _chunk(b"IEND", b"")])
+    header = _chunk(b"IHDR", bytes(png[IHDR_BODY]))
+    return b"".join([PNG_SIGNATURE, header, _chunk(b"IDAT", b"".join(parts)), _chunk(b"IEND", b"")])
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

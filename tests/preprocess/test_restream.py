@@ -43,7 +43,7 @@ def _restreamed(data: bytes) -> bytes | None:
         (length,) = struct.unpack_from(">I", data, offset)
         bodies.append(memoryview(data)[offset + 8 : offset + 8 + length])
         offset += 12 + length
-    return restream(data[16:29], bodies, row_bytes(width, height, CHANNELS[colour]))
+    return restream(memoryview(data), bodies, row_bytes(width, height, CHANNELS[colour]))
 
 
 @pytest.mark.parametrize("colour", [0, 2, 6])
