@@ -11,6 +11,7 @@ from app.config import Settings
 from app.errors import ModelTimeout, ModelUnavailable, NotReady, QueueFull, ServiceError, error_response
 from app.main import create_app
 from app.testing import StubModel, serve_in_process
+from tests.preprocess.images import IPHONE_HEIC
 
 
 @pytest.fixture
@@ -85,3 +86,10 @@ async def test_a_service_error_raised_in_a_route_is_answered_natively(client):
     response = await client.get("/test/typed-error")
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert response.json() == {"detail": "the queue is full (2 images); retry shortly"}
+
+
+async def test_an_iphone_photo_as_heic_is_a_415_that_says_how_to_send_it(client):
+    response = await client.post("/predict", content=IPHONE_HEIC, headers={"Content-Type": "image/heic"})
+    assert response.status_code == 415
+    detail = response.json()["detail"]
+    assert detail.startswith("HEIC images are not accepted") and "convert it to JPEG" in detail

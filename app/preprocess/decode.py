@@ -91,9 +91,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError as exc:
-        raise ImageError(
-            "not an image in an accepted format: send a PNG, JPEG, GIF, WebP, TIFF or BMP file", 415
-        ) from exc
+        raise ImageError(f"{not_accepted(data)}: send a PNG, JPEG, GIF, WebP, TIFF or BMP file", 415) from exc
     except BOMB_ERRORS as exc:
         raise ImageError(too_many_pixels(max_pixels), 413) from exc
     except DECODE_ERRORS as exc:
@@ -122,6 +120,33 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             "send it again or in another format"
         ) from exc
     return image
+
+
+HEIF_BRANDS = {
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"), "HEIC"),
+    **dict.fromkeys((b"avif", b"avis"), "AVIF"),
+}
+"""Major brands of an ISO media file's `ftyp` box that mark HEIF still images (ISO/IEC 23008-12: HEVC-coded, as
+iPhones take photos, or another codec in the same container) and AV1-coded ones (AVIF)."""
+HEIC_HINT = (
+    "an iPhone's own photo format: convert it to JPEG, or set Settings → Camera → Formats → Most Compatible; "
+    "browsers convert HEIC uploads to JPEG themselves"
+)
+
+
+def not_accepted(data: bytes) -> str:
+    """Why `data` is refused with 415, naming its kind where it is a photo format people send by mistake.
+
+    An iPhone app's upload is the camera's HEIC file unless the app converts it, and AVIF is a newer image format in
+    the same container: neither is decoded here (no HEVC or AV1 decoder in the service), and "not an image" would
+    puzzle whoever sent a photo. The container's first box (`ftyp`) names its brand (HEIF_BRANDS).
+    """
+    kind = HEIF_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
+    if kind == "HEIC":
+        return f"HEIC images are not accepted ({HEIC_HINT})"
+    if kind is not None:
+        return f"{kind} images are not accepted"
+    return "not an image in an accepted format"
 
 
 def draft_scale(size: tuple[int, int]) -> int:

@@ -12,6 +12,10 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import ImageError, to_mnist_pixels
 
+IPHONE_HEIC = bytes.fromhex("00000018667479706865696300000000") + b"mif1MiHBmiafheic" + bytes(64)
+"""The start of an iPhone's HEIC photo: its ftyp box (brand heic; compatible mif1, MiHB, miaf, heic), then an empty
+box: what the service sees first of the camera's file."""
+
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()

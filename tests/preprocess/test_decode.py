@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image, ImageFilter
 
 from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess.decode import MAX_PIXELS, decode_image, shrink
-from tests.preprocess.images import encode, error_of, glyph, on_paper, similarity
+from tests.preprocess.images import IPHONE_HEIC, encode, error_of, glyph, on_paper, similarity
 
 INVERSE = {  # EXIF orientation → how a camera stored an upright picture under that tag
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -188,6 +189,26 @@ def test_non_images_are_rejected(data: bytes, status: int) -> None:
     error = error_of(data)
     assert error.status_code == status and isinstance(error, ValueError)
     assert "PNG" in str(error)  # the message says what to send instead
+
+
+def _avif() -> bytes:
+    """A real AVIF file: Pillow writes them, but the service does not decode them."""
+    return encode(on_paper(glyph(200)), "AVIF")
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: IPHONE_HEIC, "HEIC images are not accepted (an iPhone's own photo format: convert it to JPEG"),
+        (lambda: IPHONE_HEIC.replace(b"ftypheic", b"ftypmif1"), "HEIC images are not accepted"),
+        (_avif, "AVIF images are not accepted"),
+    ],
+    ids=["iPhone HEIC", "HEIF", "AVIF"],
+)
+def test_photo_formats_sent_by_mistake_are_named(make: Callable[[], bytes], named: str) -> None:
+    error = error_of(make())
+    assert error.status_code == 415 and str(error).startswith(named)
+    assert str(error).endswith("send a PNG, JPEG, GIF, WebP, TIFF or BMP file")
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP"])
