@@ -138,8 +138,9 @@ def not_accepted(data: bytes) -> str:
     """Why `data` is refused with 415, naming its kind where it is a photo format people send by mistake.
 
     An iPhone app's upload is the camera's HEIC file unless the app converts it, and AVIF is a newer image format in
-    the same container: neither is decoded here (no HEVC or AV1 decoder in the service), and "not an image" would
-    puzzle whoever sent a photo. The container's first box (`ftyp`) names its brand (HEIF_BRANDS).
+    the same container: neither is decoded here (the service has no HEVC decoder, and leaves AVIF out with Pillow's
+    other plugins, ACCEPTED_FORMATS), and "not an image" would puzzle whoever sent a photo. The container's first
+    box (`ftyp`) names its brand (HEIF_BRANDS).
     """
     kind = HEIF_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
     if kind == "HEIC":
