@@ -27,7 +27,7 @@ import pyspng
 from PIL import Image, UnidentifiedImageError
 
 from app.preprocess.errors import ImageError
-from app.preprocess.restream import PNG_SIGNATURE, RESTREAM_BYTES, restream, row_bytes
+from app.preprocess.restream import PNG_SIGNATURE, RESTREAM_BYTES, RESTREAM_MAX_BYTES, restream, row_bytes
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def _spng_pixels(data: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     if offset != len(data):
         return None
     size = row_bytes(shape[1], shape[0], shape[2] if len(shape) == 3 else 1)
-    if size >= RESTREAM_BYTES:  # zlib-ng inflates, libspng only unfilters: the same pixels, faster (`restream`)
+    if RESTREAM_BYTES <= size <= RESTREAM_MAX_BYTES:  # zlib-ng inflates, libspng only unfilters (`restream`)
         data = restream(view, image_data, size) or data
     try:
         pixels = pyspng.load(data)

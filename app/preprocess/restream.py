@@ -24,6 +24,10 @@ from zlib_ng import zlib_ng
 RESTREAM_BYTES = 256 * 1024
 """Inflated image data at least this big (a 512×512 gray scan, a 256×256 RGBA canvas) is restreamed; below it the
 extra copies cost about what zlib-ng saves."""
+RESTREAM_MAX_BYTES = 16 * 1024 * 1024
+"""...and at most this big (a 2,048×2,048 RGBA image): while libspng decodes the restreamed file, the rows are held
+once more than when it decodes the upload itself, so a file declaring the pixel limit's worth (25 Mpx, 100 MB as
+RGBA) is decoded by libspng alone, and no request holds more than this extra."""
 STORED_BLOCK = 65_535
 """The most bytes one stored deflate block holds (its length field is 16 bits)."""
 ZLIB_HEADER = b"\x78\x01"
@@ -44,8 +48,7 @@ def restream(png: memoryview, image_data: list[memoryview], size: int) -> bytes 
     """A PNG with the header of `png` (a file whose chunks were checked: IHDR first) whose image data is the
     inflated `image_data` (its IDAT chunks' bodies, in order) in stored blocks; None unless they inflate to exactly
     `size` bytes, one complete zlib stream. Its other chunks (display hints, which libspng does not apply) stay out.
-
-    Memory: while libspng decodes the result, the rows are held once more than when it decodes `png` itself."""
+    The caller keeps `size` within RESTREAM_BYTES and RESTREAM_MAX_BYTES."""
     inflater = zlib_ng.decompressobj()
     try:
         rows = inflater.decompress(b"".join(image_data), size)
