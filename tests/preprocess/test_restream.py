@@ -113,11 +113,11 @@ def test_small_and_huge_pngs_are_not_restreamed(monkeypatch: pytest.MonkeyPatch)
         raise AssertionError("restreamed")
 
     monkeypatch.setattr(decode_module, "restream", fail)
-    small = _rows(200, 150, 3)
+    small = _rows(60, 50, 3)
     assert len(small) < RESTREAM_BYTES
     huge = _rows(600, 500, 3)
     monkeypatch.setattr(decode_module, "RESTREAM_MAX_BYTES", len(huge) - 1)
-    for (width, height), rows in (((200, 150), small), ((600, 500), huge)):
+    for (width, height), rows in (((60, 50), small), ((600, 500), huge)):
         data = _png(width, height, 2, zlib.compress(rows))
         np.testing.assert_array_equal(plain_png(data, max_pixels=10**7), pyspng.load(data))
 
