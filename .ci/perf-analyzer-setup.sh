@@ -3,8 +3,9 @@
 # .tools/perf-analyzer, for tests/oip/test_perf_analyzer.py and benchmarks/perf_analyzer.py.
 #
 # perf_analyzer is a C++ binary that PyPI ships only inside tritonclient's wheels: 2.50's runs on Debian 12's glibc
-# 2.36 (checked: 2.55's and 2.60's need glibc 2.38; 2.64's and 2.66's have none). It links libb64 (Debian's libb64-0d) and CUDA 12's runtime library
-# (for its optional CUDA shared memory; it runs without a GPU), which nvidia-cuda-runtime-cu12's wheel provides.
+# 2.36 (checked: 2.55's and 2.60's need glibc 2.38; 2.64's and 2.66's have none). It links libb64 (Debian's
+# libb64-0d) and CUDA 12's runtime library (for its optional CUDA shared memory; it runs without a GPU), which
+# nvidia-cuda-runtime-cu12's wheel provides.
 # Nothing goes into the project's venv: the binary and that library are unpacked here, and a wrapper sets
 # LD_LIBRARY_PATH. Idempotent. Prints PERF_ANALYZER=<wrapper> on stdout; exits non-zero with a reason on failure.
 set -euo pipefail

@@ -35,20 +35,20 @@ def test_readme_starts_with_the_two_commands_a_newcomer_needs():
         assert command.split()[1] in targets
 
 
-def test_every_training_command_parses():
-    lines = commands("python -m training.run") + commands("torchrun")
-    assert len(lines) >= 5
+@pytest.mark.parametrize(
+    ("prefixes", "module", "parse", "at_least"),
+    [
+        (("python -m training.run", "torchrun"), "training.run", parse_args, 5),
+        (("python -m training.export",), "training.export", export_args, 1),
+    ],
+    ids=["training.run", "training.export"],
+)
+def test_every_training_command_parses(prefixes, module, parse, at_least):
+    lines = [line for prefix in prefixes for line in commands(prefix)]
+    assert len(lines) >= at_least
     for line in lines:
         argv = shlex.split(line, comments=True)
-        parse_args(argv[argv.index("training.run") + 1 :])  # exits 2 on a flag that does not exist
-
-
-def test_the_export_commands_parse():
-    lines = commands("python -m training.export")
-    assert lines
-    for line in lines:
-        argv = shlex.split(line, comments=True)
-        export_args(argv[argv.index("training.export") + 1 :])  # exits 2 on a flag that does not exist
+        parse(argv[argv.index(module) + 1 :])  # exits 2 on a flag that does not exist
 
 
 GATE_STEPS = ("python -m benchmarks.renders.export", "MNIST_SERVE_NUM_THREADS=1 python -m app.gate.fit")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnist_model import ModelMetadata, Net, checkpoint_version, load_checkpoint
+from mnist_model import ModelMetadata, Net, checkpoint_version, load_checkpoint, normalize
 from mnist_model.checkpoint import CheckpointError
 from training.config import DEFAULT_OUTPUT as DEFAULT_CHECKPOINT
 
@@ -35,6 +35,11 @@ log = logging.getLogger("training.export")
 DEFAULT_REPOSITORY = Path("models/triton")
 MODEL_NAME = "mnist"
 INPUT, OUTPUT = "pixels", "probabilities"
+DEFAULT_MAX_BATCH_SIZE = 64
+"""Triton's max_batch_size unless told: the service's own default MNIST_SERVE_MAX_BATCH_SIZE (this package cannot
+import the service's settings: the training image has no app/)."""
+DEFAULT_QUEUE_DELAY_US = 20_000
+"""Triton's longest wait for a fuller batch unless told: the service's default MNIST_SERVE_MAX_BATCH_WAIT_MS, 20 ms."""
 TOLERANCE = 1e-5
 """Largest difference of a probability between onnxruntime and PyTorch (float32) that the export accepts."""
 
@@ -48,7 +53,7 @@ class CalibratedNet(nn.Module):
         self.net, self.mean, self.std, self.temperature = net, metadata.mean, metadata.std, metadata.temperature
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        images = (pixels.to(torch.float32) / 255.0 - self.mean) / self.std
+        images = normalize(pixels, self.mean, self.std)
         return torch.softmax(self.net(images.unsqueeze(1)) / self.temperature, dim=1)
 
 
@@ -91,7 +96,13 @@ parameters {{
 """
 
 
-def export(checkpoint: Path, output: Path, *, max_batch_size: int = 64, max_queue_delay_us: int = 20_000) -> Exported:
+def export(
+    checkpoint: Path,
+    output: Path,
+    *,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+) -> Exported:
     """Export `checkpoint` into the Triton repository `output` and check it with onnxruntime (see the module)."""
     import onnx  # the `export` extra: imported here, so that the rest of training never needs it
 
@@ -165,14 +176,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-batch-size",
         type=int,
-        default=64,
+        default=DEFAULT_MAX_BATCH_SIZE,
         metavar="N",
         help="Triton's max_batch_size: most digits in one request and in one batch",
     )
     parser.add_argument(
         "--max-queue-delay-us",
         type=int,
-        default=20_000,
+        default=DEFAULT_QUEUE_DELAY_US,
         metavar="US",
         help="Triton's dynamic batching: longest wait, in microseconds, for a fuller batch",
     )
