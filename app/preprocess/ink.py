@@ -16,6 +16,7 @@ import numpy as np
 from app.preprocess.morphology import (
     area_and_outline,
     grow,
+    least_side_maximum,
     max_filter,
     min_filter,
     reconstruct_side_by_side,
@@ -147,10 +148,11 @@ def dark_on_light(values: np.ndarray, notes: CueNotes | None = None) -> np.ndarr
     if notes is not None:
         notes.inverted = not light
     if values.ndim == 3:
-        red, green, blue = values[:, :, 0], values[:, :, 1], values[:, :, 2]  # chained ufuncs: 20× min(axis=2)
+        # OpenCV on contiguous planes: 2.4× numpy's chained ufuncs on the strided channels, 60× min(axis=2)
+        red, green, blue = cv2.split(values)
         if light:
-            return np.minimum(np.minimum(red, green), blue)
-        return 255 - np.maximum(np.maximum(red, green), blue)
+            return cv2.min(cv2.min(red, green), blue)
+        return 255 - cv2.max(cv2.max(red, green), blue)
     return values if light else 255 - values
 
 
@@ -346,15 +348,16 @@ def fill_basins(copies: np.ndarray, rims: np.ndarray) -> np.ndarray:
     paper estimate, so it is still filled; a long one (a shadow) is seeded with itself and stays.
     """
     seeded = copies.copy()
-    for values, rim, seeds in zip(copies, rims, seeded, strict=True):
-        for side in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
-            seeds[side] = _seed_edge(values[side], rim[side])
+    sides = (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1])
+    # which images' sides have ink on them at all, for all at once: usually none, and each side looked at on its
+    # own (`_seed_edge`) costs ~7 µs
+    inked = np.stack([(copies[side] < (1.0 - EDGE_INK) * rims[side]).any(axis=1) for side in sides], axis=1)
+    for image, side in zip(*np.nonzero(inked), strict=True):
+        edge = (image, *sides[side][1:])
+        seeded[edge] = _seed_edge(copies[edge], rims[edge])
     # Start from the best straight path to each side (the brightest pixel met on the way is as high as the fill can
-    # need there): the same result as starting from "everything full", in a few passes, not dozens. All images at
-    # once, along their rows and columns (axes 1 and 2).
-    down, up = np.maximum.accumulate(seeded, axis=1), np.maximum.accumulate(seeded[:, ::-1], axis=1)[:, ::-1]
-    right, left = np.maximum.accumulate(seeded, axis=2), np.maximum.accumulate(seeded[:, :, ::-1], axis=2)[:, :, ::-1]
-    markers = np.minimum(np.minimum(down, up), np.minimum(right, left))
+    # need there): the same result as starting from "everything full", in a few passes, not dozens.
+    markers = least_side_maximum(seeded)
     return np.stack(reconstruct_side_by_side(list(markers), list(copies)))
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from app.preprocess import to_mnist_pixels
-from app.preprocess.ink import divide_background, lift_patches, light_background, paper_plane
+from app.preprocess.ink import divide_background, fill_basins, lift_patches, light_background, paper_plane
 from app.preprocess.morphology import max_filter, min_filter
 from app.preprocess.strokes import threshold_noise
 from tests.preprocess.images import encode, glyph, on_paper, similarity
@@ -174,3 +174,22 @@ def test_a_thin_chalk_line_on_an_unevenly_lit_board_is_light_on_dark() -> None:
     assert not light_background(values)
     paper = 255 - values  # the same drawing as dark pencil on light paper
     assert light_background(paper)
+
+
+def test_basins_are_filled_and_so_are_strokes_running_off_a_side_but_not_shadows_along_it() -> None:
+    paper = np.full((40, 48), 200.0, np.float32)
+    enclosed = paper.copy()
+    enclosed[14:20, 15:25] = 60.0  # a blob of ink inside the image
+    off_sides = paper.copy()
+    off_sides[18:21, :12] = 50.0  # a stroke running off the left side: a short dark run there (EDGE_RUN)
+    off_sides[:10, 30:33] = 50.0  # another off the top
+    off_sides[-1, :] = 80.0  # a shadow along the whole bottom: a long run, reaching the corners
+    off_sides[-2, :] = 90.0
+    stack = np.stack([enclosed, off_sides, paper])  # the inked sides belong to the second image only
+    filled = fill_basins(stack, np.full_like(stack, 200.0))
+    assert np.all(filled[0] == 200.0)  # the blob is a basin: filled up to the paper
+    assert np.all(filled[1, :-2] == 200.0)  # each stroke is filled from the paper seeded where it leaves the image
+    assert np.all(filled[1, -1] == 80.0) and np.all(filled[1, -2] == 90.0)  # the shadow drains: it stays
+    assert np.all(filled[2] == 200.0)
+    alone = fill_basins(off_sides[None], np.full((1, 40, 48), 200.0, np.float32))
+    assert np.array_equal(alone[0], filled[1])  # each image of the stack is filled on its own

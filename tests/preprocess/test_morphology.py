@@ -9,6 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from app.preprocess.morphology import (
     area_and_outline,
     grow,
+    least_side_maximum,
     max_filter,
     min_filter,
     reconstruct_by_erosion,
@@ -46,6 +47,23 @@ def test_grow_is_a_3x3_dilation_repeated() -> None:
     cells[4, 4] = True
     assert np.count_nonzero(grow(cells)) == 9 and np.count_nonzero(grow(cells, 2)) == 25
     assert grow(cells).dtype == bool
+
+
+@pytest.mark.parametrize("shape", [(4, 48, 64), (2, 7, 1), (1, 1, 9), (3, 5, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_least_side_maximum_is_the_least_of_the_running_maxima_from_the_four_sides(
+    shape: tuple[int, int, int], dtype: type
+) -> None:
+    stack = (np.random.default_rng(sum(shape)).random(shape) * 250).astype(dtype)
+    from_sides = [
+        np.maximum.accumulate(stack, axis=1),  # from the top
+        np.flip(np.maximum.accumulate(np.flip(stack, 1), axis=1), 1),  # from the bottom
+        np.maximum.accumulate(stack, axis=2),  # from the left
+        np.flip(np.maximum.accumulate(np.flip(stack, 2), axis=2), 2),  # from the right
+    ]
+    least = least_side_maximum(stack)
+    assert least.shape == stack.shape and least.dtype == stack.dtype
+    assert np.array_equal(least, np.minimum.reduce(from_sides))  # no window reaches into the next image either
 
 
 def test_reconstruction_fills_enclosed_basins_and_leaves_those_open_to_the_border() -> None:
