@@ -202,11 +202,16 @@ def dump_errors(folder: Path, kept: list[DigitRender], predicted: np.ndarray) ->
         )
 
 
-def time_photos(count: int, images: np.ndarray, mean: float, std: float) -> dict[str, float]:
-    """Per 1024×768 photo JPEG: median and mean ms to preprocess, the median ms of merely decoding it at full
-    size (what a naive pipeline pays before any filtering), and the mean file size in kB."""
+def photo_jpegs(count: int, images: np.ndarray) -> list[bytes]:
+    """1024×768 photo JPEGs (a phone upload's usual size) of the first `count` digits of `images`, seeded."""
     rng = np.random.default_rng(12345)
-    files = [render_photo(images[i], rng, size=(1024, 768)) for i in range(count)]
+    return [render_photo(images[i], rng, size=(1024, 768)) for i in range(count)]
+
+
+def time_photos(count: int, images: np.ndarray, mean: float, std: float) -> dict[str, float]:
+    """Per 1024×768 photo JPEG (`photo_jpegs`): median and mean ms to preprocess, the median ms of merely decoding
+    it at full size (what a naive pipeline pays before any filtering), and the mean file size in kB."""
+    files = photo_jpegs(count, images)
     for data in files[:3]:  # warm caches and lazy imports
         preprocess(data, mean=mean, std=std)
     times, decodes = [], []
