@@ -14,7 +14,8 @@ how many it did. Timed on the passes after the first; pin it to one core (`tasks
 
 Uploads: `--per-style` renders of each style of `benchmarks.renders` (the `threshold` split by default: tune there,
 report `test`), at their own sizes or re-encoded with their longer side `--side` px (`style_accuracy.at_side`); and
-`--photos` 1024×768 photo JPEGs, the ones `style_accuracy --timing` times (`style_accuracy.photo_jpegs`).
+`--photos` 1024×768 photo JPEGs of the split's digits, made as `style_accuracy --timing` makes them
+(`style_accuracy.photo_jpegs`; with `--split test`, the very files it times).
 """
 
 # ruff: noqa: T201  (a benchmark's printed table is its output)
@@ -81,7 +82,11 @@ def export_base(revision: str, into: Path) -> ModuleType:
     name = f"preprocess_base_{abs(hash((revision, str(into))))}"
     archive = into / "base.tar"
     with archive.open("wb") as out:
-        subprocess.run(["git", "-C", str(REPO), "archive", revision, PACKAGE], check=True, stdout=out)
+        exported = subprocess.run(
+            ["git", "-C", str(REPO), "archive", revision, PACKAGE], stdout=out, stderr=subprocess.PIPE
+        )
+    if exported.returncode != 0:
+        raise SystemExit(f"cannot export {PACKAGE} at {revision!r}: {exported.stderr.decode().strip()}")
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     package = into / name
@@ -134,6 +139,7 @@ def compare(base: Preprocess, new: Preprocess, uploads: Sequence[bytes], passes:
 
 
 def uploads_by_style(args: argparse.Namespace) -> dict[str, list[bytes]]:
+    """The uploads to compare, by the label of their row: each style's renders, then the photo JPEGs."""
     pool = digit_pool(args.split, args.data_dir)
     found: dict[str, list[bytes]] = {}
     for style in args.styles:

@@ -82,3 +82,9 @@ def test_the_table_has_a_row_per_style_and_one_for_the_photos(
         ("canvas", "2", "2"),
         ("photo JPEGs 1024×768", "1", "1"),
     ]
+
+
+@pytest.mark.usefixtures("git_checkout")
+def test_a_revision_git_does_not_know_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="cannot export app/preprocess at 'no-such-revision'"):
+        export_base("no-such-revision", tmp_path)
