@@ -349,27 +349,26 @@ def fill_basins(copies: np.ndarray, rims: np.ndarray) -> np.ndarray:
     """
     seeded = copies.copy()
     sides = (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1])
-    # which images' sides have ink on them at all, for all at once: usually none, and each side looked at on its
-    # own (`_seed_edge`) costs ~7 µs
-    inked = np.stack([(copies[side] < (1.0 - EDGE_INK) * rims[side]).any(axis=1) for side in sides], axis=1)
+    # the dark pixels of every image's four sides at once: usually there are none, and each side looked at on its
+    # own costs ~7 µs, so only the sides with some get their runs measured (`_seed_edge`)
+    dark = [copies[side] < (1.0 - EDGE_INK) * rims[side] for side in sides]
+    inked = np.stack([marks.any(axis=1) for marks in dark], axis=1)
     for image, side in zip(*np.nonzero(inked), strict=True):
         edge = (image, *sides[side][1:])
-        seeded[edge] = _seed_edge(copies[edge], rims[edge])
+        seeded[edge] = _seed_edge(copies[edge], rims[edge], dark[side][image])
     # Start from the best straight path to each side (the brightest pixel met on the way is as high as the fill can
     # need there): the same result as starting from "everything full", in a few passes, not dozens.
     markers = least_side_maximum(seeded)
     return np.stack(reconstruct_side_by_side(list(markers), list(copies)))
 
 
-def _seed_edge(edge: np.ndarray, rim: np.ndarray) -> np.ndarray:
-    """One border line of the fill marker: its own values, but short runs of ink (strokes) get the rim.
+def _seed_edge(edge: np.ndarray, rim: np.ndarray, dark: np.ndarray) -> np.ndarray:
+    """One border line of the fill marker: its own values, but short runs of ink (strokes) get the rim. `dark`: where
+    the line is EDGE_INK darker than its rim (`fill_basins` finds them for all sides at once).
 
     A run reaching a corner is never a stroke: a stroke runs off one edge, while darkness in a corner is the desk
     past a photographed page's corner, or a shadow.
     """
-    dark = edge < (1.0 - EDGE_INK) * rim
-    if not dark.any():  # the usual case: paper all along the side
-        return edge
     inky = np.concatenate(([False], dark, [False]))
     changes = np.flatnonzero(inky[1:] != inky[:-1]).reshape(-1, 2)  # [start, end) of each dark run
     seed = edge.copy()
