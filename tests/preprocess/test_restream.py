@@ -68,6 +68,24 @@ def test_a_restreamed_png_holds_the_rows_uncompressed() -> None:
     assert len(again) > len(rows)
 
 
+def test_a_restreamed_png_is_a_valid_file_with_every_checksum_right() -> None:
+    """libspng, as pyspng calls it, ignores chunk CRCs: the ones restream writes are checked here, by zlib, and the
+    stream's own (Adler-32) by inflating it, so the file is one any strict reader takes."""
+    rows = _rows(700, 300, 4, seed=2)  # several stored blocks, the last one partial
+    again = _restreamed(_png(700, 300, 6, zlib.compress(rows, 6), idat_pieces=3))
+    assert again is not None
+    offset, kinds = 8, []
+    while offset < len(again):
+        length, kind = struct.unpack_from(">I4s", again, offset)
+        body = again[offset + 8 : offset + 8 + length]
+        assert struct.unpack_from(">I", again, offset + 8 + length)[0] == zlib.crc32(kind + body), kind
+        kinds.append(kind)
+        offset += 12 + length
+    assert offset == len(again) and kinds == [b"IHDR", b"IDAT", b"IEND"]
+    idat = again[41 : 41 + struct.unpack_from(">I", again, 33)[0]]  # after the signature (8) and IHDR (25)
+    assert zlib.decompress(idat) == rows  # a checksum off would raise
+
+
 def _damaged_streams() -> dict[str, bytes]:
     rows = _rows(600, 500, 1, seed=1)
     stream = zlib.compress(rows)
