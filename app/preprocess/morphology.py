@@ -120,6 +120,13 @@ def area_and_outline(mask: np.ndarray) -> tuple[int, int]:
     return int(np.count_nonzero(mask)), int(inner + edges)  # which cost 2× the counting
 
 
+RIDGE_MARGIN = 2
+"""Empty pixels `ridge_width` keeps around a mask's box. Two are enough for every value it reads to be what the whole
+image gives: the 5×5 distance mask steps at most 2 pixels, so a step out of the box lands on this empty ring, where the
+distance is 0 and never less out beyond it; the 3×3 maximum and the 5×5 crowd around a pixel of the box stay within
+it, and add only zeros from outside it. Where the box meets the image's edge, so does the crop."""
+
+
 def ridge_width(mask: np.ndarray, crowd: int = 0) -> float:
     """The typical width of a mask's strokes: twice the median distance to the mask's edge along its ridges (the
     pixels at least as far from the edge as each of their neighbours: the medial axis, roughly), counting only
@@ -129,7 +136,16 @@ def ridge_width(mask: np.ndarray, crowd: int = 0) -> float:
     pixels, however wide, and long strokes add many. Specks would add many narrow ones, each its own ridge:
     `crowd` 5 leaves out those of fewer than 5 pixels (a line through the window, in any direction, has 5).
     """
-    cells = mask.view(np.uint8)
+    left, top, width, height = cv2.boundingRect(mask.view(np.uint8))
+    if width == 0:
+        return 0.0
+    # only the mask's box and RIDGE_MARGIN px around it: the same values (see RIDGE_MARGIN), and a digit's box is
+    # ~12 % of a photo's working copy (104 against 37 µs)
+    box = np.s_[
+        max(0, top - RIDGE_MARGIN) : top + height + RIDGE_MARGIN,
+        max(0, left - RIDGE_MARGIN) : left + width + RIDGE_MARGIN,
+    ]
+    cells = np.ascontiguousarray(mask[box]).view(np.uint8)
     distance = cv2.distanceTransform(cells, cv2.DIST_L2, cv2.DIST_MASK_5)
     ridge = (distance > 0) & (distance >= max_filter(distance, 3))
     if crowd > 0:

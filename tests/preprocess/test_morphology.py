@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -16,6 +17,7 @@ from app.preprocess.morphology import (
     reconstruct_side_by_side,
     ridge_width,
 )
+from app.preprocess.quantiles import median
 
 
 def clipped(values: np.ndarray, window: int, reduce: str) -> np.ndarray:
@@ -122,3 +124,27 @@ def test_ridge_width_with_a_crowd_leaves_specks_out() -> None:
     mask[3::6, 40::6] = True  # 33 × 27 single-pixel specks, 6 apart: more ridge pixels than the bar's
     assert ridge_width(mask) == pytest.approx(2.0, abs=0.3)  # the specks' width
     assert ridge_width(mask, crowd=5) == pytest.approx(10.0, abs=1.0)  # the bar's
+
+
+def _whole_image_ridge_width(mask: np.ndarray, crowd: int) -> float:
+    """`ridge_width` as first written, on the whole image: the reference its crop to the mask's box must match."""
+    cells = mask.view(np.uint8)
+    distance = cv2.distanceTransform(cells, cv2.DIST_L2, cv2.DIST_MASK_5)
+    ridge = (distance > 0) & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
+    if crowd > 0:
+        ridge &= cv2.boxFilter(cells, -1, (5, 5), normalize=False, borderType=cv2.BORDER_CONSTANT) >= crowd
+    widths = distance[ridge]
+    return 2.0 * median(widths) if widths.size else 0.0  # the package's median, tested on its own
+
+
+def test_ridge_width_on_the_masks_box_is_what_the_whole_image_gives() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        height, width = rng.integers(1, 50, 2)
+        mask = np.zeros((height + 40, width + 40), bool)  # room around: the box is a part of the image...
+        top, left = rng.integers(0, 41, 2)  # ...anywhere in it, its edges included
+        mask[top : top + height, left : left + width] = rng.random((height, width)) < rng.choice([0.05, 0.3, 0.7, 0.97])
+        if rng.random() < 0.5:  # strokes rather than specks
+            mask = cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+        for crowd in (0, 5):
+            assert ridge_width(mask, crowd) == _whole_image_ridge_width(mask, crowd)
