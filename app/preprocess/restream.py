@@ -2,18 +2,18 @@
 
 Why: decoding a plain 8-bit PNG is two steps, inflating its IDAT stream and undoing each row's filter, and libspng
 (pyspng) does the first with the portable zlib built into it. On the 1,024-px uploads of the style benchmark that
-inflate was most of the decode: a 1,024×768 RGBA canvas export (31 kB; 3 MB of rows) inflated in ~7 ms with zlib
-and ~0.6 ms with zlib-ng, while libspng took ~6.3 ms for the whole decode; a noisy 1,024-px gray scan (250 kB)
-~2.6 against ~1.7 ms (one-off script, one core of the AVX2 VM). libspng cannot be handed rows, but deflate has
-stored blocks (a length, then the bytes as they are), which any inflater only copies. So the rows are inflated
-here, bounded by the size the header implies (a stream that inflates to more is refused, never held: no bomb),
-wrapped in stored blocks inside a PNG with the original header, and libspng unfilters that: the same pixels, bit
-for bit (`tests/preprocess/test_restream.py`). The file is joined in one copy of the rows (first the stream, then its
-chunk, then the file were joined, each a copy: restreaming 1.40 against 1.08 ms, median over the style benchmark's
-1,024-px canvas exports, one core of an AVX512-BF16 VM). What is left of such a decode is libspng's unfiltering, nearly all of it the rows filtered with
-Paeth, which its build here undoes byte by byte (~10 µs a 4 kB row): on 1,024-px canvas exports, a quarter of whose
-rows are Paeth-filtered at the median, 1.8 of libspng's 2.2 ms there (the same files with those rows left unfiltered:
-0.4 ms; one-off scripts).
+inflate was most of the decode: a 1,024×768 RGBA canvas export (31 kB; 3 MB of rows) inflated in ~7 ms with zlib and
+~0.6 ms with zlib-ng, while libspng took ~6.3 ms for the whole decode; a noisy 1,024-px gray scan (250 kB) ~2.6
+against ~1.7 ms (one-off script, one core of the AVX2 VM). libspng cannot be handed rows, but deflate has stored
+blocks (a length, then the bytes as they are), which any inflater only copies. So the rows are inflated here,
+bounded by the size the header implies (a stream that inflates to more is refused, never held: no bomb), wrapped in
+stored blocks inside a PNG with the original header, and libspng unfilters that: the same pixels, bit for bit
+(`tests/preprocess/test_restream.py`). The file is joined in one copy of the rows (first the stream, then its chunk,
+then the file were joined, each a copy: restreaming 1.40 against 1.08 ms, median over the style benchmark's 1,024-px
+canvas exports, one core of an AVX512-BF16 VM). What is left of such a decode is libspng's unfiltering, nearly all
+of it the rows filtered with Paeth, which its build here undoes byte by byte (~10 µs a 4 kB row): on 1,024-px canvas
+exports, a quarter of whose rows are Paeth-filtered at the median, 1.8 of libspng's 2.2 ms there (the same files
+with those rows left unfiltered: 0.4 ms; one-off scripts).
 
 Anything unexpected (a stream that inflates to the wrong size, or not at all) returns None: the caller then decodes
 the original file as before, so damaged files get the same answers and messages they always did.
