@@ -14,6 +14,7 @@ from training.data import (
     indices_sha256,
     load_split,
     missing_data_message,
+    recorded_holdout,
     split_validation,
 )
 
@@ -106,6 +107,15 @@ def test_holdout_indices_are_a_seeded_sorted_draw_without_replacement():
 def test_holdout_of_too_many_images_is_refused(count):
     with pytest.raises(ValueError, match="--val-samples"):
         holdout_indices(1000, count, seed=0)
+
+
+def test_recorded_holdout_rebuilds_the_draw_a_checkpoint_records_and_checks_it():
+    record = {"total": 1000, "count": 100, "seed": 4, "indices_sha256": indices_sha256(holdout_indices(1000, 100, 4))}
+    assert torch.equal(recorded_holdout(record), holdout_indices(1000, 100, seed=4))
+    with pytest.raises(DataError, match="do not match"):
+        recorded_holdout(record | {"seed": 5})  # another draw than the one the checksum names
+    with pytest.raises(DataError, match="records no held-out"):
+        recorded_holdout({})  # a checkpoint trained with --val-samples 0
 
 
 def test_split_validation_is_disjoint_complete_and_keeps_the_training_order():

@@ -30,7 +30,7 @@ from benchmarks.renders import (
 from benchmarks.renders.centreline import centrelines
 from benchmarks.renders.pen import Pen, draw
 from benchmarks.renders.sources import mnist_format
-from benchmarks.renders.splits import digit_rng, nondigit_rng
+from benchmarks.renders.splits import DigitPool, digit_rng, held_out_digits, nondigit_rng
 
 KINDS = {  # style → (formats, modes, shortest and longest allowed longer side)
     "mnist": ({"PNG"}, {"L"}, 28, 28),
@@ -80,6 +80,17 @@ def test_split_pools_are_disjoint_parts_of_mnist(pools: dict) -> None:
         next(digit_renders("pen", "train", 1, pool=test))
     with pytest.raises(ValueError, match="pool"):
         render_nondigit("numbers", 0, "train", pool=test)
+
+
+def test_held_out_digits_are_the_pools_digits_a_model_never_trained_on() -> None:
+    images = np.arange(6, dtype=np.uint8).repeat(784).reshape(6, 28, 28)  # each digit tells which it is
+    pool = DigitPool("threshold", images, np.arange(6) % 10, np.arange(50_000, 50_006), "train")
+    kept = held_out_digits(pool, np.array([3, 50_001, 50_004, 59_999]))  # some held-out images are elsewhere
+    assert kept.mnist_indices.tolist() == [50_001, 50_004] and kept.split == "threshold"
+    assert kept.images[:, 0, 0].tolist() == [1, 4] and kept.labels.tolist() == [1, 4]
+    test_pool = DigitPool("test", images, np.arange(6), np.arange(6), "test")
+    with pytest.raises(ValueError, match="test file"):
+        held_out_digits(test_pool, np.array([1, 2]))  # test digits are indices into another file
 
 
 def test_splits_never_share_random_streams() -> None:

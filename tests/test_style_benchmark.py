@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from benchmarks.style_accuracy import at_side, median_ms
+from benchmarks.style_accuracy import at_side, median_ms, parse_args
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,10 @@ def test_median_ms_times_uploads_the_service_refuses_too() -> None:
     assert median_ms([blank.getvalue()] * 3) > 0.0
     assert median_ms([blank.getvalue()]) > 0.0  # one file: timed once, after the untimed warm-up
     assert median_ms([]) == 0.0
+
+
+def test_held_out_is_refused_for_the_test_split_whose_digits_are_all_new() -> None:
+    assert parse_args(["--split", "threshold", "--held-out"]).held_out
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["--held-out"])  # the default split is test
+    assert refused.value.code == 2

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torchvision.datasets import MNIST
@@ -89,6 +91,23 @@ def holdout_indices(total: int, count: int, seed: int) -> torch.Tensor:
 def indices_sha256(indices: torch.Tensor) -> str:
     """Checksum of an index list (as int64), to verify that a split was rebuilt exactly."""
     return hashlib.sha256(indices.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+
+
+def recorded_holdout(record: Mapping[str, object]) -> torch.Tensor:
+    """The held-out training images a checkpoint records (`ModelMetadata.validation`: total, count, seed and the
+    indices' SHA-256), rebuilt; DataError when it records none or the rebuild does not match its checksum.
+
+    Why: whatever must be measured on digits a model never trained on (the style benchmark's renders of them, say)
+    needs exactly that model's held-out images, and the checksum proves the rebuild is the draw it was trained with.
+    """
+    try:
+        total, count, seed = (int(cast(int, record[key])) for key in ("total", "count", "seed"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError("the checkpoint records no held-out training images (trained with --val-samples 0?)") from exc
+    indices = holdout_indices(total, count, seed)
+    if indices_sha256(indices) != record.get("indices_sha256"):
+        raise DataError("the held-out images rebuilt from the checkpoint's record do not match its checksum")
+    return indices
 
 
 def split_validation(train: Split, held_out: torch.Tensor) -> tuple[Split, Split]:

@@ -30,6 +30,7 @@ early stopping) or `test` (held out: report only, never tune on it), and the thr
 
     render(style, digit, seed, split="test") -> bytes
     digit_pool(split, data_dir="data") -> DigitPool(split, images, labels, mnist_indices, mnist_file)
+    held_out_digits(pool, held_out) -> DigitPool: the pool's digits a model held out of its training
     digit_renders(style, split, count, seed=0, pool=None, data_dir="data") -> Iterator[DigitRender]
     render_nondigit(category, seed, split="test", style=None, pool=None) -> NonDigit
     nondigit_renders(split, count, seed=0, categories=CATEGORIES, pool=None, data_dir="data") -> Iterator[NonDigit]
@@ -45,7 +46,7 @@ from benchmarks.renders.handwriting import render_grid, render_pen, render_penci
 from benchmarks.renders.nondigits import CATEGORIES, NonDigit, render_nondigit
 from benchmarks.renders.phone import render_chalk, render_tilted
 from benchmarks.renders.sets import DigitRender, digit_renders, nondigit_renders, pick_digits, render_seed
-from benchmarks.renders.splits import SPLITS, DigitPool, digit_pool
+from benchmarks.renders.splits import SPLITS, DigitPool, digit_pool, held_out_digits
 from benchmarks.renders.styles import CLASSIC_STYLES, NEW_STYLES, STYLES, Renderer, render
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "Renderer",
     "digit_pool",
     "digit_renders",
+    "held_out_digits",
     "nondigit_renders",
     "pick_digits",
     "render",
