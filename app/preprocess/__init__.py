@@ -46,7 +46,7 @@ from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit
 from app.preprocess.errors import BadItem, ImageError
 from app.preprocess.ink import bright_paper, dark_on_light, divide_background, flatten_alpha
 from app.preprocess.page import clear_desk, find_page, turn_upright
-from app.preprocess.rulings import erase_rulings
+from app.preprocess.rulings import erase_margins, erase_rulings
 from app.preprocess.strokes import fit_stroke_width, keep_digit, threshold_noise
 from mnist_model import normalize
 
@@ -108,6 +108,7 @@ def to_mnist_pixels(data: bytes, max_pixels: int = MAX_PIXELS, notes: CueNotes |
     ink = divide_background(gray)  # uneven light and shadows divided out, strokes equally dark everywhere
     ink = clear_desk(ink, page)  # the division's slivers along the page's edge are not the digit's
     ink = threshold_noise(ink)  # paper texture and JPEG noise become exactly 0
+    ink = erase_margins(ink)  # a lined page's margin, left when its faint rulings were not found, is no stroke
     ink = keep_digit(ink, notes, gray)  # specks, smudges and shadow edges away from the digit go
     ink = turn_upright(crop_to_ink(ink), page)  # written upright on the page: read upright
     patch = crop_to_ink(fit_stroke_width(ink, notes))  # pen lines thickened, marker strokes thinned

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.preprocess import to_mnist_pixels
-from app.preprocess.rulings import erase_rulings
+from app.preprocess.rulings import erase_margins, erase_rulings
 from tests.preprocess.images import encode, glyph, on_paper, ruled, similarity
 
 
@@ -165,3 +165,46 @@ def test_texture_offers_at_most_peaks_candidate_lines_the_most_voted_first() -> 
     kept = [count[line] for line in candidates]
     assert kept == sorted(kept, reverse=True)  # the most voted first...
     assert min(kept) >= sorted(every[:, 2], reverse=True)[rulings.PEAKS - 1]  # ...and none left out that beats them
+
+
+def _with_margin(page: Image.Image, x: float, lean: float) -> Image.Image:
+    """`page` with a lined page's red margin line, 3 px wide, top to bottom near `x`, leaning `lean` degrees."""
+    drift = np.tan(np.radians(lean)) * page.height
+    ImageDraw.Draw(page).line([(x, -5), (x + drift, page.height + 5)], fill=(235, 115, 120), width=3)
+    return page
+
+
+@pytest.mark.parametrize(("x", "lean"), [(100, 5.0), (130, 0.0), (130, 5.0)])
+def test_a_lined_pages_margin_beside_the_digit_is_not_read_as_a_stroke(
+    x: int, lean: float, reference: np.ndarray
+) -> None:
+    page = _with_margin(on_paper(glyph(140), size=(300, 400), at=(120, 150)), x, lean)  # no rulings to find
+    # kept, the margin joins the 7 as a long stroke 30-60 px beside it: similarity 0.35-0.43 here
+    assert similarity(to_mnist_pixels(encode(page, "JPEG", quality=90)), reference) > 0.9
+
+
+def _ink(shape: tuple[int, int]) -> np.ndarray:
+    return np.zeros(shape, np.float32)
+
+
+def test_a_margin_line_is_erased_from_the_ink_and_the_digit_beside_it_stays() -> None:
+    ink = _ink((192, 256))
+    cv2.circle(ink, (170, 100), 40, 1.0, 4)  # the digit: a 0
+    cv2.line(ink, (40, 5), (52, 186), 0.8, 2)  # the margin, leaning, over 95 % of the rows
+    erased = erase_margins(ink)
+    assert not erased[:, 30:65].any()  # the line is gone...
+    np.testing.assert_array_equal(erased[:, 100:], ink[:, 100:])  # ...the 0 untouched
+
+
+def test_straight_strokes_of_a_digit_are_not_margins() -> None:
+    one = _ink((192, 256))
+    cv2.line(one, (128, 0), (124, 191), 1.0, 3)  # a "1" from edge to edge, all the ink there is
+    assert erase_margins(one) is one
+    nine = _ink((192, 256))
+    cv2.line(nine, (150, 40), (146, 170), 1.0, 3)  # a 9's stem over 68 % of the rows, its loop beside it
+    cv2.circle(nine, (120, 70), 28, 1.0, 3)
+    assert erase_margins(nine) is nine
+    wide = _ink((192, 256))
+    cv2.line(wide, (40, 0), (40, 191), 1.0, 12)  # a marker stroke, far wider than a printed line
+    cv2.circle(wide, (170, 100), 40, 1.0, 4)
+    assert erase_margins(wide) is wide
