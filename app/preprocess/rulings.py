@@ -195,10 +195,16 @@ def erase_margins(ink: np.ndarray) -> np.ndarray:
         if np.count_nonzero(thin.any(axis=1 if columns else 0)) < MARGIN_SPAN * side:
             continue
         normal = 0.0 if columns else math.pi / 2  # Hough's theta is the angle of the line's normal
-        for line in _hough(thin, normal, int(MARGIN_SPAN * side / 2), MARGIN_LEAN)[:MARGIN_CANDIDATES]:
-            mask = inked.view(bool)
-            if _covered(thin.view(bool), line, columns) < MARGIN_SPAN * side:
-                continue
+        candidates = _hough(thin, normal, int(MARGIN_SPAN * side / 2), MARGIN_LEAN)[:MARGIN_CANDIDATES]
+        if not candidates:
+            continue
+        # how many rows (columns) each candidate meets thin ink in, give or take a pixel across it (as `_drifting`)
+        slack = cv2.dilate(thin, np.ones((1, 3) if columns else (3, 1), np.uint8))
+        _, points, inside = _crossings(candidates, not columns, ink.shape)
+        lined = np.count_nonzero(slack[points].view(bool) & inside, axis=1)
+        mask = inked.view(bool)
+        for index in np.flatnonzero(lined >= MARGIN_SPAN * side):
+            line = candidates[index]
             band = _bands(inked.shape, [line], BAND, 1).view(bool)
             near = np.count_nonzero(mask & _bands(inked.shape, [line], THIN, 1).view(bool))
             within = np.count_nonzero(mask & band)
@@ -208,26 +214,6 @@ def erase_margins(ink: np.ndarray) -> np.ndarray:
             inked = (ink > 0).view(np.uint8)
             break  # one margin a side: the other candidates are mostly the same line again
     return ink
-
-
-def _covered(mask: np.ndarray, line: Line, columns: bool) -> int:
-    """How many rows (`columns`: the line runs along the columns) or columns of `mask` hold a pixel within CORE px
-    across of where `line` crosses them: looked up at those few pixels, not drawn over the whole image."""
-    height, width = mask.shape
-    rho, theta = line
-    along = np.arange(height if columns else width)
-    if columns:  # x·cos θ + y·sin θ = rho, solved for the column x at each row y
-        across = np.round((rho - along * math.sin(theta)) / math.cos(theta)).astype(np.intp)
-    else:
-        across = np.round((rho - along * math.cos(theta)) / math.sin(theta)).astype(np.intp)
-    limit = width if columns else height
-    hit = np.zeros(along.size, bool)
-    for offset in range(-CORE, CORE + 1):
-        at = across + offset
-        inside = (at >= 0) & (at < limit)
-        clipped = np.clip(at, 0, limit - 1)
-        hit |= inside & (mask[along, clipped] if columns else mask[clipped, along])
-    return int(np.count_nonzero(hit))
 
 
 def _ruled_tilt(gray: np.ndarray, level: float) -> float | None:
@@ -300,13 +286,7 @@ def _drifting(pixels: np.ndarray, hat: np.ndarray, tilt: float, rows: bool, band
     slack = cv2.dilate(thin, np.ones((3, 1) if rows else (1, 3), np.uint8))  # a pixel either side of the line
     # every candidate at once: where each crosses each row (column) of the image, which of those are inside it,
     # and how many of them are thin dark line (with a pixel of slack) or already in `band`
-    rhos, thetas = np.array(candidates, np.float64).T
-    normal_along, normal_across = (np.cos(thetas), np.sin(thetas)) if rows else (np.sin(thetas), np.cos(thetas))
-    along = np.arange(side)
-    across = np.round((rhos[:, None] - along * normal_along[:, None]) / normal_across[:, None]).astype(np.intp)
-    inside = (across >= 0) & (across < across_side)
-    clipped = np.clip(across, 0, across_side - 1)
-    points = (clipped, along) if rows else (along, clipped)
+    across, points, inside = _crossings(candidates, rows, pixels.shape)
     visible = np.count_nonzero(inside, axis=1)
     lined = np.count_nonzero(slack[points].view(bool) & inside, axis=1)
     banded = np.count_nonzero(band[points].astype(bool) & inside, axis=1)
@@ -321,6 +301,23 @@ def _drifting(pixels: np.ndarray, hat: np.ndarray, tilt: float, rows: bool, band
         if 2 * banded[index] < visible[index]:
             found.append(candidates[index])
     return found
+
+
+def _crossings(
+    lines: list[Line], rows: bool, shape: tuple[int, int]
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Where each of `lines` (rows: near-horizontal, so met once by every column; else near-vertical, met by every
+    row) crosses each column (row) of an image of `shape`: K×side positions across, the pixels there (clipped to the
+    image, ready to index it with) and whether each lies inside the image."""
+    height, width = shape
+    side, across_side = (width, height) if rows else (height, width)
+    rhos, thetas = np.array(lines, np.float64).T
+    normal_along, normal_across = (np.cos(thetas), np.sin(thetas)) if rows else (np.sin(thetas), np.cos(thetas))
+    along = np.arange(side)
+    across = np.round((rhos[:, None] - along * normal_along[:, None]) / normal_across[:, None]).astype(np.intp)
+    clipped = np.clip(across, 0, across_side - 1)
+    points = (clipped, along) if rows else (along, clipped)
+    return across, points, (across >= 0) & (across < across_side)
 
 
 def _hough(thin: np.ndarray, normal: float, votes: int, lean: float = LEAN) -> list[Line]:
