@@ -10,7 +10,7 @@ from app.preprocess import to_mnist_pixels
 from app.preprocess.ink import divide_background, fill_basins, lift_patches, light_background, paper_plane
 from app.preprocess.morphology import max_filter, min_filter
 from app.preprocess.strokes import threshold_noise
-from tests.preprocess.images import encode, glyph, on_paper, similarity
+from tests.preprocess.images import encode, glyph, on_paper, pen_line, similarity
 
 
 def test_dark_ink_on_light_paper_is_inverted(reference: np.ndarray) -> None:
@@ -94,6 +94,26 @@ def test_the_grain_of_a_dark_desk_beside_the_page_is_not_ink() -> None:
     # full (as before ENCLOSED_SHALLOW), they came out at 0.35, above 0.4 of the line's 0.59, and 2,556 of the desk's
     # pixels were kept; now they come out at 0.17
     assert np.count_nonzero(ink[:, :24]) == 0
+
+
+def _faint_pencil_page(darkening: float) -> bytes:
+    """A 1-pixel pencil 7, 24 % darker than its paper, on an overexposed page (white clipped at 255, with a little
+    grain) that darkens towards the right edge by `darkening` of its light."""
+    height, width = 300, 400
+    light = 262.0 * (1 - darkening * np.clip((np.arange(width) - 100) / 300, 0, 1))
+    coverage = np.zeros((height, width), np.float32)
+    coverage[40:140, 30:130] = np.asarray(pen_line(100), np.float32) / 255
+    gray = light[None, :] * (1 - 0.24 * coverage) + np.random.default_rng(0).normal(0, 2.0, (height, width))
+    return encode(Image.fromarray(np.clip(gray, 0, 255).round().astype(np.uint8)), "PNG")
+
+
+def test_paper_shaded_by_less_than_a_faint_line_s_darkness_is_not_read_as_the_digit(reference: np.ndarray) -> None:
+    # The right edge is 7.5 % darker than white: under FLAT_PAPER, so the page once passed for even paper, and
+    # against a single brightness the broad gradient read as ink as strong as the faint line's and was kept in
+    # its place (similarity 0.44-0.56). A quarter of the ink's own darkness (SHADE_OF_INK) makes it shaded paper.
+    even = to_mnist_pixels(_faint_pencil_page(0.0))
+    assert similarity(even, reference) > 0.9  # on even paper, the faint 7 is read as the 7
+    assert similarity(to_mnist_pixels(_faint_pencil_page(0.1)), even) > 0.95
 
 
 def test_a_wide_felt_tip_stroke_on_shaded_paper_stays_solid() -> None:
