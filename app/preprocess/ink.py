@@ -51,10 +51,10 @@ FLAT_PAPER = 0.08
 SHADE_OF_INK = 0.25
 """...or more than this share of the ink's own darkness, where the ink is faint: on even paper the ink is measured
 against one brightness, so paper shaded by a quarter of a faint pencil line's darkness reads as ink as strong as
-the line's weak stretches (`strokes.WEAK_INK`, the same share), and a broad gradient kept that way beat the digit
-(a pencil 9 read as a grey wedge). On the held-out threshold renders (809 a style) pencil 17 → 15 errors and no
-other answer changed (25 pencil, 8 grid and 1 pen result changed at all; 0.2 changed 72 pencil results for the
-same two)..."""
+the line's faint stretches that `strokes.threshold_noise` keeps (WEAK_INK of its level), and a broad gradient kept
+that way beat the digit (a pencil 9 read as a grey wedge, and so as a 1). On the held-out threshold renders (809 a
+style) pencil 17 → 15 errors and no other answer changed (25 pencil, 8 grid and 1 pen result changed at all; 0.2
+changed 72 pencil results for the same two)..."""
 FLAT_SHADED = 0.05
 """...and an image with less than this share of shaded paper has no shadows to mistake for ink..."""
 CORNER = 1 / 12

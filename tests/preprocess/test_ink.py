@@ -110,7 +110,7 @@ def _faint_pencil_page(darkening: float) -> bytes:
 def test_paper_shaded_by_less_than_a_faint_line_s_darkness_is_not_read_as_the_digit(reference: np.ndarray) -> None:
     # The right edge is 7.5 % darker than white: under FLAT_PAPER, so the page once passed for even paper, and
     # against a single brightness the broad gradient read as ink as strong as the faint line's and was kept in
-    # its place (similarity 0.44-0.56). A quarter of the ink's own darkness (SHADE_OF_INK) makes it shaded paper.
+    # its place (similarity 0.55). A quarter of the ink's own darkness (SHADE_OF_INK) makes it shaded paper.
     even = to_mnist_pixels(_faint_pencil_page(0.0))
     assert similarity(even, reference) > 0.9  # on even paper, the faint 7 is read as the 7
     assert similarity(to_mnist_pixels(_faint_pencil_page(0.1)), even) > 0.95
