@@ -202,10 +202,7 @@ def erase_margins(ink: np.ndarray) -> np.ndarray:
         candidates = _hough(thin, normal, int(MARGIN_SPAN * side / 2), MARGIN_LEAN)[:MARGIN_CANDIDATES]
         if not candidates:
             continue
-        # how many rows (columns) each candidate meets thin ink in, give or take a pixel across it (as `_drifting`)
-        slack = cv2.dilate(thin, np.ones((1, 3) if columns else (3, 1), np.uint8))
-        _, points, inside = _crossings(candidates, not columns, ink.shape)
-        lined = np.count_nonzero(slack[points].view(bool) & inside, axis=1)
+        *_, lined = _traced(thin, candidates, not columns)  # rows (columns) each meets thin ink in, as `_drifting`
         mask = inked.view(bool)
         for index in np.flatnonzero(lined >= MARGIN_SPAN * side):
             line = candidates[index]
@@ -280,19 +277,16 @@ def _drifting(pixels: np.ndarray, hat: np.ndarray, tilt: float, rows: bool, band
     across that family) that lean up to LEAN from the page's frame (turned by `tilt`, radians) and lie mostly (over
     half their length) outside `band` (nonzero where that family's rulings are already being erased): each thin dark
     line (`_thin`) over DRIFT_ALONG of its length inside the image, give or take a pixel across it, once (SAME)."""
-    height, width = pixels.shape
-    side, across_side = (width, height) if rows else (height, width)
+    side = pixels.shape[1] if rows else pixels.shape[0]
     normal = tilt + math.pi / 2 if rows else tilt  # Hough's theta is the angle of the lines' normal
     thin = _thin(hat, pixels)
     candidates = _hough(thin & (band == 0), normal, int(CANDIDATE * side))  # votes only from what no band holds
     if not candidates:
         return []
-    slack = cv2.dilate(thin, np.ones((3, 1) if rows else (1, 3), np.uint8))  # a pixel either side of the line
     # every candidate at once: where each crosses each row (column) of the image, which of those are inside it,
     # and how many of them are thin dark line (with a pixel of slack) or already in `band`
-    across, points, inside = _crossings(candidates, rows, pixels.shape)
+    across, points, inside, lined = _traced(thin, candidates, rows)
     visible = np.count_nonzero(inside, axis=1)
-    lined = np.count_nonzero(slack[points].view(bool) & inside, axis=1)
     banded = np.count_nonzero(band[points].astype(bool) & inside, axis=1)
     found: list[Line] = []
     taken: list[tuple[int, int]] = []  # where each line found meets the image's two sides
@@ -322,6 +316,16 @@ def _crossings(
     clipped = np.clip(across, 0, across_side - 1)
     points = (clipped, along) if rows else (along, clipped)
     return across, points, (across >= 0) & (across < across_side)
+
+
+def _traced(
+    thin: np.ndarray, lines: list[Line], rows: bool
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+    """`_crossings` of `lines` over the 0/1 image `thin`, and how many of each line's crossings inside the image are
+    thin dark line give or take a pixel across it (a ruling drawn straight wavers by that much)."""
+    slack = cv2.dilate(thin, np.ones((3, 1) if rows else (1, 3), np.uint8))
+    across, points, inside = _crossings(lines, rows, thin.shape)
+    return across, points, inside, np.count_nonzero(slack[points].view(bool) & inside, axis=1)
 
 
 def _hough(thin: np.ndarray, normal: float, votes: int, lean: float = LEAN) -> list[Line]:
