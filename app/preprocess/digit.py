@@ -5,6 +5,7 @@ Also the pass-through for uploads that already are MNIST-format digits, which sk
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -84,14 +85,40 @@ def crop_to_ink(ink: np.ndarray) -> np.ndarray:
 
 
 def fit_box(patch: np.ndarray) -> np.ndarray:
-    """Resize so the longer side is BOX (20) pixels, keeping the aspect ratio, antialiased (as MNIST did)."""
+    """Resize so the longer side is BOX (20) pixels, keeping the aspect ratio, antialiased (as MNIST did).
+
+    Pillow's antialiased bilinear resize (a triangle filter as wide as the reduction, `_bilinear_weights`), as two
+    matrix products: the same values within a float32 rounding (1.5 % of pixels differ by ≤ 6e-8), at 75-130 µs
+    a photo less than Pillow's own in the pipeline (its image objects cost more than the arithmetic here).
+    """
     height, width = patch.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = Image.fromarray(np.ascontiguousarray(patch, dtype=np.float32), mode="F").resize(
-        size, Image.Resampling.BILINEAR
-    )
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    resized = patch.astype(np.float64)
+    if size[0] != width:  # each pass only where the side changes, as Pillow's
+        resized = resized @ _bilinear_weights(width, size[0]).T
+    if size[1] != height:  # Pillow keeps the first pass's result as float32
+        resized = _bilinear_weights(height, size[1]) @ resized.astype(np.float32).astype(np.float64)
+    return np.clip(resized.astype(np.float32), 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
+    """out_size×in_size weights of Pillow's BILINEAR resampling of one side (`precompute_coeffs` in its
+    Resample.c): output pixel i averages the input pixels within `support` of its centre with a triangle
+    filter stretched by the reduction, normalised to sum 1. Cached: patch sides recur (the longer is ≤ 256)."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)
+    support, inverse = stretch, 1.0 / stretch  # the bilinear filter's support is 1 input pixel, stretched
+    weights = np.zeros((out_size, in_size))
+    for row in range(out_size):
+        centre = (row + 0.5) * scale
+        first, last = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), in_size)
+        taps = np.maximum(0.0, 1.0 - np.abs((np.arange(first, last) - centre + 0.5) * inverse))
+        total = taps.sum()
+        weights[row, first:last] = taps / total if total != 0.0 else taps
+    weights.flags.writeable = False
+    return weights
 
 
 def centre_by_mass(patch: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from app.preprocess import to_mnist_pixels
+from app.preprocess.digit import fit_box
 from tests.preprocess.images import encode, error_of, glyph, on_paper, silhouette, similarity
 
 
@@ -68,3 +69,20 @@ def test_28px_dark_on_light_digit_still_takes_the_full_pipeline(mnist_root: Path
 
 def test_blank_28px_black_image_is_no_digit() -> None:
     assert error_of(encode(Image.new("L", (28, 28), 0), "PNG")).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(64, 48), (138, 56), (256, 191), (1, 200), (200, 1), (20, 13), (20, 20), (3, 5), (7, 1), (1, 1), (41, 40)],
+)
+def test_fit_box_resizes_as_pillow_s_antialiased_bilinear(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    patch = rng.random(shape, dtype=np.float32) * (rng.random(shape) < 0.6)  # ink and bare paper, as crops are
+    patch[0, 0] = 1.0
+    height, width = shape
+    scale = 20 / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    expected = np.asarray(Image.fromarray(patch, mode="F").resize(size, Image.Resampling.BILINEAR))
+    fitted = fit_box(patch)
+    assert fitted.dtype == np.float32 and fitted.shape == expected.shape and max(fitted.shape) == 20
+    assert np.abs(fitted - np.clip(expected, 0.0, 1.0)).max() <= 1e-6
