@@ -57,6 +57,31 @@ def test_a_faint_line_drawn_down_the_light_keeps_its_strength_all_along() -> Non
     assert np.where(line, 0.0, ink).max() < 0.03  # the paper beside it is still paper
 
 
+def test_a_faint_line_leaving_a_hard_shadow_for_the_light_keeps_its_strength_there() -> None:
+    gray = np.full((192, 256), 220, np.float32)
+    gray[96:, 120:] = 140  # a hard-edged shadow over the lower right, reaching two borders, darker than the line
+    line = cv2.line(np.zeros((192, 256), np.uint8), (60, 30), (200, 170), 1, thickness=1).astype(bool)
+    ink = divide_background((gray * np.where(line, np.float32(0.85), np.float32(1.0))).round().astype(np.uint8))
+    lit, shaded = line & (gray == 220), line & (gray == 140)
+    # 1 − line / paper = 0.15 on both sides. In the light the line (187) is paler than the shadow it runs into (119
+    # there), a path no lighter than itself to the border: on every copy but the flattened one (THIN_WINDOW) it
+    # was no basin, and all of its lit part was erased (0.0), up to the last pixels before the shadow
+    assert ink[lit].min() > 0.13 and ink[shaded].min() > 0.13
+    assert np.where(cv2.dilate(line.view(np.uint8), np.ones((3, 3), np.uint8)) > 0, 0.0, ink).max() < 0.01
+
+
+def test_a_shadow_s_wedge_is_not_ink_beyond_its_thinnest_tip() -> None:
+    gray = np.full((192, 256), 220, np.uint8)
+    wedge = cv2.fillPoly(np.zeros((192, 256), np.uint8), [np.array([[80, 191], [180, 191], [130, 40]])], 1) > 0
+    gray[wedge] = 150  # a shadow from the bottom edge, 100 px wide there, narrowing to a tip 150 px up
+    cv2.line(gray, (20, 30), (60, 150), 150, 1)  # and a faint line beside it
+    ink = divide_background(gray)
+    # The wide closing fills the wedge where it is narrower than its window (~75 px), so on the flattened copy that
+    # part looks as dark as a stroke: unrestricted, that copy made ink of it (0.32 near the bottom edge); only
+    # darkness a 3-pixel closing of that copy lifts counts, which leaves the tip, ~20 px where it is under ~12 wide
+    assert ink[60:][wedge[60:]].max() < 0.01
+
+
 def test_the_paper_plane_follows_the_light_not_the_desk_a_shadow_or_the_strokes() -> None:
     rows, cols = np.mgrid[0:48, 0:64].astype(np.float32)
     light = 110.0 + 2.0 * cols + 0.5 * rows  # 110 at the top left to 259.5 at the bottom right
