@@ -81,7 +81,7 @@ from 12: 18, 22, 11; not counting absolute rises at all: 18, 22, 11, marker and 
 ENCLOSED_DEPTH = 3.0
 """...but darkness under this many gray levels is paper noise, never ink."""
 THIN_WINDOW = 3
-"""A fifth copy, the averaged one levelled by its own wide closing, is judged for enclosure too (`flattened`): there
+"""A fifth copy, the averaged one levelled by its own wide closing, is judged for enclosure too (`flat`): there
 a shadow as broad as the closing is paper, and a faint stroke running out of it into the light (paler than the
 shadow, so on the other copies a path no lighter than itself to the border) is a basin like any stroke. But the
 closing also fills a shadow's narrow parts, which there look as dark as strokes; so that copy vouches only for
