@@ -237,10 +237,11 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
     averaged = copies[0]
     window = 2 * int(BACKGROUND_WINDOW * max(averaged.shape) / 2) + 1
     closings = [min_filter(max_filter(values, window), window) for values in copies]
-    # the same copies with the light's fall-off across the page divided out, their paper a flat 255
-    plane = np.float32(255.0) / np.maximum(paper_plane(averaged, closings[0]), np.float32(1.0))
-    flat = np.minimum(averaged * (np.float32(255.0) / np.maximum(closings[0], np.float32(1.0))), np.float32(255.0))
-    stack = np.stack(copies + [np.minimum(values * plane, np.float32(255.0)) for values in copies] + [flat])
+    # the same copies with the light's fall-off across the page divided out, and the averaged one with its closing
+    # divided out (broad shadows too), their paper a flat 255
+    plane = paper_plane(averaged, closings[0])
+    flat = levelled(averaged, closings[0])
+    stack = np.stack(copies + [levelled(values, plane) for values in copies] + [flat])
     rims = np.stack(closings + [np.full_like(averaged, 255.0)] * (len(copies) + 1))
     papers, enclosed = enclosure(stack, rims, fill_basins(stack, rims))  # all copies at once
     enclosed[-1] *= thin_darkness(flat)  # the flattened copy vouches for strokes only, not a shadow's narrow parts
@@ -258,6 +259,12 @@ def divide_background(gray: np.ndarray) -> np.ndarray:
         paper = min_filter(max_filter(source, sharp), sharp).astype(np.float32, copy=False)
     paper = np.maximum(np.maximum(paper, gray), 1.0)  # ink is never brighter than its paper (the upsampled
     return lift_patches((1.0 - gray / paper) * enclosed)  # estimate may dip), so this is in [0, 1] unclipped
+
+
+def levelled(values: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """`values` (float32) divided by the brightness of their paper `paper`, scaled so that paper reads 255 (what is
+    brighter than its paper is clipped there)."""
+    return np.minimum(values * (np.float32(255.0) / np.maximum(paper, np.float32(1.0))), np.float32(255.0))
 
 
 def thin_darkness(flat: np.ndarray) -> np.ndarray:
