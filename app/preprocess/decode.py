@@ -11,7 +11,7 @@ big ones with their image data inflated by zlib-ng first (`restream`); anything 
 Pillow.
 
 Decoding also makes the small working copy every later step runs on (JPEGs are decoded at 1/2–1/8 scale
-directly), and reads the EXIF orientation that belongs to the original file.
+directly, plain RGBA PNGs shrunk as they are wrapped), and reads the EXIF orientation that belongs to the original file.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open `data` as an ACCEPTED_FORMATS image, check its size on the header, decode its first frame.
 
     JPEGs are decoded straight at the smallest 1/2, 1/4 or 1/8 scale that still covers WORK_SIDE (`draft_scale`,
-    Pillow's draft mode); plain PNGs by libspng (`plain_png`).
+    Pillow's draft mode); plain PNGs by libspng (`plain_png`), RGBA ones returned as their working copy already.
     """
     if not data:
         raise ImageError("the upload is empty: send an image file (PNG, JPEG, GIF, WebP, TIFF or BMP)")
@@ -161,11 +161,18 @@ def draft_scale(size: tuple[int, int]) -> int:
 def _plain_image(pixels: np.ndarray) -> Image.Image:
     """A `plain_png`'s pixels as an image in one of `unify_mode`'s modes: RGBA premultiplied here, by OpenCV, which
     gives Pillow's RGBa values exactly in under a third of its time (0.09 against 0.33 ms on a canvas export), in
-    place (`pixels` is libspng's fresh array: a 1,024-px canvas's 3 MB are not allocated and written twice)."""
+    place (`pixels` is libspng's fresh array: a 1,024-px canvas's 3 MB are not allocated and written twice).
+
+    RGBA comes back as its working copy already (`shrink`'s): Pillow copies an RGBa buffer it is handed (it maps only
+    some modes), but maps an RGBX one, whose reduce and resize treat the four bands alike, as they do RGBa's. So the
+    premultiplied pixels are shrunk as RGBX without that copy, and only the small result becomes RGBa: the same
+    pixels, ~0.15 ms (~12 %) less than copying and then shrinking on 1,024-px canvas exports.
+    """
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         height, width = pixels.shape[:2]
         premultiplied = cv2.cvtColor(pixels, cv2.COLOR_RGBA2mRGBA, dst=pixels)
-        return Image.frombuffer("RGBa", (width, height), premultiplied, "raw", "RGBa", 0, 1)
+        working = to_work_size(Image.frombuffer("RGBX", (width, height), premultiplied, "raw", "RGBX", 0, 1))
+        return Image.frombuffer("RGBa", working.size, np.asarray(working), "raw", "RGBa", 0, 1)
     return Image.fromarray(pixels)
 
 
@@ -197,7 +204,11 @@ def shrink(image: Image.Image) -> Image.Image:
     ms). Other sizes get the box resize: boxes reduced first and resized again would shift edges by up to half a
     box.
     """
-    image = unify_mode(image)
+    return to_work_size(unify_mode(image))
+
+
+def to_work_size(image: Image.Image) -> Image.Image:
+    """`shrink` without the change of mode: the image itself when no side exceeds WORK_SIDE."""
     width, height = image.size
     scale = WORK_SIDE / max(width, height)
     if scale < 1:

@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess import decode as decode_module
-from app.preprocess.decode import plain_png
+from app.preprocess.decode import MAX_PIXELS, decode_image, plain_png, shrink
 from tests.preprocess.images import encode, glyph, on_paper, png_chunk
 
 
@@ -78,6 +78,16 @@ def test_plain_pngs_are_answered_as_pillows_path_answers_them(mode: str, monkeyp
     data = encode(_page(mode), "PNG")
     assert plain_png(data, max_pixels=10**7) is not None
     _same_answer(data, monkeypatch)  # RGBA: premultiplied by OpenCV, by Pillow on its path
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (1100, 800), (200, 150)])
+def test_a_plain_rgba_png_decodes_to_pillows_working_copy(size: tuple[int, int]) -> None:
+    """Shrunk as it is wrapped (reduced, resized, or left as it is): the pixels Pillow's own RGBa makes."""
+    data = encode(_page("RGBA", size), "PNG")
+    image = decode_image(data, MAX_PIXELS)
+    pillows = shrink(Image.open(io.BytesIO(data)))  # Pillow's decode, premultiplication and shrinking
+    assert image.mode == pillows.mode == "RGBa" and image.size == pillows.size
+    np.testing.assert_array_equal(np.asarray(image), np.asarray(pillows))
 
 
 def test_display_hint_chunks_change_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
