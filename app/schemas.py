@@ -75,8 +75,8 @@ class Scores(BaseModel):
 def scores(probabilities: list[float], is_digit: bool | None) -> dict[str, object]:
     """A `Scores` body as a plain dict (the hot routes encode it without building the model): the argmax and
     its probability, next to the full distribution and the gate's verdict."""
-    digit = max(range(len(probabilities)), key=probabilities.__getitem__)
-    return {"digit": digit, "confidence": probabilities[digit], "probabilities": probabilities, "is_digit": is_digit}
+    top = max(probabilities)  # and its first index: half the time of max(range(10), key=...), 64 times a batch
+    return {"digit": probabilities.index(top), "confidence": top, "probabilities": probabilities, "is_digit": is_digit}
 
 
 class Prediction(Scores):

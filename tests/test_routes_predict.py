@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.main import create_app
-from app.schemas import BatchPrediction, Prediction
+from app.schemas import BatchPrediction, Prediction, scores
 from app.testing import StubModel, serve_in_process
 
 FORMS = ("multipart", "raw", "json")
@@ -67,6 +67,16 @@ def settings(untrained_checkpoint: Path, request) -> Settings:
 async def client(settings):
     async with serve_in_process(create_app(settings)) as http:
         yield http
+
+
+def test_the_digit_is_the_most_probable_one_and_a_tie_goes_to_the_lowest():
+    assert scores([0.1, 0.2, 0.6, 0.1], True) == {
+        "digit": 2,
+        "confidence": 0.6,
+        "probabilities": [0.1, 0.2, 0.6, 0.1],
+        "is_digit": True,
+    }
+    assert scores([0.05, 0.4, 0.1, 0.4, 0.05], None)["digit"] == 1
 
 
 @pytest.mark.parametrize("form", FORMS)
