@@ -11,7 +11,8 @@ big ones with their image data inflated by zlib-ng first (`restream`); anything 
 Pillow.
 
 Decoding also makes the small working copy every later step runs on (JPEGs are decoded at 1/2–1/8 scale
-directly, plain RGBA PNGs shrunk as they are wrapped), and reads the EXIF orientation that belongs to the original file.
+directly, plain RGBA PNGs shrunk as they are wrapped), and reads the EXIF orientation that belongs to the original
+file.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _plain_image(pixels: np.ndarray) -> Image.Image:
     RGBA comes back as its working copy already (`shrink`'s): Pillow copies an RGBa buffer it is handed (it maps only
     some modes), but maps an RGBX one, whose reduce and resize treat the four bands alike, as they do RGBa's. So the
     premultiplied pixels are shrunk as RGBX without that copy, and only the small result becomes RGBa: the same
-    pixels, ~0.15 ms (~12 %) less than copying and then shrinking on 1,024-px canvas exports.
+    pixels in 0.85–0.95× the time of copying and then shrinking (~0.15 ms less on 1,024-px canvas exports).
     """
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         height, width = pixels.shape[:2]
