@@ -198,6 +198,12 @@ def shrink(image: Image.Image) -> Image.Image:
     Done before any filtering so every later step costs the same whatever was uploaded; area averaging also
     smooths JPEG noise and paper grain. Transparency is kept as premultiplied alpha (RGBa), so transparent
     pixels do not bleed their (meaningless) colour into the strokes, and compositing later is one addition.
+    """
+    return to_work_size(unify_mode(image))
+
+
+def to_work_size(image: Image.Image) -> Image.Image:
+    """`shrink` without the change of mode: the image itself when no side exceeds WORK_SIDE.
 
     Where whole k×k boxes make exactly the working copy's size (a 1,024×768 or 2,048×1,536 export, k = 4 or 8;
     the last row or column of boxes may be partial), Pillow's `reduce` averages them, 3-4× cheaper than the box
@@ -205,11 +211,6 @@ def shrink(image: Image.Image) -> Image.Image:
     ms). Other sizes get the box resize: boxes reduced first and resized again would shift edges by up to half a
     box.
     """
-    return to_work_size(unify_mode(image))
-
-
-def to_work_size(image: Image.Image) -> Image.Image:
-    """`shrink` without the change of mode: the image itself when no side exceeds WORK_SIDE."""
     width, height = image.size
     scale = WORK_SIDE / max(width, height)
     if scale < 1:
