@@ -12,6 +12,7 @@ from training.data import Split
 from training.distributed import Runtime
 from training.loop import (
     TrainSetup,
+    distillation_loss,
     evaluate,
     predict_log_probs,
     prepare_batch,
@@ -168,3 +169,41 @@ def test_log_probs_in_one_process_give_the_same_metrics_as_evaluate():
     assert ours.accuracy == reference.accuracy == 25 / 30
     assert torch.equal(ours.confusion, reference.confusion)
     assert ours.loss == pytest.approx(reference.loss, rel=1e-6)  # float64 here, float32 sums per batch there
+
+
+def test_distillation_loss_matches_its_definition():
+    teacher = torch.log(torch.tensor([[0.75, 0.25]]))
+    student = torch.log(torch.tensor([[0.5, 0.5]]))
+    # KL(teacher ‖ student) = Σ t · ln(t / s), written out
+    at_one = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    torch.testing.assert_close(distillation_loss(student, teacher, 1.0), torch.tensor(at_one))
+    soft = torch.tensor([math.sqrt(0.75), math.sqrt(0.25)])  # the teacher at temperature 2, normalised below
+    soft /= soft.sum()
+    at_two = 4 * float((soft * torch.log(soft / 0.5)).sum())
+    torch.testing.assert_close(distillation_loss(student, teacher, 2.0), torch.tensor(at_two))
+    assert float(distillation_loss(teacher.repeat(3, 1), teacher.repeat(3, 1), 4.0)) == pytest.approx(0, abs=1e-7)
+
+
+def test_a_network_distilled_alone_learns_the_teachers_answers_not_the_labels():
+    torch.manual_seed(0)
+    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
+    bottom = torch.rand(256) < 0.5
+    images[bottom, 27] = 255  # FixedAnswer reads the brightest row: 27 → digit 9, else row 0 → digit 0
+    images[~bottom, 0] = 255
+    answers = torch.where(bottom, 9, 0)
+    labels = torch.randint(0, 10, (256,))  # noise: nothing to learn from them
+
+    def agreement(distill_weight: float) -> float:
+        torch.manual_seed(1)
+        model = Net()
+        setup = square_task_setup(
+            model, images, labels, teacher=FixedAnswer(), distill_weight=distill_weight, distill_temperature=2.0
+        )
+        for _ in range(3):
+            train_epoch(setup, torch.randperm(256), generator=None)
+        with torch.inference_mode():
+            predicted = model.eval()(prepare_batch(images, MNIST_MEAN, MNIST_STD)).argmax(dim=1)
+        return float((predicted == answers).float().mean())
+
+    assert agreement(1.0) > 0.95
+    assert agreement(0.0) < 0.7  # the labels alone do not give the teacher's answers

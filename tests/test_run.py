@@ -235,6 +235,24 @@ def test_init_from_starts_at_a_checkpoints_weights_and_records_it(mnist_root, tm
     assert "no checkpoint at" in caplog.text
 
 
+def test_distill_from_records_its_teacher_and_refuses_one_that_saw_the_validation_images(mnist_root, tmp_path, caplog):
+    teacher = tmp_path / "teacher" / "m.safetensors"
+    assert main(run_args(mnist_root, teacher, "--epochs", "1", samples=64)) == 0
+    student = tmp_path / "student" / "m.safetensors"
+    flags = ("--epochs", "1", "--distill-from", str(teacher), "--distill-weight", "0.7")
+    assert main(run_args(mnist_root, student, *flags, samples=64)) == 0
+    recipe = read_metadata(student).hyperparameters
+    assert recipe["distill_from"]["version"] == checkpoint_version(teacher)
+    assert recipe["distill_from"]["test_accuracy"] == read_metadata(teacher).test_accuracy
+    assert (recipe["distill_weight"], recipe["distill_temperature"]) == (0.7, 4.0)
+    assert read_metadata(teacher).hyperparameters["distill_weight"] == 0.0  # no teacher: recorded as none
+    # another --val-seed holds out other images, some of which the teacher trained on
+    other = run_args(mnist_root, tmp_path / "other" / "m.safetensors", *flags, "--val-seed", "1", samples=64)
+    assert main(other) == 1
+    assert "did not hold out this run's validation images" in caplog.text
+    assert not (tmp_path / "other" / "m.safetensors").exists()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -243,6 +261,9 @@ def test_init_from_starts_at_a_checkpoints_weights_and_records_it(mnist_root, tm
         (["--lr", "0"], "--lr must be a positive number"),
         (["--output", "model.pt"], "--output must end in .safetensors"),
         (["--init-from", "model.pt"], "--init-from must be a .safetensors checkpoint"),
+        (["--distill-from", "model.pt"], "--distill-from must be a .safetensors checkpoint"),
+        (["--distill-weight", "1.5"], "--distill-weight must be between 0 and 1"),
+        (["--distill-temperature", "0"], "--distill-temperature must be a positive number"),
         (["--amp", "fp8"], "invalid choice"),
         (["--val-samples", "-1"], "--val-samples must be >= 0"),
         (["--elastic-p", "1.5"], "--elastic-p must be between 0 and 1"),

@@ -42,6 +42,8 @@ RUN_SHAPING = (
     "no_augment",
     "outlier_weight",
     "outlier_batch",
+    "distill_weight",
+    "distill_temperature",
     *AUGMENT_FLAGS,
 )
 """Flags that shape the schedule, the data, the loss or the randomness: a resumed run must keep them, and the
@@ -146,6 +148,30 @@ def build_parser() -> argparse.ArgumentParser:
         "added to the loss (needs --rendered; 0 = off)",
     )
     add("--outlier-batch", type=int, default=32, metavar="N", help="non-digits per step for --outlier-weight")
+    add(
+        "--distill-from",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="a trained checkpoint to learn from as well as from the labels (knowledge distillation: its softened "
+        "answers on each augmented batch become targets); it must have held out the same validation images as "
+        "this run, so that they stay unseen",
+    )
+    add(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="share of the loss that is the distillation term, the rest being the labels' cross-entropy (needs "
+        "--distill-from)",
+    )
+    add(
+        "--distill-temperature",
+        type=float,
+        default=4.0,
+        metavar="T",
+        help="temperature both networks' answers are softened by in the distillation term",
+    )
     add("--no-augment", action="store_true", help="train on the images as they are (no flag below applies)")
     aug = parser.add_argument_group("augmentation (whole batches on the training device)")
     defaults = Augmentation()
@@ -224,7 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("weight_decay", "val_samples", "rotate", "scale", "shift", "elastic_alpha", "outlier_weight"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    for name in ("label_smoothing", "ema_decay", "elastic_p", "stroke_p", "stroke_strength"):
+    for name in ("label_smoothing", "ema_decay", "elastic_p", "stroke_p", "stroke_strength", "distill_weight"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
     if args.ema_decay == 1:
@@ -233,10 +259,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--scale must be below 1 (a scale of 1 - F must stay positive), got {args.scale}")
     if args.elastic_sigma <= 0:
         parser.error(f"--elastic-sigma must be positive, got {args.elastic_sigma}")
+    if not (args.distill_temperature > 0 and math.isfinite(args.distill_temperature)):
+        parser.error(f"--distill-temperature must be a positive number, got {args.distill_temperature}")
     if args.rendered is None:
         args.outlier_weight = 0.0  # nothing to expose the network to: record the run as what it is
-    if args.init_from is not None and args.init_from.suffix != ".safetensors":
-        parser.error(f"--init-from must be a .safetensors checkpoint, got {args.init_from}")
+    if args.distill_from is None:
+        args.distill_weight = 0.0  # no teacher: record the run as what it is
+    for name in ("init_from", "distill_from"):
+        path = getattr(args, name)
+        if path is not None and path.suffix != ".safetensors":
+            parser.error(f"--{name.replace('_', '-')} must be a .safetensors checkpoint, got {path}")
     if args.output.suffix != ".safetensors":
         parser.error(f"--output must end in .safetensors, got {args.output}")
     try:

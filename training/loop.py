@@ -79,6 +79,20 @@ def uniform_cross_entropy(log_probs: torch.Tensor) -> torch.Tensor:
     return -log_probs.float().mean(dim=1).mean()
 
 
+def distillation_loss(log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"): the KL
+    divergence from the teacher's answer to the student's, both softened by `temperature`, times temperature² so
+    that its gradients keep their size as the temperature changes; averaged over the batch.
+
+    Why: the teacher's answer on an augmented image says how much it looks like each digit (a 7 turned until it
+    leans like a 1, a 4 closed like a 9), which a one-hot label cannot; log-probabilities divided by a temperature
+    and normalised again are the logits' softened softmax, since the two differ by a constant per image.
+    """
+    student = F.log_softmax(log_probs.float() / temperature, dim=1)
+    teacher = F.log_softmax(teacher_log_probs.float() / temperature, dim=1)
+    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
+
+
 @dataclass(frozen=True)
 class TrainSetup:
     """What every epoch of a run shares, built once: `train_epoch` gets it plus what changes per epoch."""
@@ -100,6 +114,9 @@ class TrainSetup:
     outliers: torch.Tensor | None = None  # non-digits (N×28×28 uint8) for outlier exposure
     outlier_weight: float = 0.0  # weight of `uniform_cross_entropy` on them in the loss
     outlier_batch: int = 32  # non-digits drawn (with replacement) for each step
+    teacher: torch.nn.Module | None = None  # a trained network in eval mode, for `distillation_loss`
+    distill_weight: float = 0.0  # the distillation term's share of the digits' loss (the labels' is the rest)
+    distill_temperature: float = 4.0
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -147,6 +164,11 @@ def train_epoch(
         with autocast(device, setup.amp_dtype):
             log_probs = model(x)
             loss = training_loss(log_probs[: len(y)], y, setup.label_smoothing)
+            if setup.teacher is not None and setup.distill_weight > 0:
+                with torch.no_grad():
+                    teacher_log_probs = setup.teacher(x[: len(y)])
+                soft = distillation_loss(log_probs[: len(y)], teacher_log_probs, setup.distill_temperature)
+                loss = (1 - setup.distill_weight) * loss + setup.distill_weight * soft
             if outlier_draws is not None:
                 loss = loss + setup.outlier_weight * uniform_cross_entropy(log_probs[len(y) :])
         optimizer.zero_grad(set_to_none=True)

@@ -86,14 +86,16 @@ def hyperparameters(args: argparse.Namespace, training: Training, data: Datasets
         "device": setup.runtime.device.type,
         "train_samples": len(setup.data),
         "rendered": data.rendered,
-        "init_from": initial_weights(args.init_from),
+        "init_from": checkpoint_record(args.init_from),
+        "distill_from": checkpoint_record(args.distill_from),
         "saved_weights": "exponential moving average" if setup.ema is not None else "last step",
     }
 
 
-def initial_weights(path: Path | None) -> dict[str, object] | None:
-    """Where a fine-tuned run started (--init-from): the checkpoint's path, its version (the file's SHA-256
-    prefix, as the service reports it), its own test accuracy and the command that made it; None from scratch."""
+def checkpoint_record(path: Path | None) -> dict[str, object] | None:
+    """A checkpoint a run used (--init-from: where a fine-tuned run started; --distill-from: its teacher): its
+    path, its version (the file's SHA-256 prefix, as the service reports it), its own test accuracy and the command
+    that made it; None when the flag was not given."""
     if path is None:
         return None
     start = read_metadata(path)

@@ -21,6 +21,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -29,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset, DistributedSampler
 
-from mnist_model import CheckpointError, Net, load_checkpoint
+from mnist_model import MNIST_MEAN, MNIST_STD, CheckpointError, Net, load_checkpoint
 from mnist_model.device import DeviceError
 from mnist_model.malloc import keep_freed_memory
 from training import distributed
@@ -237,8 +238,34 @@ def build_training(
         outliers=data.outliers,
         outlier_weight=args.outlier_weight,
         outlier_batch=args.outlier_batch,
+        teacher=load_teacher(args.distill_from, data, device) if args.distill_from is not None else None,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
     )
     return Training(network, scheduler, sampler, setup, args.test_batch_size)
+
+
+def load_teacher(path: Path, data: Datasets, device: torch.device) -> Net:
+    """The --distill-from network, in eval mode on `device`, its weights frozen.
+
+    Refused (ValueError) unless it held out exactly this run's validation images: a teacher that trained on them
+    would pass what it learnt of them on, and the validation figures that choose recipes would flatter the run.
+    """
+    teacher, metadata = load_checkpoint(path, device)
+    if (metadata.mean, metadata.std) != (MNIST_MEAN, MNIST_STD):
+        raise ValueError(
+            f"--distill-from {path} normalises its inputs otherwise (mean {metadata.mean}, std "
+            f"{metadata.std}) than this run ({MNIST_MEAN}, {MNIST_STD})"
+        )
+    if metadata.validation.get("indices_sha256") != data.holdout["indices_sha256"] or not data.holdout["count"]:
+        raise ValueError(
+            f"--distill-from {path} did not hold out this run's validation images (its record: "
+            f"{ {key: metadata.validation.get(key) for key in ('count', 'seed')} }, this run: --val-samples "
+            f"{data.holdout['count']} --val-seed {data.holdout['seed']}); distil from a checkpoint trained with the "
+            "same --val-samples and --val-seed, so that the validation images stay unseen"
+        )
+    teacher.requires_grad_(False)
+    return teacher
 
 
 def resume(args: argparse.Namespace, training: Training) -> Progress:
