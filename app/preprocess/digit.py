@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from app.preprocess.decode import small_gray_png
 from app.preprocess.errors import ImageError
+from app.preprocess.png import small_gray_png
 
 BOX = 20
 """MNIST fits each digit in a 20×20 box..."""

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from app.preprocess import ImageError, to_mnist_pixels
-from app.preprocess.decode import MAX_PIXELS, decode_image, shrink
+from app.preprocess.decode import MAX_PIXELS, WORK_SIDE, decode_image, halved, shrink
 from tests.preprocess.images import IPHONE_HEIC, encode, error_of, glyph, on_paper, similarity
 
 INVERSE = {  # EXIF orientation → how a camera stored an upright picture under that tag
@@ -102,6 +102,38 @@ def test_the_working_copy_is_the_box_average(mode: str, size: tuple[int, int], s
         assert difference[:-1].max() <= 1.01 and difference.max() <= 16.0
     else:
         assert difference.max() <= (1.01 if exact else 0.0)
+
+
+@pytest.mark.parametrize("channels", [(), (3,), (4,)])
+@pytest.mark.parametrize(("height", "width"), [(768, 1024), (384, 512), (1024, 1024), (512, 300)])
+def test_halving_gives_each_box_its_average_within_a_gray_level(
+    channels: tuple[int, ...], height: int, width: int
+) -> None:
+    """Noise, where rounding shows most: each pixel of the halved copy is its 2×2 or 4×4 box's mean (computed here
+    by numpy) within one gray level, and float32 pixels exactly."""
+    values = np.random.default_rng(height + width).integers(0, 256, (height, width, *channels), dtype=np.uint8)
+    factor = max(height, width) // WORK_SIDE
+    boxes = values.reshape(height // factor, factor, width // factor, factor, *channels).astype(np.float64)
+    means = boxes.mean(axis=(1, 3))
+    small = halved(values)
+    assert small is not None and small.shape == means.shape and small.dtype == np.uint8
+    assert np.abs(small - means).max() <= 1.0
+    exact = halved(values.astype(np.float32))
+    assert exact is not None
+    np.testing.assert_allclose(exact, means, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (192, 256),  # the working copy's size already: nothing to shrink
+        (800, 1100),  # no whole factor
+        (770, 1024),  # a quarter across, but the rows do not split into whole boxes
+        (1536, 2048),  # an eighth: three halvings would round three times; Pillow's reduce does it
+    ],
+)
+def test_halving_declines_what_it_would_not_average_exactly(shape: tuple[int, int]) -> None:
+    assert halved(np.zeros(shape, np.uint8)) is None
 
 
 # ---------------------------------------------------------------- odd but valid files

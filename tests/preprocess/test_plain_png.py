@@ -1,4 +1,4 @@
-"""The libspng path for plain PNGs of any size (app.preprocess.decode.plain_png): the same pixels as Pillow for the
+"""The libspng path for plain PNGs of any size (app.preprocess.png.plain_png): the same pixels as Pillow for the
 files it takes, and every other file, damaged or unusual, answered exactly as Pillow's path answers it."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from PIL import Image, PngImagePlugin
 
 from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess import decode as decode_module
-from app.preprocess.decode import MAX_PIXELS, decode_image, plain_png, shrink
+from app.preprocess.decode import MAX_PIXELS, decode_image, shrink
+from app.preprocess.png import plain_png
 from tests.preprocess.images import encode, glyph, on_paper, png_chunk
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pyspng
 import pytest
 
-from app.preprocess import decode as decode_module
-from app.preprocess.decode import plain_png
+from app.preprocess import png as png_module
+from app.preprocess.png import plain_png
 from app.preprocess.restream import RESTREAM_BYTES, STORED_BLOCK, restream, row_bytes
 from tests.preprocess.images import png_chunk
 
@@ -130,11 +130,11 @@ def test_small_and_huge_pngs_are_not_restreamed(monkeypatch: pytest.MonkeyPatch)
     def fail(*args: object) -> None:
         raise AssertionError("restreamed")
 
-    monkeypatch.setattr(decode_module, "restream", fail)
+    monkeypatch.setattr(png_module, "restream", fail)
     small = _rows(60, 50, 3)
     assert len(small) < RESTREAM_BYTES
     huge = _rows(600, 500, 3)
-    monkeypatch.setattr(decode_module, "RESTREAM_MAX_BYTES", len(huge) - 1)
+    monkeypatch.setattr(png_module, "RESTREAM_MAX_BYTES", len(huge) - 1)
     for (width, height), rows in (((60, 50), small), ((600, 500), huge)):
         data = _png(width, height, 2, zlib.compress(rows))
         np.testing.assert_array_equal(plain_png(data, max_pixels=10**7), pyspng.load(data))

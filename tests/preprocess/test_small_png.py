@@ -1,4 +1,4 @@
-"""The fast path for MNIST-format PNGs (app.preprocess.decode.small_gray_png, digit.mnist_png): it returns exactly
+"""The fast path for MNIST-format PNGs (app.preprocess.png.small_gray_png, digit.mnist_png): it returns exactly
 what Pillow decodes, takes only plain, intact 8-bit grayscale files of the right size, and never changes what a
 damaged or unusual file is answered (the full path gives the same pixels or the same error)."""
 
@@ -15,8 +15,8 @@ from PIL import Image, PngImagePlugin
 
 from app.preprocess import ImageError, to_mnist_pixels
 from app.preprocess import digit as digit_module
-from app.preprocess.decode import small_gray_png
 from app.preprocess.digit import mnist_format, mnist_formats, mnist_png, mnist_pngs
+from app.preprocess.png import small_gray_png
 from tests.preprocess.images import encode, png_chunk
 
 
