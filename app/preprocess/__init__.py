@@ -9,7 +9,7 @@
 - `decode`: the security surface: accepted formats, the pixel limit checked on the header, decode errors,
   EXIF orientation, and the small working copy (longer side at most `WORK_SIDE`, made as early as possible:
   JPEGs are decoded at 1/2–1/8 scale directly, so a 1024×768 photo costs a few milliseconds, not tens; plain PNGs
-  are read by libspng, `png`, big ones with their image data inflated by zlib-ng, `restream`).
+  are read by libspng, `png`, big ones with their image data inflated by libdeflate, `restream`).
 - `ink`: transparency flattened, one polarity (dark on light), uneven light and shadows divided out.
 - `page`: a photographed page found against the desk: the ink off it cleared, the digit turned upright.
 - `rulings`: the printed lines of squared and lined paper found and erased.

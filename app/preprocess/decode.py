@@ -7,7 +7,7 @@ Every failure is an `ImageError` whose message can be shown to the user.
 
 Plain 8-bit gray, RGB and RGBA PNGs (canvas exports, scans, and the MNIST format itself, as most API clients send
 digits) are read by libspng (`png.plain_png`), faster, after their whole structure has been checked, big ones with
-their image data inflated by zlib-ng first (`restream`); anything libspng does not take goes through Pillow.
+their image data inflated by libdeflate first (`restream`); anything libspng does not take goes through Pillow.
 
 Decoding also makes the small working copy every later step runs on (JPEGs are decoded at 1/2–1/8 scale
 directly, plain RGBA PNGs shrunk as they are wrapped), and reads the EXIF orientation that belongs to the original

@@ -1,6 +1,6 @@
 """Plain 8-bit gray, RGB and RGBA PNGs read by libspng (pyspng) after their whole structure has been checked: canvas
 exports, scans, and the MNIST format itself, as most API clients send digits. Big ones have their image data
-inflated by zlib-ng first (`restream`). Anything else is left to Pillow's path in `decode` (None here), so damaged or
+inflated by libdeflate first (`restream`). Anything else is left to Pillow's path in `decode` (None here), so damaged or
 unusual files get Pillow's decoder and its error messages.
 """
 
@@ -64,7 +64,7 @@ def _spng_pixels(data: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     """libspng's pixels of a PNG whose header was checked, when every chunk is in PLAIN_CHUNKS with the right CRC
     (libspng, as pyspng calls it, does not check them), IHDR first and IEND last with nothing after it, and the
     pixels come out in `shape`; else None. libspng refuses a truncated or malformed image stream (None here), so
-    a damaged or unusual file gets Pillow's decoder and its error messages. Big images are inflated by zlib-ng
+    a damaged or unusual file gets Pillow's decoder and its error messages. Big images are inflated by libdeflate
     first (`restream`), where their stream inflates to exactly the rows the header implies."""
     offset, image_data, view = len(PNG_SIGNATURE), [], memoryview(data)
     while True:
@@ -84,7 +84,7 @@ def _spng_pixels(data: bytes, shape: tuple[int, ...]) -> np.ndarray | None:
     if offset != len(data):
         return None
     size = row_bytes(shape[1], shape[0], shape[2] if len(shape) == 3 else 1)
-    if RESTREAM_BYTES <= size <= RESTREAM_MAX_BYTES:  # zlib-ng inflates, libspng only unfilters (`restream`)
+    if RESTREAM_BYTES <= size <= RESTREAM_MAX_BYTES:  # libdeflate inflates, libspng only unfilters (`restream`)
         data = restream(view, image_data, size) or data
     try:
         pixels = pyspng.load(data)

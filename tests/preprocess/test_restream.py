@@ -1,4 +1,4 @@
-"""Big plain PNGs inflated by zlib-ng and unfiltered by libspng (app.preprocess.restream): the same pixels as libspng
+"""Big plain PNGs inflated by libdeflate and unfiltered by libspng (app.preprocess.restream): the same pixels as libspng
 decoding the file itself, and any stream that does not inflate to exactly what the header says left to that path."""
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def test_a_stream_inflating_far_beyond_its_header_is_never_held() -> None:
 
 
 def test_small_and_huge_pngs_are_not_restreamed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small ones: the copies would cost what zlib-ng saves. Huge ones: the copy of the rows would be too much memory
-    (RESTREAM_MAX_BYTES, lowered here so that the test's image counts as huge)."""
+    """Small ones: the copies would cost what inflating here saves. Huge ones: the copy of the rows would be too much
+    memory (RESTREAM_MAX_BYTES, lowered here so that the test's image counts as huge)."""
 
     def fail(*args: object) -> None:
         raise AssertionError("restreamed")
