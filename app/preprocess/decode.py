@@ -169,15 +169,15 @@ def _plain_image(pixels: np.ndarray) -> Image.Image:
     the working copy is a half or a quarter of the upload (`halved`: a 1,024×768 or 512×384 export), the array is
     halved as it is, without Pillow at all.
     """
-    halving = halved(pixels) if pixels.ndim == 2 or pixels.shape[2] == 3 else None
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         height, width = pixels.shape[:2]
         premultiplied = cv2.cvtColor(pixels, cv2.COLOR_RGBA2mRGBA, dst=pixels)
         halving = halved(premultiplied)
-        if halving is None:
-            working = to_work_size(Image.frombuffer("RGBX", (width, height), premultiplied, "raw", "RGBX", 0, 1))
-            return Image.frombuffer("RGBa", working.size, np.asarray(working), "raw", "RGBa", 0, 1)
-        return Image.frombuffer("RGBa", halving.shape[1::-1], halving, "raw", "RGBa", 0, 1)
+        if halving is not None:
+            return Image.frombuffer("RGBa", halving.shape[1::-1], halving, "raw", "RGBa", 0, 1)
+        working = to_work_size(Image.frombuffer("RGBX", (width, height), premultiplied, "raw", "RGBX", 0, 1))
+        return Image.frombuffer("RGBa", working.size, np.asarray(working), "raw", "RGBa", 0, 1)
+    halving = halved(pixels)
     return Image.fromarray(pixels if halving is None else halving)
 
 
