@@ -3,16 +3,18 @@
 Why: decoding a plain 8-bit PNG is two steps, inflating its IDAT stream and undoing each row's filter, and libspng
 (pyspng) does the first with the portable zlib built into it. On the 1,024-px uploads of the style benchmark that
 inflate was most of the decode: a 1,024×768 RGBA canvas export (31 kB; 3 MB of rows) inflated in ~7 ms with zlib and
-~0.6 ms with zlib-ng, while libspng took ~6.3 ms for the whole decode; a noisy 1,024-px gray scan (250 kB) ~2.6
-against ~1.7 ms (one-off script, one core of the AVX2 VM). libspng cannot be handed rows, but deflate has stored
-blocks (a length, then the bytes as they are), which any inflater only copies. So the rows are inflated here, into a
-buffer of the size the header implies (a stream that inflates to more is refused, never held: no bomb), wrapped in
-stored blocks inside a PNG with the original header, and libspng unfilters that: the same pixels, bit for bit
-(`tests/preprocess/test_restream.py`). libdeflate (the `deflate` package), which inflates a whole buffer at once,
-does it in 0.64–0.73× zlib-ng's time (medians: the 1,024-px canvas exports 0.48 against 0.74 ms, the sheet scans'
-PNGs 1.44 against 1.97 ms; one core of an AVX512-BF16 VM). The file is joined in one copy of the rows (first the
-stream, then its chunk, then the file were joined, each a copy: restreaming 1.40 against 1.08 ms, median over the style
-benchmark's 1,024-px canvas exports, one core of an AVX512-BF16 VM). What is left of such a decode is libspng's
+~0.6 ms with zlib-ng, while libspng took ~6.3 ms for the whole decode; a noisy 1,024-px gray scan (250 kB) ~2.6 against
+~1.7 ms (one-off script, one core of the AVX2 VM). libspng cannot be handed rows, but deflate has stored blocks (a
+length, then the bytes as they are), which any inflater only copies. So the rows are inflated here, into a buffer of the
+size the header implies (a stream that inflates to more is refused, never held: no bomb), wrapped in stored blocks
+inside a PNG with the original header, and libspng unfilters that: the same pixels, bit for bit
+(`tests/preprocess/test_restream.py`). libdeflate (the `deflate` package), which inflates a whole buffer at once, does
+it in 0.64–0.73× zlib-ng's time (medians: the 1,024-px canvas exports 0.48 against 0.74 ms, the sheet scans' PNGs 1.44
+against 1.97 ms; one core of an AVX512-BF16 VM), though it holds the GIL while it inflates, where zlib-ng let other
+threads run: a decode thread holds it ~0.5 ms longer for a 1,024-px canvas export, in a decode that holds it ~2 ms
+anyway while libspng unfilters (pyspng does not release it either). The file is joined in one copy of the rows (first
+the stream, then its chunk, then the file were joined, each a copy: restreaming 1.40 against 1.08 ms, median over the
+style benchmark's 1,024-px canvas exports, one core of an AVX512-BF16 VM). What is left of such a decode is libspng's
 unfiltering, nearly all of it the rows filtered with Paeth, which its build here undoes byte by byte (~10 µs a 4 kB
 row): on 1,024-px canvas exports, a quarter of whose rows are Paeth-filtered at the median, 1.8 of libspng's 2.2 ms
 there (the same files with those rows left unfiltered: 0.4 ms; one-off scripts).
