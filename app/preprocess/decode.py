@@ -216,42 +216,49 @@ def to_work_size(image: Image.Image) -> Image.Image:
     the box resize: boxes reduced first and resized again would shift edges by up to half a box.
     """
     width, height = image.size
+    size, factor = working_size(width, height)
+    if size == (width, height):
+        return image
+    if factor:
+        halving = halved(np.asarray(image)) if image.mode in ("L", "RGB", "RGBa", "F") else None
+        if halving is None:
+            return image.reduce(factor)
+        if image.mode == "RGBa":
+            return Image.frombuffer("RGBa", size, halving, "raw", "RGBa", 0, 1)
+        return Image.fromarray(halving)
+    return image.resize(size, Image.Resampling.BOX)
+
+
+def working_size(width: int, height: int) -> tuple[tuple[int, int], int]:
+    """The working copy's size (width, height) for an image of `width`×`height`, and the k of the k×k boxes that make
+    it exactly (the last row or column of boxes may be partial), 0 where no whole k does; the image's own size and 1
+    where no side exceeds WORK_SIDE."""
     scale = WORK_SIDE / max(width, height)
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        factor = round(1 / scale)
-        if factor > 1 and (-(-width // factor), -(-height // factor)) == size:
-            halving = halved(np.asarray(image)) if image.mode in ("L", "RGB", "RGBa", "F") else None
-            if halving is None:
-                return image.reduce(factor)
-            if image.mode == "RGBa":
-                return Image.frombuffer("RGBa", size, halving, "raw", "RGBa", 0, 1)
-            return Image.fromarray(halving)
-        image = image.resize(size, Image.Resampling.BOX)
-    return image
+    if scale >= 1:
+        return (width, height), 1
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    factor = round(1 / scale)
+    return size, factor if factor > 1 and (-(-width // factor), -(-height // factor)) == size else 0
 
 
-HALVINGS = 2
-"""At most this many halvings make the working copy (`halved`): a quarter of each side, where each halving's rounding
-keeps every pixel within a gray level of its box's average; smaller working copies are Pillow's reduce."""
+HALVING_FACTORS = (2, 4)
+"""The box sizes `halved` makes the working copy with: one or two halvings, where each halving's rounding keeps every
+pixel within a gray level of its box's average; bigger boxes (three roundings) are Pillow's reduce."""
 
 
 def halved(pixels: np.ndarray) -> np.ndarray | None:
     """The working copy of `pixels` (H×W, H×W×3 or H×W×4; uint8 or float32) where it is exactly a half or a quarter
-    of each side (a 512×384 or 1,024×768 upload), else None: OpenCV's bilinear resize to exactly half the size, once
-    or twice, which at half size reads each output pixel halfway between two input pixels each way, so averages each
-    2×2 box. The same boxes' averages as Pillow's reduce (within a gray level: each halving rounds), in a quarter of
-    its time (a 1,024×768 RGBA canvas export: 0.23 against 0.97 ms, one core of the AVX512-BF16 VM).
+    of each side, every box whole (a 512×384 or 1,024×768 upload), else None: OpenCV's bilinear resize to exactly
+    half the size, once or twice, which at half size reads each output pixel halfway between two input pixels each
+    way, so averages each 2×2 box. The same boxes' averages as Pillow's reduce (within a gray level: each halving
+    rounds), in a quarter of its time (a 1,024×768 RGBA canvas export: 0.23 against 0.97 ms, one core of the
+    AVX512-BF16 VM).
     """
     height, width = pixels.shape[:2]
-    scale = WORK_SIDE / max(width, height)
-    factor = round(1 / scale) if scale < 1 else 1
-    halvings = factor.bit_length() - 1
-    if factor < 2 or factor != 1 << halvings or halvings > HALVINGS:
+    (small_width, small_height), factor = working_size(width, height)
+    if factor not in HALVING_FACTORS or (small_width * factor, small_height * factor) != (width, height):
         return None
-    if width % factor or height % factor or max(width, height) != WORK_SIDE * factor:
-        return None
-    for _ in range(halvings):
+    for _ in range(factor.bit_length() - 1):
         height, width = height // 2, width // 2
         pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
     return pixels
