@@ -10,7 +10,8 @@
   EXIF orientation, and the small working copy (longer side at most `WORK_SIDE`, made as early as possible:
   JPEGs are decoded at 1/2–1/8 scale directly, so a 1024×768 photo costs a few milliseconds, not tens; plain PNGs
   are read by libspng, `png`, big ones with their image data inflated by libdeflate, `restream`).
-- `ink`: transparency flattened, one polarity (dark on light), uneven light and shadows divided out.
+- `ink`: transparency flattened, one polarity (dark on light), the paper's brightness.
+- `background`: uneven light and shadows divided out, strokes equally dark everywhere.
 - `page`: a photographed page found against the desk: the ink off it cleared, the digit turned upright.
 - `rulings`: the printed lines of squared and lined paper found and erased.
 - `strokes`: paper texture and JPEG noise thresholded away, only the digit's strokes kept, their width brought
@@ -31,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from app.preprocess.background import divide_background
 from app.preprocess.cues import CueNotes, Cues
 from app.preprocess.decode import (
     ACCEPTED_FORMATS,
@@ -44,7 +46,7 @@ from app.preprocess.decode import (
 )
 from app.preprocess.digit import already_mnist, centre_by_mass, crop_to_ink, fit_box, mnist_png, mnist_pngs
 from app.preprocess.errors import BadItem, ImageError
-from app.preprocess.ink import bright_paper, dark_on_light, divide_background, flatten_alpha
+from app.preprocess.ink import bright_paper, dark_on_light, flatten_alpha
 from app.preprocess.page import clear_desk, find_page, turn_upright
 from app.preprocess.rulings import erase_margins, erase_rulings
 from app.preprocess.strokes import fit_stroke_width, keep_digit, threshold_noise
