@@ -9,7 +9,8 @@
 - `decode`: the security surface: accepted formats, the pixel limit checked on the header, decode errors,
   EXIF orientation, and the small working copy (longer side at most `WORK_SIDE`, made as early as possible:
   JPEGs are decoded at 1/2–1/8 scale directly, so a 1024×768 photo costs a few milliseconds, not tens; plain PNGs
-  are read by libspng, `png`, big ones with their image data inflated by libdeflate, `restream`).
+  are read by libspng, `png`, big ones with their image data inflated by libdeflate, `restream`; plain JPEGs by
+  libjpeg-turbo's own API, `jpeg`).
 - `ink`: transparency flattened, one polarity (dark on light), the paper's brightness.
 - `background`: uneven light and shadows divided out, strokes equally dark everywhere.
 - `page`: a photographed page found against the desk: the ink off it cleared, the digit turned upright.

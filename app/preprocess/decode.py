@@ -7,7 +7,8 @@ Every failure is an `ImageError` whose message can be shown to the user.
 
 Plain 8-bit gray, RGB and RGBA PNGs (canvas exports, scans, and the MNIST format itself, as most API clients send
 digits) are read by libspng (`png.plain_png`), faster, after their whole structure has been checked, big ones with
-their image data inflated by libdeflate first (`restream`); anything libspng does not take goes through Pillow.
+their image data inflated by libdeflate first (`restream`); plain JPEGs (8-bit colour or gray) by libjpeg-turbo
+through simplejpeg (`jpeg.plain_jpeg`); anything neither takes goes through Pillow.
 
 Decoding also makes the small working copy every later step runs on (JPEGs are decoded at 1/2–1/8 scale
 directly, plain RGBA PNGs shrunk as they are wrapped), and reads the EXIF orientation that belongs to the original
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.preprocess.errors import ImageError
+from app.preprocess.jpeg import plain_jpeg
 from app.preprocess.png import plain_png
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,17 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open `data` as an ACCEPTED_FORMATS image, check its size on the header, decode its first frame.
 
     JPEGs are decoded straight at the smallest 1/2, 1/4 or 1/8 scale that still covers WORK_SIDE (`draft_scale`,
-    Pillow's draft mode); plain PNGs by libspng (`plain_png`), RGBA ones returned as their working copy already.
+    Pillow's draft mode, or libjpeg-turbo's same scaled decode for plain ones, `plain_jpeg`); plain PNGs by libspng
+    (`plain_png`), RGBA ones returned as their working copy already.
     """
     if not data:
         raise ImageError("the upload is empty: send an image file (PNG, JPEG, GIF, WebP, TIFF or BMP)")
     pixels = plain_png(data, max_pixels)
     if pixels is not None:
         return _plain_image(pixels)
+    image = plain_jpeg(data, max_pixels, draft_scale)
+    if image is not None:
+        return image
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError as exc:

@@ -56,12 +56,13 @@ def test_jpegs_are_decoded_at_the_smallest_scale_covering_the_working_side(
 
 def test_jpegs_carrying_more_pictures_are_decoded_as_jpegs() -> None:
     """An MPO (a JPEG with a second picture after it: an Ultra HDR photo's gain map, a camera's preview), which
-    Pillow opens as format MPO, is drafted like any JPEG and read as the same photo (it took ~6× longer before)."""
+    Pillow opens as format MPO, is decoded at a reduced scale like any JPEG and read as the same photo (it took ~6×
+    longer before); libjpeg-turbo, which decodes it, stops at the first picture's end."""
     photo = on_paper(glyph(1500), size=(4032, 3024), at=(1200, 700))
     plain = encode(photo, "JPEG", quality=90)
     carrying = encode(photo, "MPO", save_all=True, append_images=[photo.resize((1008, 756))], quality=90)
     image = decode_image(carrying, MAX_PIXELS)
-    assert image.format == "MPO" and image.size == (504, 378)  # an eighth, as for the plain JPEG
+    assert image.size == (504, 378)  # an eighth, as for the plain JPEG
     np.testing.assert_array_equal(to_mnist_pixels(carrying), to_mnist_pixels(plain))
 
 
