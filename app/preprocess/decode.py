@@ -226,9 +226,10 @@ def to_work_size(image: Image.Image) -> Image.Image:
     if size == (width, height):
         return image
     if factor:
-        halving = halved(np.asarray(image)) if image.mode in ("L", "RGB", "RGBa", "F") else None
-        if halving is None:
+        # decided on the size first: the array is a copy of the whole image, wasted where halving declines
+        if image.mode not in ("L", "RGB", "RGBa", "F") or not halving_factor(width, height):
             return image.reduce(factor)
+        halving = _halve(np.asarray(image), factor)
         if image.mode == "RGBa":
             return Image.frombuffer("RGBa", size, halving, "raw", "RGBa", 0, 1)
         return Image.fromarray(halving)
@@ -261,9 +262,21 @@ def halved(pixels: np.ndarray) -> np.ndarray | None:
     AVX512-BF16 VM).
     """
     height, width = pixels.shape[:2]
+    factor = halving_factor(width, height)
+    return _halve(pixels, factor) if factor else None
+
+
+def halving_factor(width: int, height: int) -> int:
+    """The k of HALVING_FACTORS whose k×k boxes, every one whole, make the working copy of a `width`×`height` image
+    (`halved` applies), else 0."""
     (small_width, small_height), factor = working_size(width, height)
-    if factor not in HALVING_FACTORS or (small_width * factor, small_height * factor) != (width, height):
-        return None
+    whole = (small_width * factor, small_height * factor) == (width, height)
+    return factor if factor in HALVING_FACTORS and whole else 0
+
+
+def _halve(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """`pixels` halved once or twice (`factor` 2 or 4) by OpenCV's bilinear resize to exactly half the size."""
+    height, width = pixels.shape[:2]
     for _ in range(factor.bit_length() - 1):
         height, width = height // 2, width // 2
         pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
