@@ -54,13 +54,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--base", default="HEAD", metavar="REV", help="git revision whose preprocessing is the base")
+    add_upload_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.passes < 2:
+        parser.error("--passes must be at least 2: the first is not timed")
+    return args
+
+
+def add_upload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the uploads (`uploads_by_style`) and how often they pass: shared with
+    `benchmarks.preprocess_steps`, which times the same uploads step by step."""
     parser.add_argument(
         "--styles",
         nargs="*",
         default=[style for style in STYLES if style != "mnist"],
         choices=list(STYLES),
         metavar="STYLE",
-        help=f"render styles to compare (of {' '.join(STYLES)}); none: only --photos",
+        help=f"render styles (of {' '.join(STYLES)}); none: only --photos",
     )
     parser.add_argument("--per-style", type=int, default=50, metavar="N", help="renders of each style")
     parser.add_argument("--photos", type=int, default=50, metavar="N", help="1024×768 photo JPEGs too; 0 = none")
@@ -71,10 +81,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", default="threshold", choices=SPLITS, help="whose digits and random streams")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the renders")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR", help="folder with MNIST/raw")
-    args = parser.parse_args(argv)
-    if args.passes < 2:
-        parser.error("--passes must be at least 2: the first is not timed")
-    return args
 
 
 def export_base(revision: str, into: Path) -> ModuleType:
