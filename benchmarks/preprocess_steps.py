@@ -11,8 +11,9 @@ name of its own module (its own steps and the helpers it imports: `background`'s
 each time including what it calls in turn. Every function is wrapped for the run and restored after it; a wrapper costs
 ~0.3 µs a call.
 
-Rows are ms an upload, the mean over uploads and timed passes (the first pass is not timed), so a table's rows add up
-to its total; a step called more than once an upload (`crop_to_ink`) is summed. Pin it to one core (`taskset -c 0`);
+Rows are ms an upload, the mean over uploads and timed passes (the first pass is not timed), so the pipeline's steps
+add up to nearly its mean (the rest is the glue between them), while a module's calls are part of the steps above them;
+a step called more than once an upload (`crop_to_ink`) is summed. Pin it to one core (`taskset -c 0`);
 on a VM whose speed drifts, compare shares within a run rather than milliseconds across runs, and changes with
 `benchmarks.preprocess_ab`.
 """
