@@ -25,9 +25,11 @@ import argparse
 import contextlib
 import importlib
 import inspect
+import pkgutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -38,9 +40,23 @@ from benchmarks.preprocess_ab import add_upload_arguments, uploads_by_style
 from mnist_model.malloc import keep_freed_memory
 
 PACKAGE = "app.preprocess"
+MODULES = sorted(module.name for module in pkgutil.iter_modules(pipeline.__path__))
+"""The package's modules, which `--inside` may name."""
 
 Timings = defaultdict[str, list[float]]
 """Seconds of each call, by the name the function was called by."""
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """One set of uploads through the pipeline: by row name, ms an upload and calls an upload; the pipeline's median
+    and mean ms an upload; uploads refused (an `ImageError`) and uploads in all."""
+
+    steps: dict[str, tuple[float, float]]
+    median: float
+    mean: float
+    refused: int
+    n: int
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -52,17 +68,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--inside",
         nargs="*",
         default=[],
+        choices=MODULES,
         metavar="MODULE",
-        help=f"modules of {PACKAGE} whose own calls are timed too (e.g. background rulings strokes)",
+        help=f"modules of {PACKAGE} whose own calls are timed too (of {' '.join(MODULES)})",
     )
     args = parser.parse_args(argv)
     if args.passes < 2:
         parser.error("--passes must be at least 2: the first is not timed")
-    for name in args.inside:
-        try:
-            importlib.import_module(f"{PACKAGE}.{name}")
-        except ModuleNotFoundError:
-            parser.error(f"--inside: no module {PACKAGE}.{name}")
+    args.inside = list(dict.fromkeys(args.inside))  # a module named twice is timed once
     return args
 
 
@@ -115,7 +128,7 @@ def timed(module: ModuleType, names: Sequence[str], timings: Timings, prefix: st
             setattr(module, name, function)
 
 
-def profile(uploads: Sequence[bytes], passes: int, inside: Sequence[str]) -> dict[str, object]:
+def profile(uploads: Sequence[bytes], passes: int, inside: Sequence[str]) -> StepProfile:
     """`to_mnist_pixels` on every upload `passes` times with each step timed (the first pass untimed): per step, ms
     an upload and calls an upload; the whole pipeline's median and mean ms; how many uploads were refused."""
     timings: Timings = defaultdict(list)
@@ -141,33 +154,31 @@ def profile(uploads: Sequence[bytes], passes: int, inside: Sequence[str]) -> dic
                     refused += turn == 0
                 totals.append(time.perf_counter() - start)
     count = len(totals)
-    steps = {name: (1000 * sum(timings[name]) / count, len(timings[name]) / count) for name in order if name in timings}
-    return {
-        "steps": steps,
-        "median": 1000 * float(np.median(totals)),
-        "mean": 1000 * float(np.mean(totals)),
-        "refused": refused,
-        "n": len(uploads),
-    }
+    called = [name for name in order if name in timings]  # a step no upload reached (refused before it) has no row
+    return StepProfile(
+        steps={name: (1000 * sum(timings[name]) / count, len(timings[name]) / count) for name in called},
+        median=1000 * float(np.median(totals)),
+        mean=1000 * float(np.mean(totals)),
+        refused=refused,
+        n=len(uploads),
+    )
 
 
-def report(label: str, row: dict[str, object], passes: int) -> str:
+def report(label: str, row: StepProfile, passes: int) -> str:
     """One table: the pipeline's steps, then each `--inside` module's calls, each with ms and share of the mean."""
-    steps: dict[str, tuple[float, float]] = row["steps"]  # type: ignore[assignment]
-    mean = float(row["mean"])  # type: ignore[arg-type]
-    width = max([len("step"), *(len(name) for name in steps)])
+    width = max([len("step"), *(len(name) for name in row.steps)])
     lines = [
-        f"{label}: {row['n']} uploads ({row['refused']} refused), {passes - 1} timed passes; "
-        f"median {row['median']:.2f} ms, mean {mean:.2f} ms an upload",
+        f"{label}: {row.n} uploads ({row.refused} refused), {passes - 1} timed passes; "
+        f"median {row.median:.2f} ms, mean {row.mean:.2f} ms an upload",
         f"  {'step':{width}} {'ms':>7} {'share':>6} {'calls':>6}",
     ]
     module = ""
-    for name, (ms, calls) in steps.items():
+    for name, (ms, calls) in row.steps.items():
         inside = name.partition(".")[0] if "." in name else ""
         if inside != module:  # an --inside module's calls: time within the steps above, not added to them
             module = inside
             lines.append(f"  (inside {module}, within the steps above)")
-        lines.append(f"  {name:{width}} {ms:>7.3f} {ms / mean:>6.1%} {calls:>6.1f}")
+        lines.append(f"  {name:{width}} {ms:>7.3f} {ms / row.mean:>6.1%} {calls:>6.1f}")
     return "\n".join(lines)
 
 
@@ -176,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     keep_freed_memory()  # as the service does: steps reuse freed buffers
     print(f"{args.split} split, seed {args.seed}; ms an upload, mean over the timed passes")
     for label, files in uploads_by_style(args).items():
-        print(report(label, profile(files, args.passes, args.inside), args.passes), flush=True)
+        if files:  # --per-style 0: nothing to time
+            print(report(label, profile(files, args.passes, args.inside), args.passes), flush=True)
 
 
 if __name__ == "__main__":

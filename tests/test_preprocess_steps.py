@@ -55,9 +55,10 @@ def test_timed_counts_each_call_and_puts_the_functions_back_even_after_an_error(
     assert all(seconds >= 0 for seconds in timings["m.double"])
 
 
-def test_a_module_outside_the_package_is_refused() -> None:
+def test_inside_takes_the_packages_modules_only_and_each_once() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--inside", "no_such_module"])
+    assert parse_args(["--inside", "background", "rulings", "background"]).inside == ["background", "rulings"]
 
 
 def test_the_table_has_every_step_and_the_inside_calls_and_leaves_the_pipeline_as_it_was(
