@@ -85,8 +85,7 @@ def pipeline_steps(function: Callable[..., object]) -> list[str]:
     module = inspect.getmodule(function)
     names = []
     for name in function.__code__.co_names:  # globals and attributes alike; only the module's functions count
-        value = getattr(module, name, None)
-        if inspect.isfunction(value) and value.__module__.startswith(PACKAGE) and name not in names:
+        if package_function(getattr(module, name, None)) and name not in names:
             names.append(name)
     return names
 
@@ -94,11 +93,12 @@ def pipeline_steps(function: Callable[..., object]) -> list[str]:
 def module_calls(module: ModuleType) -> list[str]:
     """The names in `module`'s namespace bound to functions of `app.preprocess`'s modules: its own functions and the
     ones it imports, which its code calls by those names."""
-    return [
-        name
-        for name, value in vars(module).items()
-        if inspect.isfunction(value) and value.__module__.startswith(PACKAGE)
-    ]
+    return [name for name, value in vars(module).items() if package_function(value)]
+
+
+def package_function(value: object) -> bool:
+    """Whether `value` is a function defined in one of `app.preprocess`'s modules (a step or a helper of the steps)."""
+    return inspect.isfunction(value) and value.__module__.startswith(PACKAGE)
 
 
 @contextlib.contextmanager
