@@ -4,7 +4,7 @@ checkpoint's `digit_gate` metadata.
     score = w2 · relu(W1ᵀ (x − mean) / std + b1) + b2;  `is_digit` = score ≥ threshold
 
 Why a small MLP and not a logistic regression: on the threshold split it flagged 88.9 % of non-digits against
-67.4 % for the logistic regression at the same false-flag budgets (see README, "Is it a digit?").
+67.4 % for the logistic regression at the same false-flag budgets (docs/gate.md, "Why these inputs").
 
 At serving time the whole score is computed by the predictor, batched, in the forward pass (`DigitGate.serving`:
 the standardising folded into the first layer, its part over the channel means into a few rows fc1's matrix

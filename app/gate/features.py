@@ -29,7 +29,7 @@ it found anywhere, before fc1 maps them onto the ten digits; with them the gate 
 threshold split's non-digits, letters 78 → 88 %); the calibrated top probability; the energy, logsumexp of the
 logits (large when the network sees strong evidence for some digit, whatever the softmax says). The channels'
 maxima were weighed too until they were found to cost ~100 µs of a gated batch of 64 for ~0.4 points of
-non-digits flagged (README, "Is it a digit?")."""
+non-digits flagged (docs/gate.md, "Why these inputs")."""
 CUE_FEATURES = (
     "parts",
     "dropped_ink",
