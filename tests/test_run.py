@@ -235,6 +235,19 @@ def test_init_from_starts_at_a_checkpoints_weights_and_records_it(mnist_root, tm
     assert "no checkpoint at" in caplog.text
 
 
+def test_sam_rho_changes_the_steps_repeatably_and_is_recorded(mnist_root, tmp_path):
+    plain, sam, again = (tmp_path / name / "m.safetensors" for name in ("plain", "sam", "again"))
+    assert main(run_args(mnist_root, plain, "--epochs", "1", samples=64)) == 0
+    for output in (sam, again):
+        assert main(run_args(mnist_root, output, "--epochs", "1", "--sam-rho", "0.05", samples=64)) == 0
+    reference, sharp, repeated = weights(plain), weights(sam), weights(again)
+    assert all(torch.equal(sharp[name], tensor) for name, tensor in repeated.items())  # same seed, same weights
+    assert any(not torch.allclose(reference[name], tensor) for name, tensor in sharp.items())
+    assert read_metadata(sam).hyperparameters["sam_rho"] == 0.05
+    assert read_metadata(plain).hyperparameters["sam_rho"] == 0.0
+    assert "--sam-rho 0.05" in read_metadata(sam).command
+
+
 def test_distill_from_records_its_teacher_and_refuses_one_that_saw_the_validation_images(mnist_root, tmp_path, caplog):
     teacher = tmp_path / "teacher" / "m.safetensors"
     assert main(run_args(mnist_root, teacher, "--epochs", "1", samples=64)) == 0
@@ -265,6 +278,9 @@ def test_distill_from_records_its_teacher_and_refuses_one_that_saw_the_validatio
         (["--distill-weight", "1.5"], "--distill-weight must be between 0 and 1"),
         (["--distill-temperature", "0"], "--distill-temperature must be a positive number"),
         (["--amp", "fp8"], "invalid choice"),
+        (["--sam-rho", "-0.05"], "--sam-rho must be a number >= 0"),
+        (["--sam-rho", "nan"], "--sam-rho must be a number >= 0"),
+        (["--sam-rho", "0.05", "--amp", "fp16"], "--sam-rho needs bf16 or float32 training"),
         (["--val-samples", "-1"], "--val-samples must be >= 0"),
         (["--elastic-p", "1.5"], "--elastic-p must be between 0 and 1"),
         (["--label-smoothing", "-0.1"], "--label-smoothing must be between 0 and 1"),

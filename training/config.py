@@ -34,6 +34,7 @@ RUN_SHAPING = (
     "lr",
     "weight_decay",
     "label_smoothing",
+    "sam_rho",
     "ema_decay",
     "seed",
     "val_samples",
@@ -76,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="E",
         help="share of each target spread over all classes (temperature scaling re-calibrates afterwards)",
+    )
+    add(
+        "--sam-rho",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="sharpness-aware minimisation (Foret et al. 2021): take each step's gradient at the weights moved this "
+        "far up the gradient (e.g. 0.05; a second forward and backward pass a step); 0 = off",
     )
     add(
         "--ema-decay",
@@ -259,6 +268,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--scale must be below 1 (a scale of 1 - F must stay positive), got {args.scale}")
     if args.elastic_sigma <= 0:
         parser.error(f"--elastic-sigma must be positive, got {args.elastic_sigma}")
+    if not (args.sam_rho >= 0 and math.isfinite(args.sam_rho)):
+        parser.error(f"--sam-rho must be a number >= 0, got {args.sam_rho}")
+    if args.sam_rho > 0 and args.amp == "fp16":
+        parser.error("--sam-rho needs bf16 or float32 training (fp16's loss scaling is not applied to its detour)")
     if not (args.distill_temperature > 0 and math.isfinite(args.distill_temperature)):
         parser.error(f"--distill-temperature must be a positive number, got {args.distill_temperature}")
     if args.rendered is None:

@@ -14,6 +14,7 @@ from mnist_model import MNIST_MEAN, MNIST_STD, normalize
 from training.augment import Augmentation, augment
 from training.data import Split
 from training.distributed import Runtime, all_reduce_sum
+from training.sharpness import sharpness_ascent
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,11 @@ class TrainSetup:
     teacher: torch.nn.Module | None = None  # a trained network in eval mode, for `distillation_loss`
     distill_weight: float = 0.0  # the distillation term's share of the digits' loss (the labels' is the rest)
     distill_temperature: float = 4.0
+    sam_rho: float = 0.0  # > 0: sharpness-aware steps (`training.sharpness`) at this radius; not with grad_scaler
+
+    def __post_init__(self) -> None:
+        if self.sam_rho > 0 and self.grad_scaler is not None:
+            raise ValueError("--sam-rho needs bf16 or float32 training: use --amp bf16 or --amp off, not fp16")
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -127,6 +133,22 @@ class TrainSetup:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The network inside a DDP wrapper (or the model itself)."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def batch_loss(setup: TrainSetup, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The loss of one prepared batch: the first len(y) images are digits labelled `y`, any after them the
+    non-digits of outlier exposure."""
+    with autocast(setup.runtime.device, setup.amp_dtype):
+        log_probs = setup.model(x)
+        loss = training_loss(log_probs[: len(y)], y, setup.label_smoothing)
+        if setup.teacher is not None and setup.distill_weight > 0:
+            with torch.no_grad():
+                teacher_log_probs = setup.teacher(x[: len(y)])
+            soft = distillation_loss(log_probs[: len(y)], teacher_log_probs, setup.distill_temperature)
+            loss = (1 - setup.distill_weight) * loss + setup.distill_weight * soft
+        if len(x) > len(y):
+            loss = loss + setup.outlier_weight * uniform_cross_entropy(log_probs[len(y) :])
+    return loss
 
 
 def train_epoch(
@@ -161,18 +183,15 @@ def train_epoch(
         if outlier_draws is not None and setup.outliers is not None:
             outliers = setup.outliers[outlier_draws[step].to(setup.outliers.device)].to(device, non_blocking=True)
             x = torch.cat([x, prepare_batch(outliers, setup.mean, setup.std, generator, setup.augmentation)])
-        with autocast(device, setup.amp_dtype):
-            log_probs = model(x)
-            loss = training_loss(log_probs[: len(y)], y, setup.label_smoothing)
-            if setup.teacher is not None and setup.distill_weight > 0:
-                with torch.no_grad():
-                    teacher_log_probs = setup.teacher(x[: len(y)])
-                soft = distillation_loss(log_probs[: len(y)], teacher_log_probs, setup.distill_temperature)
-                loss = (1 - setup.distill_weight) * loss + setup.distill_weight * soft
-            if outlier_draws is not None:
-                loss = loss + setup.outlier_weight * uniform_cross_entropy(log_probs[len(y) :])
+        loss = batch_loss(setup, x, y)
         optimizer.zero_grad(set_to_none=True)
-        if setup.grad_scaler is not None:
+        if setup.sam_rho > 0:  # the step's gradient is taken at the worst weights within sam_rho (training.sharpness)
+            loss.backward()
+            with sharpness_ascent(model.parameters(), setup.sam_rho):
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss(setup, x, y).backward()
+            optimizer.step()
+        elif setup.grad_scaler is not None:
             setup.grad_scaler.scale(loss).backward()
             setup.grad_scaler.step(optimizer)
             setup.grad_scaler.update()

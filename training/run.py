@@ -241,6 +241,7 @@ def build_training(
         teacher=load_teacher(args.distill_from, data, device) if args.distill_from is not None else None,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
+        sam_rho=args.sam_rho,
     )
     return Training(network, scheduler, sampler, setup, args.test_batch_size)
 
