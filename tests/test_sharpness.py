@@ -1,6 +1,8 @@
 """training.sharpness and the sharpness-aware step in training.loop: the detour's length and direction, the exact
 return, and the optimiser stepping with the gradient taken at the far end of the detour."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -47,10 +49,9 @@ class Logits(torch.nn.Module):
         return torch.log_softmax(self.logits.expand(len(x), 10), dim=1)
 
 
-def one_sgd_step(start: list[float], sam_rho: float) -> np.ndarray:
-    """The logits after one epoch of one batch (four images, all labelled 0) with plain SGD at lr 1."""
-    model = Logits(start)
-    setup = TrainSetup(
+def sgd_setup(model: Logits, **extra: Any) -> TrainSetup:
+    """Plain SGD at lr 1 on four blank images, all labelled 0, in one batch; `extra` sets more `TrainSetup` fields."""
+    return TrainSetup(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
         scheduler=None,
@@ -58,9 +59,14 @@ def one_sgd_step(start: list[float], sam_rho: float) -> np.ndarray:
         runtime=CPU,
         batch_size=4,
         progress=False,
-        sam_rho=sam_rho,
+        **extra,
     )
-    train_epoch(setup, torch.arange(4), generator=None)
+
+
+def one_sgd_step(start: list[float], sam_rho: float) -> np.ndarray:
+    """The logits after one epoch of `sgd_setup`: a single step."""
+    model = Logits(start)
+    train_epoch(sgd_setup(model, sam_rho=sam_rho), torch.arange(4), generator=None)
     return model.logits.detach().numpy()
 
 
@@ -84,15 +90,5 @@ def test_a_sharpness_aware_step_follows_the_gradient_at_the_far_end_of_the_detou
 
 
 def test_sharpness_aware_steps_are_refused_with_fp16_loss_scaling():
-    model = Logits([0.0] * 10)
     with pytest.raises(ValueError, match="--sam-rho needs bf16 or float32"):
-        TrainSetup(
-            model=model,
-            optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-            scheduler=None,
-            data=Split(torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, dtype=torch.long)),
-            runtime=CPU,
-            batch_size=1,
-            grad_scaler=torch.amp.GradScaler("cpu"),
-            sam_rho=0.05,
-        )
+        sgd_setup(Logits([0.0] * 10), grad_scaler=torch.amp.GradScaler("cpu"), sam_rho=0.05)
