@@ -7,6 +7,7 @@ from benchmarks.serve_throughput import (
     BARE,
     BATCH,
     BATCH_CONCURRENCY,
+    FLOOR,
     GATED,
     MODEL_ONLY,
     NAIVE,
@@ -63,3 +64,21 @@ def test_full_report_has_the_issue_9_ratios_and_the_gates():
     assert "- /predict/batch images/s ÷ model alone: 0.80× (0.80–0.80) (target ≥ 0.80)" in text
     assert "- c=64 req/s, batching ÷ no batching: 3.00× (3.00–3.00)" in text
     assert "gated ÷ no gate, 2 fresh pairs" in text
+    assert "ceiling" not in text  # no floor server measured
+
+
+def test_the_ceiling_adds_the_floors_time_per_request_to_the_models_per_image():
+    args = argparse.Namespace(concurrency=[64], rounds=2)
+    cells = {
+        # round 1: floor 1,000 req/s (1 ms), model 1,000 images/s (1 ms): ceiling 500 req/s; round 2: 250
+        (PNG, 64, FLOOR): cell(1000.0, 400.0),
+        (BATCH, BATCH_CONCURRENCY, MODEL_ONLY): cell(1000.0 / 64, 400.0 / 64),
+        (PNG, 64, BARE): cell(800.0, 500.0),
+        (PNG, 64, SERVE): cell(400.0, 100.0),
+        (PNG, 64, NAIVE): cell(10.0, 10.0),
+        (PNG, 64, SINGLE): cell(10.0, 10.0),
+        (BATCH, BATCH_CONCURRENCY, SERVE): cell(1.0, 1.0),
+    }
+    text = report(cells, args)
+    assert "- c=64 ceiling ÷ bare: 0.51× (0.40–0.62)" in text  # 500 / 800 and 200 / 500
+    assert "- c=64 req/s, mnist-serve ÷ that ceiling: 0.65× (0.50–0.80)" in text  # 400 / 500 and 100 / 200
