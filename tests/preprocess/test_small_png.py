@@ -178,8 +178,11 @@ def test_a_batch_takes_exactly_the_mnist_format_pngs_with_their_own_pixels(mnist
         if answer is not None:
             np.testing.assert_array_equal(answer, pixels)
             assert not answer.flags.writeable  # shared with the batch: nobody may change it
-    for data in files:  # a batch of one is the same decision
-        assert (mnist_pngs([data])[0] is None) == (mnist_png(data) is None)
+    for data in files:  # a batch of one (/predict's, its own path) is the same decision
+        assert (mnist_pngs([data])[0] is None) == (answers[files.index(data)] is None)
+    [lone] = mnist_pngs([valid])
+    assert lone is not None and not lone.flags.writeable
+    np.testing.assert_array_equal(lone, mnist_digits[0])
 
 
 def test_the_vectorised_format_check_agrees_with_the_single_one(mnist_digits: np.ndarray) -> None:
