@@ -198,6 +198,19 @@ def test_resume_refuses_changed_settings_and_corrupt_state(mnist_root, tmp_path,
     assert "corrupt" in caplog.text
 
 
+def test_a_state_saved_before_a_flag_existed_resumes_as_if_it_had_its_default(mnist_root, tmp_path, caplog):
+    output = tmp_path / "m.safetensors"
+    assert main(run_args(mnist_root, output, "--epochs", "2", "--stop-after", "1", samples=64)) == 0
+    state_file = tmp_path / "m.state.pt"
+    state = torch.load(state_file, weights_only=True)
+    del state["config"]["sam_rho"]  # as a state written before --sam-rho was added
+    torch.save(state, state_file)
+    assert main(run_args(mnist_root, output, "--epochs", "2", "--sam-rho", "0.05", "--resume", samples=64)) == 1
+    assert "--sam-rho was 0.0, now 0.05" in caplog.text  # the missing flag is its default: off
+    assert main(run_args(mnist_root, output, "--epochs", "2", "--resume", samples=64)) == 0
+    assert output.is_file()
+
+
 def test_resume_without_state_is_a_clear_error(mnist_root, tmp_path, caplog):
     assert main(run_args(mnist_root, tmp_path / "m.safetensors", "--resume")) == 1
     assert "no training state" in caplog.text

@@ -291,6 +291,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def shaping_defaults() -> dict[str, Any]:
+    """Each RUN_SHAPING flag's default: what a run saved before the flag existed ran with (every flag added since
+    defaults to the behaviour before it), so a state without the key compares as if it had recorded the default."""
+    parser = build_parser()
+    return {name: parser.get_default(name) for name in RUN_SHAPING}
+
+
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
     """The flags as plain values (paths and unset options left out): saved with the state, compared on resume."""
     return {key: value for key, value in vars(args).items() if isinstance(value, int | float | str | bool)}

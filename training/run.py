@@ -35,7 +35,7 @@ from mnist_model.device import DeviceError
 from mnist_model.malloc import keep_freed_memory
 from training import distributed
 from training.calibrate import evaluate_and_calibrate
-from training.config import RUN_SHAPING, augmentation, parse_args, run_config
+from training.config import RUN_SHAPING, augmentation, parse_args, run_config, shaping_defaults
 from training.data import DataError, Split, holdout_indices, indices_sha256, load_split, split_validation
 from training.loop import EvalStats, TrainSetup, evaluate, train_epoch
 from training.outputs import write_outputs
@@ -273,11 +273,12 @@ def resume(args: argparse.Namespace, training: Training) -> Progress:
     """Restore the weights, optimiser and schedule saved after the last finished epoch (--resume).
 
     A state saved with other run-shaping flags (RUN_SHAPING) is refused: continuing it would silently train a
-    different run than the one the flags describe.
+    different run than the one the flags describe. A flag the state does not record (it predates the flag) counts as
+    its default, the behaviour the run had.
     """
     state_path = state_path_for(args.output)
     state = load_state(state_path)
-    check_compatible(state["config"], run_config(args), RUN_SHAPING)
+    check_compatible(shaping_defaults() | state["config"], run_config(args), RUN_SHAPING)
     training.network.load_state_dict(state["model"])
     training.setup.optimizer.load_state_dict(state["optimizer"])
     training.scheduler.load_state_dict(state["scheduler"])
