@@ -1,9 +1,10 @@
 """The running parts of one app (settings, model, batcher, decode threads) and the one way to classify with them.
 
 Every protocol is a thin translator over `Service`: `classify_images` takes encoded image files (preprocessed
-like /predict), `classify_pixels` takes MNIST-format uint8 arrays (only normalised, by the model). Both reserve
-queue room first, submit what could be preprocessed to the batcher as one submission, wait at most
-MNIST_SERVE_REQUEST_TIMEOUT_S, and answer one `Classification` or `BadItem` per image, in order. What fails the
+like /predict), `classify_image` one such file (/predict's, by a shorter path), `classify_pixels` MNIST-format uint8
+arrays (only normalised, by the model). Each reserves queue room first, submits what could be preprocessed to the
+batcher as one submission, waits at most MNIST_SERVE_REQUEST_TIMEOUT_S (`app.deadlines`), and answers one
+`Classification` or `BadItem` per image, in order. What fails the
 request as a whole is raised as a typed `app.errors.ServiceError` (`QueueFull`, `ModelUnavailable`,
 `ModelTimeout`, `NotReady`), which each protocol renders in its own shape.
 
@@ -27,6 +28,7 @@ from starlette.requests import Request
 
 from app.batcher import DynamicBatcher, Probabilities, Reservation
 from app.config import Settings
+from app.deadlines import Deadlines
 from app.errors import ModelTimeout, ModelUnavailable, NotReady
 from app.gate import cue_row, stack_cue_rows
 from app.metrics import Metrics
@@ -71,6 +73,7 @@ class Service:
     model: Model
     batcher: DynamicBatcher
     decode_pool: ThreadPoolExecutor
+    deadlines: Deadlines
 
     @classmethod
     def start(cls, settings: Settings, model_factory: ModelFactory, metrics: Metrics) -> Service:
@@ -86,7 +89,8 @@ class Service:
         )
         batcher.start()
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="mnist-decode")
-        return cls(settings, model, batcher, pool)
+        deadlines = Deadlines(settings.request_timeout_s, _timeout_error(settings.request_timeout_s))
+        return cls(settings, model, batcher, pool, deadlines)
 
     def stop(self) -> None:
         """Finish queued work, then release the threads."""
@@ -110,6 +114,25 @@ class Service:
             prepared = await self._prepare_images(blobs)
             return await self._classify(reservation, prepared)
 
+    async def classify_image(self, data: bytes) -> Result:
+        """One encoded image file (/predict's) → its result: what `classify_images([data])` answers, by a shorter
+        path. Raises as `classify_images`.
+
+        Why a path of its own: at c=64 on one core /predict's own Python is a large share of each request, and every
+        call and list the batch path makes for a list of one cost a few µs there, the code out of the caches between
+        requests (measured with `benchmarks/app_overhead.py`).
+        """
+        with self.batcher.reserve(1) as reservation:
+            prepared = self._mnist_upload(data) or self._prepare_inline(data)
+            if isinstance(prepared, bytes):
+                prepared = await self._prepare_on_threads(data)
+            if isinstance(prepared, BadItem):
+                return prepared
+            pixels, cues = prepared
+            [row] = await self._rows(reservation, pixels[None], None if cues is None else cues[None])
+        probabilities, is_digit = self._answer(row)
+        return Classification(probabilities, pixels, is_digit)
+
     async def classify_pixels(self, pixels: np.ndarray) -> list[Result]:
         """MNIST-format images (uint8 N×28×28, white ink on black) → one `Classification` per image, in order.
 
@@ -131,28 +154,27 @@ class Service:
         if not good:  # nothing for the model: the per-image errors are the whole answer
             return [item for item in prepared if isinstance(item, BadItem)]
         pixels = good[0][0][None] if len(good) == 1 else np.stack([item[0] for item in good])
-        cues = stack_cue_rows([item[1] for item in good])
-        future = reservation.submit(pixels, cues)
-        # A timer that fails the future itself (cheaper than asyncio.timeout's task cancellation); a future
-        # that is done before its images reached the model makes the batcher skip them.
-        timeout_s = self.settings.request_timeout_s
-        timer = asyncio.get_running_loop().call_later(timeout_s, _time_out, future, timeout_s)
-        try:
-            rows = await future
-        finally:
-            timer.cancel()
-            future.cancel()  # no-op when answered; when this request is cancelled, its images are skipped
-        answers = iter(self._answers(rows))
-        return [item if isinstance(item, BadItem) else _classification(item, *next(answers)) for item in prepared]
+        rows = await self._rows(reservation, pixels, stack_cue_rows([item[1] for item in good]))
+        answers = map(self._answer, rows)
+        return [item if isinstance(item, BadItem) else _classification(item, next(answers)) for item in prepared]
 
-    def _answers(self, rows: list[Probabilities]) -> list[tuple[Probabilities, bool | None]]:
-        """(probabilities, is_digit) per row of the model: with a gate, its score (the row's last value, taken off)
-        against the gate's threshold."""
+    async def _rows(self, reservation: Reservation, pixels: np.ndarray, cues: np.ndarray | None) -> list[Probabilities]:
+        """Queue `pixels` (N×28×28, their `cues`) on `reservation` as one submission and wait, at most
+        MNIST_SERVE_REQUEST_TIMEOUT_S, for the model's N rows."""
+        future = reservation.submit(pixels, cues)
+        # Timed out by failing the future itself (cheaper than asyncio.timeout's task cancellation); a future
+        # that is done before its images reached the model makes the batcher skip them.
+        self.deadlines.watch(future)
+        try:
+            return await future
+        finally:
+            future.cancel()  # no-op when answered; when this request is cancelled, its images are skipped
+
+    def _answer(self, row: Probabilities) -> tuple[Probabilities, bool | None]:
+        """(probabilities, is_digit) of one row of the model: with a gate, its score (the row's last value, taken
+        off) against the gate's threshold."""
         gate = getattr(self.model, "digit_gate", None)
-        if gate is None:
-            return [(row, None) for row in rows]
-        threshold = gate.threshold
-        return [(row, row.pop() >= threshold) for row in rows]
+        return (row, None) if gate is None else (row, row.pop() >= gate.threshold)
 
     async def _prepare_images(self, blobs: Sequence[bytes | BadItem]) -> list[Prepared | BadItem]:
         """Preprocess the image bytes, small ones inline, the rest concurrently on the decode threads; refused
@@ -160,18 +182,23 @@ class Service:
         prepared = [self._prepare_inline(blob) if isinstance(blob, bytes) else blob for blob in self._take_mnist(blobs)]
         big = [(index, item) for index, item in enumerate(prepared) if isinstance(item, bytes)]
         if big:
-            loop = asyncio.get_running_loop()
-            limit, cues = self.settings.max_image_pixels, self._gated
-            jobs = [loop.run_in_executor(self.decode_pool, prepare_image, data, limit, cues) for _, data in big]
+            jobs = [self._prepare_on_threads(data) for _, data in big]
             for (index, _), item in zip(big, await asyncio.gather(*jobs), strict=True):
                 prepared[index] = item
         return prepared  # type: ignore[return-value]  # every bytes item was replaced
+
+    async def _prepare_on_threads(self, data: bytes) -> Prepared | BadItem:
+        """`prepare_image` of `data` on a decode thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.decode_pool, prepare_image, data, self.settings.max_image_pixels, self._gated
+        )
 
     def _take_mnist(self, blobs: Sequence[bytes | BadItem]) -> list[bytes | BadItem | Prepared]:
         """The uploads that are MNIST-format PNGs (what API clients mostly send), decoded together on the event
         loop by `mnist_pngs`: ~10 µs a file, a third of the per-file path's cost, which is what keeps
         /predict/batch model-bound. Everything else is left as it is for `_prepare_inline`."""
-        if self.settings.inline_decode_max_pixels < MNIST_SHAPE[0] * MNIST_SHAPE[1]:
+        if not self._mnist_inline:
             return list(blobs)  # the operator sent every decode to the threads
         found = iter(mnist_pngs([blob for blob in blobs if isinstance(blob, bytes)]))
         taken: list[bytes | BadItem | Prepared] = []
@@ -179,6 +206,18 @@ class Service:
             pixels = next(found) if isinstance(blob, bytes) else None
             taken.append(blob if pixels is None else (pixels, None))
         return taken
+
+    def _mnist_upload(self, data: bytes) -> Prepared | None:
+        """`_take_mnist` of one upload: its pixels if it is an MNIST-format PNG decoded on the event loop, else None."""
+        if not self._mnist_inline:
+            return None
+        [pixels] = mnist_pngs([data])
+        return None if pixels is None else (pixels, None)
+
+    @property
+    def _mnist_inline(self) -> bool:
+        """Whether MNIST-format PNGs are decoded on the event loop (MNIST_SERVE_INLINE_DECODE_MAX_PIXELS ≥ 28×28)."""
+        return self.settings.inline_decode_max_pixels >= MNIST_SHAPE[0] * MNIST_SHAPE[1]
 
     def _prepare_inline(self, data: bytes) -> Prepared | BadItem | bytes:
         """Preprocess `data` on the event loop if it has at most MNIST_SERVE_INLINE_DECODE_MAX_PIXELS pixels;
@@ -214,18 +253,20 @@ def prepare_image(data: bytes, max_pixels: int, measure_cues: bool) -> Prepared 
     return pixels, cue_row(notes.cues(pixels)) if measure_cues and notes.parts is not None else None
 
 
-def _classification(item: Prepared, probabilities: Probabilities, is_digit: bool | None) -> Classification:
-    return Classification(probabilities, item[0], is_digit)
+def _classification(item: Prepared, answer: tuple[Probabilities, bool | None]) -> Classification:
+    return Classification(answer[0], item[0], answer[1])
 
 
-def _time_out(future: asyncio.Future[list[Probabilities]], timeout_s: float) -> None:
-    if not future.done():
-        future.set_exception(
-            ModelTimeout(
-                f"no answer from the model within {timeout_s:g} s (MNIST_SERVE_REQUEST_TIMEOUT_S): "
-                "the server is overloaded, retry later"
-            )
+def _timeout_error(timeout_s: float) -> Callable[[], ModelTimeout]:
+    """What a request that waited `timeout_s` for the model fails with (a 504)."""
+
+    def error() -> ModelTimeout:
+        return ModelTimeout(
+            f"no answer from the model within {timeout_s:g} s (MNIST_SERVE_REQUEST_TIMEOUT_S): "
+            "the server is overloaded, retry later"
         )
+
+    return error
 
 
 def forward_on_loop(settings: Settings, model: Model) -> bool:

@@ -7,10 +7,11 @@ import struct
 import zlib
 
 import pytest
+from starlette.requests import ClientDisconnect, Request
 
 from app.config import Settings
 from app.main import create_app
-from app.request_parsing import decode_base64, looks_like_image
+from app.request_parsing import decode_base64, looks_like_image, media_type, read_body
 from app.testing import StubModel, serve_in_process
 from tests.helpers import digit_png
 
@@ -164,3 +165,43 @@ def test_base64_in_every_common_spelling_decodes_to_the_same_bytes():
     assert all(decode_base64(text) == data for text in spellings)
     assert decode_base64("%%% not base64 %%%").status_code == 400
     assert decode_base64("").status_code == 400
+
+
+def request_receiving(*messages: dict, headers: list[tuple[bytes, bytes]] | None = None) -> Request:
+    """A Request whose receive() hands out `messages` in turn."""
+    queue = list(messages)
+
+    async def receive() -> dict:
+        return queue.pop(0)
+
+    return Request({"type": "http", "method": "POST", "path": "/predict", "headers": headers or []}, receive)
+
+
+async def test_a_body_in_several_messages_is_read_whole():
+    parts = [b"\x89PNG", b"\r\n\x1a\n", b"", b"rest"]
+    messages = [{"type": "http.request", "body": part, "more_body": True} for part in parts[:-1]]
+    request = request_receiving(*messages, {"type": "http.request", "body": parts[-1], "more_body": False})
+    assert await read_body(request) == b"".join(parts)
+
+
+async def test_a_client_gone_before_the_body_ends_is_a_disconnect():
+    request = request_receiving(
+        {"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}
+    )
+    with pytest.raises(ClientDisconnect):
+        await read_body(request)
+
+
+@pytest.mark.parametrize(
+    ("headers", "media"),
+    [
+        ([(b"content-type", b"Image/PNG; charset=binary")], "image/png"),
+        ([(b"host", b"x"), (b"content-type", b" application/json ")], "application/json"),
+        ([(b"content-type", b"image/jpeg"), (b"content-type", b"image/png")], "image/jpeg"),  # the first, as Starlette
+        ([(b"host", b"x")], ""),
+    ],
+)
+async def test_the_media_type_is_read_as_starlette_reads_the_header(headers, media):
+    request = request_receiving(headers=headers)
+    assert media_type(request) == media
+    assert media_type(request) == request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

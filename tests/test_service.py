@@ -1,5 +1,5 @@
-"""Service.classify_images / classify_pixels without HTTP: results in order, what the model saw, typed errors, and
-queue room given back on every path."""
+"""Service.classify_images / classify_image / classify_pixels without HTTP: results in order, what the model saw,
+typed errors, and queue room given back on every path."""
 
 from __future__ import annotations
 
@@ -76,6 +76,19 @@ def make_service() -> Iterator:
         service.stop()
 
 
+@pytest.fixture(params=["classify_images", "classify_image"])
+def classify_one(request: pytest.FixtureRequest):
+    """One upload through either way in: the batch path with a list of one, or /predict's own `classify_image`."""
+    if request.param == "classify_image":
+        return lambda service, data: service.classify_image(data)
+
+    async def through_the_batch_path(service: Service, data: bytes) -> object:
+        [result] = await service.classify_images([data])
+        return result
+
+    return through_the_batch_path
+
+
 def queue_room_free(service: Service) -> bool:
     """Whether the whole queue can be reserved: nothing queued, and no reservation left behind."""
     try:
@@ -142,11 +155,11 @@ async def test_classify_pixels_refuses_other_shapes_and_dtypes(make_service, pix
     assert queue_room_free(service)
 
 
-async def test_full_queue_is_a_typed_503_with_retry_after(make_service):
+async def test_full_queue_is_a_typed_503_with_retry_after(make_service, classify_one):
     service = make_service(max_queue_size=2, max_batch_images=2)
     with service.batcher.reserve(2):
         with pytest.raises(QueueFull) as caught:
-            await service.classify_images([digit_png()])
+            await classify_one(service, digit_png())
     assert caught.value.status_code == 503 and caught.value.headers == {"Retry-After": "1"}
     assert "queue is full" in str(caught.value)
 
@@ -181,14 +194,14 @@ async def test_no_answer_in_time_is_a_typed_504_and_the_image_is_skipped(make_se
     assert queue_room_free(service)
 
 
-async def test_a_preprocessing_bug_fails_only_its_image(make_service, monkeypatch, caplog):
+async def test_a_preprocessing_bug_fails_only_its_image(make_service, monkeypatch, caplog, classify_one):
     service = make_service()
 
     def broken(data: bytes, max_pixels: int, notes: object = None) -> np.ndarray:
         raise KeyError("decoder bug")
 
     monkeypatch.setattr(service_module, "to_mnist_pixels", broken)
-    [result] = await service.classify_images([digit_png()])
+    result = await classify_one(service, digit_png())
     assert result == BadItem(400, "the image could not be decoded")
     assert "something other than ImageError" in caplog.text
     assert queue_room_free(service)
@@ -206,7 +219,9 @@ async def test_queue_room_is_given_back_when_preprocessing_raises(make_service, 
     assert queue_room_free(service)
 
 
-async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_decoding(make_service, monkeypatch):
+async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_decoding(
+    make_service, monkeypatch, classify_one
+):
     service = make_service(inline_decode_max_pixels=0)  # every image on the decode threads
     decoding, release = threading.Event(), threading.Event()
     real = service_module.to_mnist_pixels
@@ -217,7 +232,7 @@ async def test_queue_room_is_given_back_when_the_request_is_cancelled_while_deco
         return real(data, max_pixels, notes)
 
     monkeypatch.setattr(service_module, "to_mnist_pixels", slow)
-    request = asyncio.create_task(service.classify_images([digit_png()]))
+    request = asyncio.create_task(classify_one(service, digit_png()))
     await asyncio.to_thread(decoding.wait, 5)
     assert not queue_room_free(service)  # held while the image decodes
     request.cancel()
@@ -268,9 +283,9 @@ async def test_without_inline_decoding_even_mnist_pngs_go_to_the_decode_threads(
     assert len(threads) == 2 and all(name.startswith("mnist-decode") for name in threads)
 
 
-async def test_an_image_over_the_service_limit_is_413_wherever_it_is_decoded(make_service):
+async def test_an_image_over_the_service_limit_is_413_wherever_it_is_decoded(make_service, classify_one):
     service = make_service(inline_decode_max_pixels=28 * 28, max_image_pixels=1000)
-    [result] = await service.classify_images([digit_png()])  # 4096 pixels
+    result = await classify_one(service, digit_png())  # 4096 pixels
     assert isinstance(result, BadItem) and result.status_code == 413 and "1000" in result.detail
 
 
@@ -291,3 +306,63 @@ def test_forward_passes_run_on_the_loop_only_for_a_one_thread_cpu_model_unless_t
             return runtime
 
     assert service_module.forward_on_loop(Settings(forward_on=forward_on), Model()) is on_loop
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"inline_decode_max_pixels": 0}, {"inline_decode_max_pixels": 10**6}],
+    ids=["defaults", "every decode on the threads", "every decode on the loop"],
+)
+async def test_one_image_is_answered_alike_by_both_ways_in(make_service, settings):
+    uploads = {
+        "MNIST-format PNG": png(mnist_digit()),
+        "64x64 PNG": digit_png(),
+        "not an image": b"not an image",
+        "empty": b"",
+    }
+    service = make_service(**settings)
+    for name, data in uploads.items():
+        one = await service.classify_image(data)
+        [listed] = await service.classify_images([data])
+        assert type(one) is type(listed), name
+        if isinstance(one, BadItem):
+            assert one == listed, name
+        else:
+            assert one.probabilities == listed.probabilities and one.is_digit is listed.is_digit, name
+            assert np.array_equal(one.pixels, listed.pixels) and not one.pixels.flags.writeable, name
+    assert queue_room_free(service)
+
+
+async def test_one_image_is_decoded_where_its_size_says(make_service, monkeypatch):
+    service = make_service(inline_decode_max_pixels=28 * 28, max_image_pixels=100_000)
+    calls: list[tuple[str, int]] = []
+    real = service_module.to_mnist_pixels
+
+    def recording(data: bytes, max_pixels: int, notes: CueNotes | None = None) -> np.ndarray:
+        calls.append((threading.current_thread().name, max_pixels))
+        return real(data, max_pixels, notes)
+
+    monkeypatch.setattr(service_module, "to_mnist_pixels", recording)
+    assert isinstance(await service.classify_image(png(mnist_digit())), Classification)
+    assert calls == []  # the MNIST-format PNG: the fast path on the loop, no preprocessing
+    assert isinstance(await service.classify_image(digit_png()), Classification)
+    loop_thread = threading.current_thread().name
+    assert calls[0] == (loop_thread, 28 * 28)  # only its header is read on the loop before it is handed over
+    assert calls[1][0].startswith("mnist-decode") and calls[1][1] == 100_000
+    assert len(calls) == 2
+
+
+async def test_one_image_without_an_answer_in_time_is_a_504_and_is_skipped(make_service):
+    gate = threading.Event()
+    model = RecordingModel(gate=gate)
+    service = make_service(model, request_timeout_s=0.2)
+    blocking = asyncio.create_task(service.classify_pixels(mnist_digit()[None]))
+    await asyncio.to_thread(model.entered.wait, 5)
+    with pytest.raises(ModelTimeout, match="MNIST_SERVE_REQUEST_TIMEOUT_S"):
+        await service.classify_image(png(mnist_digit()))
+    gate.set()
+    with pytest.raises(ModelTimeout):
+        await blocking
+    await service.classify_pixels(mnist_digit()[None])
+    assert model.batch_sizes == [1, 1]  # the timed-out upload never reached the model
+    assert queue_room_free(service)

@@ -88,7 +88,7 @@ async def predict(request: Request) -> Response:
     """Classify one image; its problems are answered with their own status (400, 413, 415)."""
     include_input = read_flag(request, INCLUDE_INPUT)
     service = await get_service(request)
-    [result] = await service.classify_images([await read_image(request)])
+    result = await service.classify_image(await read_image(request))
     if isinstance(result, BadItem):
         raise HTTPException(result.status_code, result.detail)
     body = scores(result.probabilities, result.is_digit) | {"model": _model_ref(service)}
