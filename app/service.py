@@ -4,9 +4,9 @@ Every protocol is a thin translator over `Service`: `classify_images` takes enco
 like /predict), `classify_image` one such file (/predict's, by a shorter path), `classify_pixels` MNIST-format uint8
 arrays (only normalised, by the model). Each reserves queue room first, submits what could be preprocessed to the
 batcher as one submission, waits at most MNIST_SERVE_REQUEST_TIMEOUT_S (`app.deadlines`), and answers one
-`Classification` or `BadItem` per image, in order. What fails the
-request as a whole is raised as a typed `app.errors.ServiceError` (`QueueFull`, `ModelUnavailable`,
-`ModelTimeout`, `NotReady`), which each protocol renders in its own shape.
+`Classification` or `BadItem` per image, in order. What fails the request as a whole is raised as a typed
+`app.errors.ServiceError` (`QueueFull`, `ModelUnavailable`, `ModelTimeout`, `NotReady`), which each protocol renders
+in its own shape.
 
 Where the work runs: small images (MNIST_SERVE_INLINE_DECODE_MAX_PIXELS, 28×28 by default: the MNIST-format
 pass-through costs less than a thread hop) are preprocessed right on the event loop, bigger ones on the decode
@@ -123,7 +123,9 @@ class Service:
         requests (measured with `benchmarks/app_overhead.py`).
         """
         with self.batcher.reserve(1) as reservation:
-            prepared = self._mnist_upload(data) or self._prepare_inline(data)
+            prepared: Prepared | BadItem | bytes | None = self._mnist_upload(data)
+            if prepared is None:
+                prepared = self._prepare_inline(data)
             if isinstance(prepared, bytes):
                 prepared = await self._prepare_on_threads(data)
             if isinstance(prepared, BadItem):

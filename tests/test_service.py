@@ -176,14 +176,22 @@ async def test_a_failed_warm_up_is_a_typed_503_with_retry_after(make_service):
     assert queue_room_free(service)
 
 
-async def test_no_answer_in_time_is_a_typed_504_and_the_image_is_skipped(make_service):
+@pytest.mark.parametrize(
+    "late",
+    [
+        lambda service: service.classify_pixels(np.zeros((2, 28, 28), np.uint8)),
+        lambda service: service.classify_image(png(mnist_digit())),
+    ],
+    ids=["pixels", "one upload"],
+)
+async def test_no_answer_in_time_is_a_typed_504_and_the_image_is_skipped(make_service, late):
     gate = threading.Event()
     model = RecordingModel(gate=gate)
     service = make_service(model, request_timeout_s=0.2)
     blocking = asyncio.create_task(service.classify_pixels(mnist_digit()[None]))
     await asyncio.to_thread(model.entered.wait, 5)
     with pytest.raises(ModelTimeout) as caught:
-        await service.classify_pixels(np.zeros((2, 28, 28), np.uint8))
+        await late(service)
     assert caught.value.status_code == 504 and caught.value.headers == {}
     assert "MNIST_SERVE_REQUEST_TIMEOUT_S" in str(caught.value)
     gate.set()
@@ -350,19 +358,3 @@ async def test_one_image_is_decoded_where_its_size_says(make_service, monkeypatc
     assert calls[0] == (loop_thread, 28 * 28)  # only its header is read on the loop before it is handed over
     assert calls[1][0].startswith("mnist-decode") and calls[1][1] == 100_000
     assert len(calls) == 2
-
-
-async def test_one_image_without_an_answer_in_time_is_a_504_and_is_skipped(make_service):
-    gate = threading.Event()
-    model = RecordingModel(gate=gate)
-    service = make_service(model, request_timeout_s=0.2)
-    blocking = asyncio.create_task(service.classify_pixels(mnist_digit()[None]))
-    await asyncio.to_thread(model.entered.wait, 5)
-    with pytest.raises(ModelTimeout, match="MNIST_SERVE_REQUEST_TIMEOUT_S"):
-        await service.classify_image(png(mnist_digit()))
-    gate.set()
-    with pytest.raises(ModelTimeout):
-        await blocking
-    await service.classify_pixels(mnist_digit()[None])
-    assert model.batch_sizes == [1, 1]  # the timed-out upload never reached the model
-    assert queue_room_free(service)
