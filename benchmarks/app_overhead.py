@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ from app.config import Settings
 from app.main import create_app
 from app.predictor import Predictor
 from benchmarks.asgi_floor_app import app as floor_app
-from benchmarks.serving import mnist_test_digits
+from benchmarks.serving import encode, mnist_test_digits
 
 
 class FixedAnswers(Predictor):
@@ -67,9 +66,7 @@ class Upload:
 
 def digit_upload() -> Upload:
     """POST /predict of the first MNIST test digit as a PNG, raw body, as `hey` sends it in `serve_throughput`."""
-    buffer = io.BytesIO()
-    Image.fromarray(mnist_test_digits(1)[0]).save(buffer, format="PNG")
-    body = buffer.getvalue()
+    body = encode(Image.fromarray(mnist_test_digits(1)[0]), "PNG")  # the body serve_throughput's hey sends
     headers = [(b"host", b"bench"), (b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())]
     scope: Scope = {
         "type": "http",
