@@ -15,6 +15,7 @@ from typing import Any
 from mnist_model.device import DEVICE_CHOICES, parse_device
 from training.augment import Augmentation
 from training.data import default_data_dir
+from training.sharpness import NOT_WITH_FP16
 
 DEFAULT_OUTPUT = Path("models/mnist_cnn.safetensors")
 AUGMENT_FLAGS = {
@@ -271,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (args.sam_rho >= 0 and math.isfinite(args.sam_rho)):
         parser.error(f"--sam-rho must be a number >= 0, got {args.sam_rho}")
     if args.sam_rho > 0 and args.amp == "fp16":
-        parser.error("--sam-rho needs bf16 or float32 training (fp16's loss scaling is not applied to its detour)")
+        parser.error(NOT_WITH_FP16)
     if not (args.distill_temperature > 0 and math.isfinite(args.distill_temperature)):
         parser.error(f"--distill-temperature must be a positive number, got {args.distill_temperature}")
     if args.rendered is None:

@@ -14,7 +14,7 @@ from mnist_model import MNIST_MEAN, MNIST_STD, normalize
 from training.augment import Augmentation, augment
 from training.data import Split
 from training.distributed import Runtime, all_reduce_sum
-from training.sharpness import sharpness_ascent
+from training.sharpness import NOT_WITH_FP16, sharpness_ascent
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class TrainSetup:
 
     def __post_init__(self) -> None:
         if self.sam_rho > 0 and self.grad_scaler is not None:
-            raise ValueError("--sam-rho needs bf16 or float32 training: use --amp bf16 or --amp off, not fp16")
+            raise ValueError(NOT_WITH_FP16)
 
     @property
     def evaluated(self) -> torch.nn.Module:

@@ -14,6 +14,13 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+NOT_WITH_FP16 = (
+    "--sam-rho needs bf16 or float32 training (fp16's loss scaling is not applied to its detour): "
+    "use --amp bf16 or --amp off"
+)
+"""Why sharpness-aware steps refuse fp16: said by the flags' check (`--amp fp16`) and by the training setup (`--amp
+auto` on a GPU without bf16), whichever finds it first."""
+
 
 @contextlib.contextmanager
 def sharpness_ascent(parameters: Iterable[torch.nn.Parameter], rho: float) -> Iterator[None]:
