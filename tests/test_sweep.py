@@ -8,7 +8,7 @@ import pytest
 from mnist_model import Net
 from mnist_model.checkpoint import ModelMetadata, read_metadata, save_checkpoint
 from training.state import state_path_for
-from training.sweep import Outcome, Run, main, parse_args, parse_recipe, plan, recorded, report
+from training.sweep import Outcome, Run, epochs_done, main, parse_args, parse_recipe, plan, recorded, report
 
 
 @pytest.mark.parametrize(
@@ -59,22 +59,12 @@ def test_every_recipe_runs_at_every_seed_in_a_folder_of_its_own(tmp_path):
     first = tmp_path / "a-seed1" / "mnist_cnn.safetensors"
     assert runs[0].output == first
     assert runs[0].log_path == tmp_path / "a-seed1" / "train.log"
-    # shared flags, then the recipe's, then the threads where no flag set them, then the sweep's own
-    assert runs[0].argv == (
-        "--epochs",
-        "3",
-        "--lr",
-        "1e-3",
-        "--num-threads",
-        "2",
-        "--seed",
-        "1",
-        "--output",
-        str(first),
-    )
-    assert runs[3].argv[:3] == ("--epochs", "3", "--num-threads") and runs[3].argv[3] == "4"
+    # shared flags, then the recipe's, then the threads where no flag set them and no bars, then the sweep's own
+    flags = ("--epochs", "3", "--lr", "1e-3", "--num-threads", "2", "--no-progress")
+    assert runs[0].argv == (*flags, "--seed", "1", "--output", str(first))
+    assert runs[3].argv[:5] == ("--epochs", "3", "--num-threads", "4", "--no-progress")
     assert runs[3].argv.count("--num-threads") == 1
-    assert runs[0].command == f"python -m training.run --epochs 3 --lr 1e-3 --num-threads 2 --seed 1 --output {first}"
+    assert runs[0].command == f"python -m training.run {' '.join(flags)} --seed 1 --output {first}"
 
 
 def outcome(recipe: str, seed: int, validation: float = 0.0, test: float = 0.0, status: str = "trained") -> Outcome:
@@ -164,6 +154,7 @@ def test_a_sweep_cut_short_continues_and_a_finished_one_is_not_trained_again(mni
     assert main([*sweep, "--", *shared]) == 1
     assert "resuming after epoch 1" in (tmp_path / "plain-seed3" / "train.log").read_text()
     metadata = read_metadata(plain)
+    assert "--no-progress" in shared  # given, so not added again
     expected = f"python -m training.run {' '.join(shared)} --num-threads 1 --seed 3 --output {plain}"
     assert (metadata.epochs, metadata.seed, metadata.command) == (2, 3, expected)
     validation = f"{100 * metadata.validation['accuracy']:.2f} %"
@@ -178,3 +169,21 @@ def test_a_sweep_cut_short_continues_and_a_finished_one_is_not_trained_again(mni
     assert main([*sweep, "--", *shared]) == 1
     assert "plain-seed3: already trained" in caplog.text
     assert plain.stat().st_mtime_ns == written
+
+
+def test_progress_counts_the_last_epoch_a_runs_log_reports(tmp_path):
+    run = plan([("a", [])], [1], [], tmp_path, 1)[0]
+    assert epochs_done(run) == 0  # not started: no log
+    run.log_path.parent.mkdir()
+    run.log_path.write_text("2026-12-03 21:08:38 INFO training: config: {'epochs': 3}\n")
+    assert epochs_done(run) == 0
+    run.log_path.write_text(
+        "2026-12-03 21:09:01 INFO training: epoch 1/3  train loss 0.7853  val accuracy 85.84%\n"
+        "2026-12-03 21:09:27 INFO training: epoch 2/3  train loss 0.2496  val accuracy 91.96%\n"
+        "2026-12-03 21:09:28 INFO training: stopped after epoch 2 of 3 (--stop-after); continue with --resume\n"
+        "2026-12-03 21:10:02 INFO training: resuming after epoch 2 from a-seed1/mnist_cnn.state.pt\n"
+    )
+    assert epochs_done(run) == 2
+    with run.log_path.open("a") as log:
+        log.write("2026-12-03 21:10:30 INFO training: epoch 3/3  train loss 0.1  val accuracy 95.00%\n")
+    assert epochs_done(run) == 3

@@ -25,9 +25,11 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from mnist_model.checkpoint import CheckpointError, read_metadata
 from training.config import DEFAULT_OUTPUT, launch_command
@@ -40,6 +42,10 @@ RECIPE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 """A recipe's name becomes part of file names: letters, digits, '_', '.', '-'."""
 SWEEP_FLAGS = ("--seed", "--output", "--resume")
 """Flags the sweep gives each run itself, which neither a recipe nor the shared flags may set."""
+EPOCH_LINE = re.compile(rb"epoch (\d+)/\d+ ")
+"""The line `training.run` logs after each epoch."""
+PROGRESS_SECONDS = 5.0
+"""How often the sweep's progress bar reads the runs' logs."""
 CHECKPOINT_NAME = DEFAULT_OUTPUT.name
 """Each run writes its checkpoint, model card, plots and training state into a folder of its own, under the name
 `training.run` gives the shipped one (its reports are named after the folder's contents, the card README.md)."""
@@ -100,12 +106,15 @@ def plan(
     recipes: Sequence[tuple[str, list[str]]], seeds: Sequence[int], shared: Sequence[str], folder: Path, threads: int
 ) -> list[Run]:
     """Every recipe at every seed, in that order. `--num-threads threads` is added where no flag sets it, so that
-    runs sharing a CPU do not each start a thread per core."""
+    runs sharing a CPU do not each start a thread per core, and `--no-progress`: a run's bar would fill its log (the
+    sweep shows one bar for all, `follow`)."""
     runs = []
     for name, flags in recipes:
         argv = [*shared, *flags]
         if not any(arg.split("=", 1)[0] == "--num-threads" for arg in argv):
             argv += ["--num-threads", str(threads)]
+        if "--no-progress" not in argv:
+            argv.append("--no-progress")
         for seed in seeds:
             output = folder / f"{name}-seed{seed}" / CHECKPOINT_NAME
             runs.append(Run(name, seed, (*argv, "--seed", str(seed), "--output", str(output)), output))
@@ -147,6 +156,28 @@ def train(run: Run) -> Outcome:
         return Outcome(run, status="failed")
     log.info("%s: validation %.2f %%", run.name, 100 * outcome.validation)
     return outcome
+
+
+def epochs_done(run: Run) -> int:
+    """The last epoch `run`'s log reports finished (`training.run` logs "epoch N/M ..." after each); 0 before any."""
+    try:
+        found = EPOCH_LINE.findall(run.log_path.read_bytes())
+    except OSError:  # not started yet
+        return 0
+    return int(found[-1]) if found else 0
+
+
+def follow(futures: Sequence[Future[Outcome]], runs: Sequence[Run], epochs: Sequence[int]) -> None:
+    """Until every run has ended, a bar of the epochs the runs' logs report finished, of all they will train."""
+
+    def done() -> int:
+        return sum(map(min, map(epochs_done, runs), epochs))
+
+    # runs already trained or stopped start the bar where they are, so its rate is this sweep's
+    with tqdm(total=sum(epochs), initial=done(), unit="epoch", desc="sweep", disable=None) as bar:
+        while wait(futures, timeout=PROGRESS_SECONDS).not_done:
+            bar.update(done() - bar.n)
+        bar.update(done() - bar.n)
 
 
 def percent(value: float) -> str:
@@ -242,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args, shared = parse_args(argv)
     runs = plan(args.recipes, args.seeds, shared, args.output_dir, args.threads)
+    epochs = []
     for run in runs:  # every run's flags checked before any starts: a typo in one recipe stops the sweep at once
         try:
             flags = run_flags(list(run.argv))
@@ -251,8 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if flags.val_samples == 0:
             log.error("%s holds no validation images out (--val-samples 0): the sweep chooses on them", run.recipe)
             return 2
+        epochs.append(flags.epochs)
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        outcomes = list(pool.map(train, runs))
+        futures = [pool.submit(train, run) for run in runs]
+        follow(futures, runs, epochs)
+        outcomes = [future.result() for future in futures]
     table = report(outcomes)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "sweep.md").write_text(table + "\n")
