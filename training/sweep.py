@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tqdm import tqdm
 
@@ -47,8 +48,8 @@ EPOCH_LINE = re.compile(rb"epoch (\d+)/\d+ ")
 PROGRESS_SECONDS = 5.0
 """How often the sweep's progress bar reads the runs' logs."""
 CHECKPOINT_NAME = DEFAULT_OUTPUT.name
-"""Each run writes its checkpoint, model card, plots and training state into a folder of its own, under the name
-`training.run` gives the shipped one (its reports are named after the folder's contents, the card README.md)."""
+"""Each run writes into a folder of its own, under the name `training.run` gives the shipped checkpoint: its plots,
+history and state are named after the checkpoint, but its model card is always the folder's README.md."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Outcome:
     run: Run
     validation: float = 0.0
     test: float = 0.0
-    status: str = "trained"
+    status: Literal["trained", "unfinished", "failed"] = "trained"
 
 
 def parse_recipe(text: str) -> tuple[str, list[str]]:
