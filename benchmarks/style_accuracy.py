@@ -11,7 +11,8 @@ prints accuracy, the median and 95th-percentile preprocessing time per upload, a
 style it also prints how often the prediction equals the model's on the untouched digit. `--timing` adds the cost of
 preprocessing realistic 1024×768 photo JPEGs (the common phone-upload case), and `--side-timing` each style's cost
 at that size (issue 12 asks for ≤ 5 ms a 1024×768 upload, whatever the style; the styles' own sizes run from 161 to
-1,700 px).
+1,700 px). `--compare` reads the same 28×28 results with more checkpoints (a `training.sweep`'s runs, say): rendering
+and preprocessing are most of the cost, and the same inputs leave only the networks' differences.
 """
 
 # ruff: noqa: T201  (a benchmark's printed table is its output)
@@ -20,7 +21,9 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,6 +118,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads for the model (default: 1)")
     parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="more checkpoints read on the very same preprocessed renders: a table of each one's errors a style, "
+        "to choose between runs (`training.sweep`'s) on the threshold split (default: none)",
+    )
+    parser.add_argument(
         "--dump-errors",
         type=Path,
         default=None,
@@ -135,12 +147,27 @@ def predict(model: Predictor, batch: list[np.ndarray]) -> np.ndarray:
     return model.predict(np.stack(batch))[:, :PROBABILITIES].argmax(dim=1).numpy()
 
 
+def classify(model: Predictor, images: list[np.ndarray]) -> np.ndarray:
+    """`predict` over any number of images, in batches of 512."""
+    return np.concatenate(
+        [predict(model, images[i : i + 512]) for i in range(0, len(images), 512)] or [np.zeros(0, np.int64)]
+    )
+
+
 def measure_style(
-    style: str, model: Predictor, pool: DigitPool, count: int, seed: int, dump: Path | None, side_timing: int = 0
-) -> dict[str, float]:
+    style: str,
+    model: Predictor,
+    pool: DigitPool,
+    count: int,
+    seed: int,
+    dump: Path | None,
+    side_timing: int = 0,
+    compared: Sequence[Predictor] = (),
+) -> dict[str, Any]:
     """Render, preprocess and classify `count` digits of the pool in one style; rejects count as errors. With
     `side_timing`, also the median ms to preprocess that many of the renders at TIMING_SIDE (`at_side`; not for
-    `mnist`, whose uploads are 28×28 by definition)."""
+    `mnist`, whose uploads are 28×28 by definition); with `compared` models, each one's errors on the same 28×28
+    results (`compared_errors`)."""
     renders = list(digit_renders(style, pool.split, count, seed, pool=pool))
     images, kept, times, rejected = [], [], [], 0
     for item in renders:
@@ -151,9 +178,7 @@ def measure_style(
         except ImageError:
             rejected += 1
         times.append(time.perf_counter() - start)
-    predicted = np.concatenate(
-        [predict(model, images[i : i + 512]) for i in range(0, len(images), 512)] or [np.zeros(0, np.int64)]
-    )
+    predicted = classify(model, images)
     truth = np.array([item.label for item in kept], np.int64)
     correct = int((predicted == truth).sum())
     sides = [max(Image.open(io.BytesIO(item.data)).size) for item in renders]
@@ -167,6 +192,7 @@ def measure_style(
         "side_min": min(sides),
         "side_max": max(sides),
         "kilobytes": float(np.median([len(item.data) for item in renders])) / 1e3,
+        "compared_errors": [len(renders) - int((classify(other, images) == truth).sum()) for other in compared],
     }
     if side_timing and style != "mnist":  # a 28×28 digit made 1,024 px is no longer that style's upload
         row["side_median_ms"] = median_ms([at_side(item.data, TIMING_SIDE) for item in renders[:side_timing]])
@@ -251,18 +277,32 @@ def time_photos(count: int, images: np.ndarray, mean: float, std: float) -> dict
     }
 
 
+def compared_table(paths: Sequence[Path], rows: dict[str, dict[str, Any]]) -> str:
+    """Errors a style for each checkpoint (`--checkpoint` first, then `--compare`'s), and in all: the same renders and
+    the same 28×28 results for every one, so the differences are the networks'."""
+    lines = ["errors on the same renders (rejects count for every checkpoint):"]
+    lines += [f"  [{i}] {path}" for i, path in enumerate(paths)]
+    lines.append(f"{'style':<8} {'n':>5} " + " ".join(f"{f'[{i}]':>6}" for i in range(len(paths))))
+    errors = {style: [row["errors"], *row["compared_errors"]] for style, row in rows.items()}
+    for style, counts in errors.items():
+        lines.append(f"{style:<8} {rows[style]['n']:>5} " + " ".join(f"{count:>6}" for count in counts))
+    total = [sum(counts[i] for counts in errors.values()) for i in range(len(paths))]
+    lines.append(f"{'all':<8} {sum(row['n'] for row in rows.values()):>5} " + " ".join(f"{t:>6}" for t in total))
+    return "\n".join(lines)
+
+
+def load(path: Path, args: argparse.Namespace) -> Predictor:
+    """A checkpoint served as the service would on the CPU, at `--precision`, in batches of up to 512."""
+    return Predictor(
+        Settings(model_path=path, device="cpu", precision=args.precision, max_batch_size=512, num_threads=args.threads)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = Predictor(
-        Settings(
-            model_path=args.checkpoint,
-            device="cpu",
-            precision=args.precision,
-            max_batch_size=512,
-            num_threads=args.threads,
-        )
-    )
+    model = load(args.checkpoint, args)
+    compared = [load(path, args) for path in args.compare]
     metadata = model.metadata
     pool = digit_pool(args.split, args.data_dir)
     which = args.split
@@ -273,6 +313,12 @@ def main(argv: list[str] | None = None) -> None:
         except DataError as exc:
             raise SystemExit(f"--held-out: {exc}") from exc
         which = f"{args.split} (held out of training: {len(pool)} of {everything})"
+        for path, other in zip(args.compare, compared, strict=True):  # held-out digits are only fair if held out by all
+            if other.metadata.validation.get("indices_sha256") != metadata.validation.get("indices_sha256"):
+                raise SystemExit(
+                    f"--held-out --compare: {path} did not hold out the same images as {args.checkpoint}, so some "
+                    "of these digits were training digits for one of them: compare runs of one --val-samples/--val-seed"
+                )
     print(
         f"checkpoint {args.checkpoint} (MNIST test accuracy {metadata.test_accuracy}), "
         f"served in {model.describe()['precision']} like MNIST_SERVE_PRECISION={args.precision}, "
@@ -282,8 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{'style':<8} {'n':>5} {'accuracy':>9} {'errors':>6} {'rejected':>8} {'median ms':>9} {'p95 ms':>7} "
         f"{'longer side px':>14} {'median kB':>9} {f'ms at {TIMING_SIDE}':>10}  notes"
     )
+    rows = {}
     for style in args.styles:
-        row = measure_style(style, model, pool, args.per_style, args.seed, args.dump_errors, args.side_timing)
+        row = measure_style(style, model, pool, args.per_style, args.seed, args.dump_errors, args.side_timing, compared)
+        rows[style] = row
         note = f"agrees with the raw 28×28 prediction on {row['agreement']:.2%}" if "agreement" in row else ""
         sides = f"{row['side_min']}–{row['side_max']}"
         at_side_ms = f"{row['side_median_ms']:.2f}" if "side_median_ms" in row else "–"
@@ -293,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{note}",
             flush=True,
         )
+    if compared:
+        print(compared_table([args.checkpoint, *args.compare], rows))
     if args.timing:
         timing = time_photos(args.timing, pool.images, metadata.mean, metadata.std)
         print(
