@@ -34,6 +34,7 @@ def test_a_malformed_recipe_is_refused(text):
     [
         (["--recipe", "a=--seed 3"], "--recipe a set --seed"),
         (["--recipe", "a=--resume"], "--recipe a set --resume"),
+        (["--recipe", "a=--lr 1e-3 --out b.safetensors"], "--recipe a set --output"),  # argparse takes "--out"
         (["--", "--epochs", "2", "--output=x.safetensors"], "the shared flags set --output"),
         (["--recipe", "a=", "--recipe", "a=--lr 1e-3"], "names must differ"),
         (["--recipe", "a/b="], "NAME=FLAGS"),

@@ -99,8 +99,10 @@ def parse_recipe(text: str) -> tuple[str, list[str]]:
 
 
 def sweep_flags_in(argv: Sequence[str]) -> list[str]:
-    """The SWEEP_FLAGS that `argv` sets (as `--flag value` or `--flag=value`)."""
-    return [arg.split("=", 1)[0] for arg in argv if arg.split("=", 1)[0] in SWEEP_FLAGS]
+    """The SWEEP_FLAGS that `argv` sets: as `--flag value`, `--flag=value`, or abbreviated, which argparse accepts
+    (`--out`)."""
+    names = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--") and len(arg.split("=", 1)[0]) > 2]
+    return [flag for name in names for flag in SWEEP_FLAGS if flag.startswith(name)]
 
 
 def plan(
