@@ -98,11 +98,15 @@ def parse_recipe(text: str) -> tuple[str, list[str]]:
     return name, argv
 
 
+def sets(argv: Sequence[str], flag: str) -> bool:
+    """Whether `argv` sets `flag`: as `--flag value`, `--flag=value`, or abbreviated as argparse accepts (`--out`)."""
+    names = (arg.split("=", 1)[0] for arg in argv if arg.startswith("--"))
+    return any(len(name) > 2 and flag.startswith(name) for name in names)
+
+
 def sweep_flags_in(argv: Sequence[str]) -> list[str]:
-    """The SWEEP_FLAGS that `argv` sets: as `--flag value`, `--flag=value`, or abbreviated, which argparse accepts
-    (`--out`)."""
-    names = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--") and len(arg.split("=", 1)[0]) > 2]
-    return [flag for name in names for flag in SWEEP_FLAGS if flag.startswith(name)]
+    """The SWEEP_FLAGS that `argv` sets (`sets`)."""
+    return [flag for flag in SWEEP_FLAGS if sets(argv, flag)]
 
 
 def plan(
@@ -114,9 +118,9 @@ def plan(
     runs = []
     for name, flags in recipes:
         argv = [*shared, *flags]
-        if not any(arg.split("=", 1)[0] == "--num-threads" for arg in argv):
+        if not sets(argv, "--num-threads"):
             argv += ["--num-threads", str(threads)]
-        if "--no-progress" not in argv:
+        if not sets(argv, "--no-progress"):
             argv.append("--no-progress")
         for seed in seeds:
             output = folder / f"{name}-seed{seed}" / CHECKPOINT_NAME
