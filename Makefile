@@ -12,7 +12,7 @@ CONSTRAINTS := constraints.txt
 # `make lock` keeps each pin that pyproject.toml still allows; `make lock LOCK_FLAGS=--upgrade` takes the newest.
 LOCK_FLAGS ?=
 
-.PHONY: help setup serve test test-fast test-gpu train gate onnx lint lock proto screenshot perf-analyzer bench-train bench-serve bench-triton bench-gpu clean
+.PHONY: help setup serve test test-fast test-gpu train gate int8 onnx lint lock proto screenshot perf-analyzer bench-train bench-serve bench-triton bench-gpu clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,13 +55,16 @@ gate: setup $(GATE_TRAIN) $(GATE_THRESHOLD)  ## fit the digit gate into $(CHECKP
 	MNIST_SERVE_NUM_THREADS=1 $(BIN)/python -m app.gate.fit --checkpoint $(CHECKPOINT) \
 		--train $(GATE_TRAIN) --threshold $(GATE_THRESHOLD) --data-dir $(DATA)
 
+int8: setup  ## record $(CHECKPOINT)'s int8 activation ranges (MNIST training images), for CPUs without native bf16
+	$(BIN)/python -m training.int8 --checkpoint $(CHECKPOINT) --data-dir $(DATA)
+
 # The shipped recipe (README, "Training"): the MNIST training images plus digits rendered the way people write them
 # (`--rendered`: seeds 1 and 3; the gate below is fitted on seed 0's, which the network has then never seen).
 TRAIN_RENDERS = $(DATA)/renders-train-digits1.npz $(DATA)/renders-train-digits3.npz
 
-train: setup $(TRAIN_RENDERS)  ## train the shipped model's recipe into models/, then fit its digit gate (make gate)
+train: setup $(TRAIN_RENDERS)  ## train the shipped model's recipe into models/, then record int8 ranges and fit the gate
 	$(BIN)/python -m training.run --seed 2 --epochs 62 --rendered $(TRAIN_RENDERS) --outlier-weight 0
-	$(MAKE) gate
+	$(MAKE) int8 gate
 
 onnx: setup  ## $(CHECKPOINT) as ONNX in a Triton model repository, models/triton/ (python -m training.export)
 	$(BIN)/python -m training.export --checkpoint $(CHECKPOINT)

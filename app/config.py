@@ -6,7 +6,7 @@ A wrong value stops start-up with `SettingsError`, whose message names the envir
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,10 @@ ENV_PREFIX = "MNIST_SERVE_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "mnist_cnn.safetensors"
 """Resolved from this file, not the working directory, so `uvicorn app.main:app` works from anywhere."""
+Precision = Literal["auto", "float32", "float16", "bfloat16", "int8"]
+"""MNIST_SERVE_PRECISION's values (`app.predictor.resolve_precision` says what each runs)."""
+CPU_PRECISIONS = tuple(name for name in get_args(Precision) if name != "float16")
+"""The precisions a CPU runs (float16 is CUDA-only): the choices of the tools that serve the model on a CPU."""
 
 
 class SettingsError(ValueError):
@@ -32,10 +36,11 @@ class Settings(BaseSettings):
 
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="the .safetensors checkpoint to serve")
     device: str = Field("auto", description=f"{DEVICE_CHOICES}; auto = CUDA when available, else CPU")
-    precision: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+    precision: Precision = Field(
         "auto",
-        description="model dtype; auto = bfloat16 where the device computes it natively (CUDA, AVX512-BF16/AMX "
-        "CPUs), else float32; float16 CUDA only",
+        description="model precision; auto = bfloat16 where the device computes it natively (CUDA, AVX512-BF16/AMX "
+        "CPUs), else on a CPU int8 convolutions where the checkpoint records their ranges, else float32; "
+        "float16 CUDA only, int8 CPU only",
     )
     num_threads: int | None = Field(
         None,

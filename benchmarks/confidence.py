@@ -27,7 +27,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 from tqdm import tqdm
 
-from app.config import load_settings
+from app.config import CPU_PRECISIONS, load_settings
 from app.gate.features import cue_row, stack_cue_rows
 from app.predictor import PROBABILITIES, Predictor
 from app.preprocess import MAX_PIXELS, Cues, inspect_upload
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-category", type=int, default=200, help="test non-digits rendered per category")
     parser.add_argument("--seed", type=int, default=0, help="picks the test digits and render streams")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"], help="model precision")
+    parser.add_argument("--precision", default="auto", choices=CPU_PRECISIONS, help="model precision")
     return parser.parse_args(argv)
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\nCalibration and not-a-digit gate: {args.checkpoint} (T = {predictor.temperature:.4f}, precision "
-        f"{str(predictor.dtype).removeprefix('torch.')}, threshold {threshold:.4f})\n"
+        f"{predictor.precision}, threshold {threshold:.4f})\n"
     )
     print(f"{'measure':<44} {'value':>8}   target")
     print(f"{'MNIST test accuracy':<44} {accuracy:>8.2%}   ≥ 99.50%  {'ok' if accuracy >= 0.995 else 'MISSED'}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from app.config import DEFAULT_MODEL_PATH
+from app.config import CPU_PRECISIONS, DEFAULT_MODEL_PATH
 
 log = logging.getLogger("benchmarks.serving")
 REPO = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def add_server_flags(parser: argparse.ArgumentParser, precision_help: str) -> No
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "float32", "bfloat16"],
+        choices=CPU_PRECISIONS,
         help=f"MNIST_SERVE_PRECISION {precision_help}",
     )
     parser.add_argument("--server-cpu", default="0", metavar="CPUS", help="taskset list for the servers (default: 0)")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.config import Settings
+from app.config import CPU_PRECISIONS, Settings
 from app.predictor import PROBABILITIES, Predictor
 from app.preprocess import ImageError, preprocess, to_mnist_pixels
 from benchmarks.renders import (
@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "float32", "bfloat16"],
+        choices=CPU_PRECISIONS,
         help="model dtype, as the service's MNIST_SERVE_PRECISION (default: auto, the service's default)",
     )
     parser.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads for the model (default: 1)")

@@ -58,6 +58,10 @@ class ModelMetadata:
     """The "is this one handwritten digit?" gate (`app.gate`): feature names, their mean/std, logistic weights,
     bias and threshold, what it was fitted on and its rates on the threshold split; empty when none was fitted
     (the service then answers `is_digit: null`)."""
+    int8: dict[str, object] = field(default_factory=dict)
+    """The int8 convolutions' activation ranges (`mnist_model.quantized`: the largest ReLU output of each
+    convolution) and which images measured them; empty when none were recorded (the service then runs float32
+    where bf16 is not native)."""
 
     def to_safetensors(self) -> dict[str, str]:
         """Encode every field as a JSON string (safetensors metadata only holds strings)."""

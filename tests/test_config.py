@@ -44,7 +44,7 @@ def test_environment_variables_are_read_with_the_prefix(monkeypatch):
         ("MNIST_SERVE_NUM_THREADS", "0"),
         ("MNIST_SERVE_DEVICE", "tpu"),
         ("MNIST_SERVE_DEVICE", "mps"),
-        ("MNIST_SERVE_PRECISION", "int8"),
+        ("MNIST_SERVE_PRECISION", "int4"),
         ("MNIST_SERVE_LOG_LEVEL", "loud"),
     ],
 )

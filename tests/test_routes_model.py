@@ -51,6 +51,7 @@ async def test_model_card_describes_checkpoint_runtime_and_batching(tmp_path):
         "validation": {},
         "calibration": {},
         "digit_gate": {"note": NO_GATE_NOTE},
+        "int8": {},
     }
     assert body["runtime"]["device"] == "cpu" and body["runtime"]["precision"] == "float32"
     assert body["runtime"]["checkpoint"] == str(checkpoint.resolve())

@@ -5,11 +5,15 @@ import shlex
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
+from app.config import Settings
+from app.predictor import Predictor
 from mnist_model import load_checkpoint
 from mnist_model.calibration import apply_temperature, expected_calibration_error
+from mnist_model.quantized import int8_available
 from tests.helpers import REPO
 from training.data import holdout_indices, indices_sha256, load_split
 from training.distributed import Runtime
@@ -69,13 +73,15 @@ def test_shipped_checkpoints_validation_images_can_be_rebuilt(mnist_root, shippe
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_train_runs_the_shipped_checkpoints_recipe(tmp_path, shipped_checkpoint):
     """`make train` exports the rendered digits (seeds 1 and 3, never the gate's seed 0), then trains with the
-    recipe the shipped checkpoint records, then fits the gate."""
+    recipe the shipped checkpoint records, then records the int8 ranges and fits the gate."""
     run = subprocess.run(
         ["make", "-n", "train", "WORKERS=2", f"DATA={tmp_path}"], cwd=REPO, capture_output=True, text=True, check=True
     )
     lines = [line.replace(".venv/bin/", "") for line in run.stdout.splitlines()]
-    assert "make gate" in lines  # last: `make -n` also prints what the gate's own make run would do
-    lines = lines[: lines.index("make gate")]
+    assert "make int8 gate" in lines  # last: `make -n` also prints what those make runs would do
+    after = lines[lines.index("make int8 gate") :]
+    assert f"python -m training.int8 --checkpoint models/mnist_cnn.safetensors --data-dir {tmp_path}" in after
+    lines = lines[: lines.index("make int8 gate")]
     exports = [line for line in lines if line.startswith("python -m benchmarks.renders.export")]
     assert [line.split("--seed ")[1] for line in exports] == ["1", "3"]
     assert all("--split train --per-style 700 --per-category 0" in line for line in exports)
@@ -86,3 +92,23 @@ def test_make_train_runs_the_shipped_checkpoints_recipe(tmp_path, shipped_checkp
     assert recipe["rendered"] is not None and recipe["outlier_weight"] == args.outlier_weight == 0
     flags = ("seed", "epochs", "lr", "batch_size", "rotate", "scale", "shift", "elastic_p", "stroke_p", "ema_decay")
     assert {flag: recipe[flag] for flag in flags} == {flag: getattr(args, flag) for flag in flags}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 convolution")
+def test_shipped_checkpoint_serves_int8_as_accurately_as_float32(mnist_root, shipped_checkpoint):
+    """What `auto` serves on a CPU without native bf16: the checkpoint's recorded int8 ranges (all 60,000 training
+    images), the 10,000 test digits read within 0.1 points of float32, and the same answer for nearly every one."""
+    _, metadata = load_checkpoint(shipped_checkpoint)
+    assert metadata.int8["images"] == 60_000
+    test = load_split(mnist_root, train=False)
+    pixels, labels = test.images.numpy(), test.labels.numpy()
+    answers = {}
+    for precision in ("float32", "int8"):
+        predictor = Predictor(Settings(model_path=shipped_checkpoint, device="cpu", precision=precision))
+        assert predictor.describe()["precision"] == precision
+        answers[precision] = np.concatenate(
+            [predictor.predict(pixels[i : i + 1000])[:, :10].argmax(dim=1).numpy() for i in range(0, 10_000, 1000)]
+        )
+    assert abs((answers["int8"] == labels).mean() - (answers["float32"] == labels).mean()) <= 0.001
+    assert (answers["int8"] != answers["float32"]).sum() <= 10

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets import MNIST
 
-from app.config import load_settings
+from app.config import CPU_PRECISIONS, load_settings
 from app.gate.digit_gate import DigitGate
 from app.gate.features import CONV_FEATURES, FC1_FEATURES, cue_matrix
 from app.gate.fitting import fit_gate, highest_safe_threshold
@@ -176,7 +176,7 @@ def fit(args: argparse.Namespace) -> DigitGate:
             "mnist_train": {"images": args.mnist_train, "from": [0, MNIST_TRAIN_END], "seed": args.seed},
             "threshold": file_record(args.threshold) | {"uploads": int((held.group != "mnist").sum())},
             "mnist_threshold": {"images": 60_000 - MNIST_TRAIN_END, "from": [MNIST_TRAIN_END, 60_000]},
-            "precision": str(predictor.dtype).removeprefix("torch."),
+            "precision": predictor.precision,
             "hidden": args.hidden,
             "mean_components": min(args.mean_components, len(CONV_FEATURES)),
             "l2": args.l2,
@@ -227,9 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of a group's examples within their class (others 1); none: all equal",
     )
     parser.add_argument("--device", default="cpu", help="device of the forward passes, as MNIST_SERVE_DEVICE")
-    parser.add_argument(
-        "--precision", default="auto", choices=["auto", "float32", "bfloat16"], help="as MNIST_SERVE_PRECISION"
-    )
+    parser.add_argument("--precision", default="auto", choices=CPU_PRECISIONS, help="as MNIST_SERVE_PRECISION")
     parser.add_argument("--dry-run", action="store_true", help="fit and log, write nothing")
     return parser
 
