@@ -62,7 +62,7 @@ def resolve_precision(precision: str, device: torch.device, metadata: ModelMetad
 
     `auto` takes bfloat16 where it is native (the model was trained in bf16 autocast, and on a CPU with AVX512-BF16
     it halves the cost of a batch); else, on a CPU, int8 convolutions where the checkpoint records their ranges
-    (`mnist_model.quantized`: ~2× cheaper batches on float32-only CPUs); else float32. A precision the device
+    (`mnist_model.quantized`: batches ~1.7× cheaper on an AVX2 core); else float32. A precision the device
     cannot run fast or at all (float16 on a CPU; int8 on a GPU, without ranges or without the engine) is logged and
     runs float32."""
     if precision == "auto":
@@ -83,7 +83,7 @@ def resolve_precision(precision: str, device: torch.device, metadata: ModelMetad
 def _int8_problem(metadata: ModelMetadata) -> str | None:
     """Why int8 cannot run with this checkpoint and torch build, or None where it can."""
     if not int8_available():
-        return "this torch build has no oneDNN quantized engine"
+        return "oneDNN's int8 convolution does not run here (x86 CPUs with a oneDNN build of torch only)"
     try:
         Int8Ranges.from_metadata(metadata.int8)
     except QuantizationError as exc:

@@ -1,5 +1,5 @@
-"""The network's convolutions in int8 for CPUs without native bf16: the same function, ~2× cheaper on float32-only
-CPUs, from ranges measured once and kept in the checkpoint.
+"""The network's convolutions in int8 for CPUs without native bf16: the same function, batches ~1.7× cheaper on an
+AVX2 core (README, "int8 on CPUs without bf16"), from ranges measured once and kept in the checkpoint.
 
 Why: on a CPU without AVX512-BF16 or AMX the float32 convolutions are most of the service's cost (conv2 alone ~70 %
 of a batch on an AVX2 core, at that core's float32 peak), and oneDNN's int8 convolutions do the same products in

@@ -63,8 +63,8 @@ def write_outputs(
     write_reports(args.output, metadata, history, final)
     log.info("wrote %s (test accuracy %.2f%%)", args.output, 100 * test.accuracy)
     log.info(
-        "fit its not-a-digit gate before serving it (until then the service answers is_digit: null): "
-        "`make gate CHECKPOINT=%s` (README, 'Is it a digit?')",
+        "record its int8 ranges and fit its not-a-digit gate before serving it (until then CPUs without bf16 run "
+        "float32 and the service answers is_digit: null): `make int8 gate CHECKPOINT=%s` (README, 'Is it a digit?')",
         args.output,
     )
 
