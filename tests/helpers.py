@@ -29,6 +29,15 @@ def shared_mnist_raw() -> Path | None:
     return None
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the Linux kernel lists them in /proc/cpuinfo (no torch involved); empty where it
+    lists none. Raises OSError where /proc/cpuinfo cannot be read."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
 def digit_png(size: int = 64) -> bytes:
     """A hand-drawn-looking 7 (black stroke on white, size×size PNG): a valid upload for plumbing tests."""
     from PIL import Image, ImageDraw

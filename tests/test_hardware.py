@@ -3,24 +3,16 @@
 import platform
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from mnist_model.hardware import native_bf16
+from tests.helpers import cpu_flags
 from training import recipe
 from training.recipe import pick_amp_dtype
 
 CPU = torch.device("cpu")
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as the Linux kernel lists them in /proc/cpuinfo (no torch involved)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
 
 
 @pytest.mark.skipif(platform.machine() not in {"x86_64", "AMD64"}, reason="reads x86 CPU flags")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import os
+import platform
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import Digit
+from tests.helpers import Digit, cpu_flags
 
 
 def _assert_all_right(digits: list[Digit], predicted: list[int]) -> None:
@@ -51,6 +54,26 @@ def test_model_describes_the_shipped_checkpoint(client) -> None:
     assert body["ready"] is True
     assert body["metadata"]["architecture"]
     assert body["metadata"]["epochs"] >= 1, "the image serves an untrained checkpoint"
+
+
+def test_the_image_serves_a_cpu_in_its_fastest_precision(client, server_url: str) -> None:
+    """The image's `auto` precision on this machine's CPU: bf16 where the CPU has AVX512-BF16 or AMX, else int8
+    convolutions on x86 (so the image's torch carries oneDNN's int8 convolution and its checkpoint the ranges it
+    needs); read from /proc/cpuinfo here, which a server on loopback (a container on this machine) shares."""
+    if urlsplit(server_url).hostname not in {"127.0.0.1", "localhost", "::1"}:
+        pytest.skip("the server runs on another machine, whose CPU this one cannot read")
+    if os.environ.get("MNIST_SERVE_PRECISION", "auto") != "auto":
+        pytest.skip("MNIST_SERVE_PRECISION is set here, and compose passes it to the container")
+    if platform.machine() not in {"x86_64", "AMD64"}:
+        pytest.skip("the expectation reads x86 CPU flags")
+    try:
+        flags = cpu_flags()
+    except OSError:
+        pytest.skip("/proc/cpuinfo is not readable here")
+    runtime = client.get("/model").json()["runtime"]
+    if runtime["device"] != "cpu":
+        pytest.skip(f"the container serves on {runtime['device']}")
+    assert runtime["precision"] == ("bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "int8")
 
 
 @pytest.mark.parametrize("form", PREDICT_FORMS)
