@@ -56,7 +56,15 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
             if app.state.service is not None:
                 app.state.service.stop()
             raise
-        log.info("serving %s version %s", app.state.service.model.name, app.state.service.model.version)
+        model = app.state.service.model
+        runtime = model.describe()
+        log.info(
+            "serving %s version %s on %s in %s",
+            model.name,
+            model.version,
+            runtime.get("device"),
+            runtime.get("precision"),
+        )
         try:
             yield
         finally:

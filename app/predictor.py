@@ -68,7 +68,13 @@ def resolve_precision(precision: str, device: torch.device, metadata: ModelMetad
     if precision == "auto":
         if native_bf16(device):
             return "bfloat16"
-        return "int8" if device.type == "cpu" and _int8_problem(metadata) is None else "float32"
+        if device.type != "cpu":
+            return "float32"
+        problem = _int8_problem(metadata)
+        if problem is not None:  # said once at start-up: a retrained checkpoint may just lack its ranges
+            log.info("MNIST_SERVE_PRECISION=auto: float32 on this CPU (no native bf16), not int8: %s", problem)
+            return "float32"
+        return "int8"
     if precision == "float16" and device.type == "cpu":  # no fast float16 kernels on CPU
         log.warning("MNIST_SERVE_PRECISION=float16 is CUDA-only; CPU runs float32 (try bfloat16)")
         return "float32"

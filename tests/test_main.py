@@ -5,6 +5,7 @@ The `slow` tests start `uvicorn app.main:app` as a real process, as an operator 
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
@@ -28,6 +29,14 @@ async def test_missing_checkpoint_stops_start_up(tmp_path):
     with pytest.raises(CheckpointError, match="absent.safetensors"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_start_up_logs_where_and_in_what_precision_the_model_runs(caplog, untrained_checkpoint):
+    settings = Settings(model_path=untrained_checkpoint, device="cpu", precision="float32")
+    with caplog.at_level(logging.INFO, logger="app.main"):
+        async with serve_in_process(create_app(settings)) as client:
+            model = (await client.get("/model")).json()
+    assert f"serving {model['name']} version {model['version']} on cpu in float32" in caplog.messages
 
 
 async def test_docs_show_json_multipart_and_raw_body_examples():

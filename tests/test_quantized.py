@@ -168,10 +168,16 @@ def test_asked_for_int8_where_it_cannot_run_the_service_logs_why_and_runs_float3
 
 
 @needs_int8
-def test_a_checkpoint_written_without_ranges_serves_float32_under_auto(monkeypatch, untrained_checkpoint):
+def test_a_checkpoint_written_without_ranges_serves_float32_under_auto_and_says_how_to_record_them(
+    monkeypatch, untrained_checkpoint, caplog
+):
     monkeypatch.setattr(predictor_module, "native_bf16", lambda device: False)
     assert read_metadata(untrained_checkpoint).int8 == {}
-    assert Predictor(Settings(model_path=untrained_checkpoint, device="cpu")).describe()["precision"] == "float32"
+    with caplog.at_level(logging.INFO, logger="app.predictor"):
+        predictor = Predictor(Settings(model_path=untrained_checkpoint, device="cpu"))
+    assert predictor.describe()["precision"] == "float32"
+    [note] = [message for message in caplog.messages if "not int8" in message]
+    assert "python -m training.int8" in note
 
 
 @needs_int8
