@@ -6,11 +6,12 @@ A wrong value stops start-up with `SettingsError`, whose message names the envir
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.cors import check_origin
 from app.cpus import available_cpus
 from app.preprocess import MAX_PIXELS
 from mnist_model.device import DEVICE_CHOICES, parse_device
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
         description="port of the Open Inference Protocol over gRPC (tritonclient.grpc, KServe); 0: none. Every "
         "worker process binds it (SO_REUSEPORT), as they share the HTTP port",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="web origins whose pages may call the API from a browser (CORS), comma-separated "
+        "(https://app.example.com,http://localhost:3000); * = any; empty = none, same origin only",
+    )
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="logging level")
 
     @field_validator("device")
@@ -104,6 +110,18 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}MAX_QUEUE_SIZE ({self.max_queue_size}): such a batch could never be queued"
             )
         return self
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: comma-separated
+            value = [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(check_origin(origin) for origin in origins))
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from app import NAME, __version__
 from app.config import Settings, SettingsError, load_settings
+from app.cors import CrossOrigin
 from app.direct_routes import ServingApp
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
     app.state.settings = settings
     app.state.service = None
     app.add_middleware(BodySizeLimit, limit=lambda: app.state.settings and app.state.settings.max_body_bytes)
+    # outside the cap, so that a page on another origin can read a 413's message too
+    app.add_middleware(CrossOrigin, origins=lambda: app.state.settings and app.state.settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: it also sees 413s and 500s
     install_error_handlers(app)
     for router in (predict.router, health.router, model.router, metrics.router, oip.router, page.router):
