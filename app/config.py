@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.cors import check_origin
 from app.cpus import available_cpus
+from app.logs import LogFormat
 from app.preprocess import MAX_PIXELS
 from mnist_model.device import DEVICE_CHOICES, parse_device
 
@@ -96,6 +97,9 @@ class Settings(BaseSettings):
         "(https://app.example.com,http://localhost:3000); * = any; empty = none, same origin only",
     )
     log_level: Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"] = Field("INFO", description="logging level")
+    log_format: LogFormat = Field(
+        "text", description="log lines as text, or json: one JSON object a line (time, level, logger, message)"
+    )
 
     @field_validator("device")
     @classmethod

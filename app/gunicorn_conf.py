@@ -18,6 +18,7 @@ Environment (all optional):
 - HOST / PORT (or the image's UVICORN_HOST / UVICORN_PORT): where to listen (default 0.0.0.0:8000).
 - UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN: seconds a stopping worker may take to finish its requests in flight (default
   10), the drain the Kubernetes manifests size their grace period by; the same variable `uvicorn` itself reads.
+- MNIST_SERVE_LOG_FORMAT=json: gunicorn's and uvicorn's lines as JSON too, as the app's (`JsonLinesLogger`).
 - GUNICORN_CMD_ARGS: any other gunicorn flag, e.g. "--access-logfile -".
 """
 
@@ -26,7 +27,10 @@ from __future__ import annotations
 import gc
 import os
 
+from gunicorn.glogging import Logger
+
 from app.cpus import available_cpus
+from app.logs import LogFormat, formatter
 
 _cpus = available_cpus()
 _host = os.environ.get("HOST") or os.environ.get("UVICORN_HOST") or "0.0.0.0"
@@ -41,6 +45,32 @@ graceful_timeout = int(os.environ.get("UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN") or 10
 timeout = 60  # a worker silent this long is restarted (the forward pass of a batch takes milliseconds)
 keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat files: memory, not a slow disk
+
+
+def _log_format() -> LogFormat:
+    """MNIST_SERVE_LOG_FORMAT, for gunicorn's own lines and uvicorn's; "text" where the settings are invalid (the
+    workers' start-up reports them, naming the variable)."""
+    from app.config import SettingsError, load_settings
+
+    try:
+        return load_settings().log_format
+    except SettingsError:
+        return "text"
+
+
+class JsonLinesLogger(Logger):
+    """gunicorn's logger with its lines as JSON (app.logs): its error log, its access log where one is asked for
+    (`--access-logfile -`), and so uvicorn's, which a worker writes through the same handlers."""
+
+    def setup(self, cfg: object) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter("json"))
+
+
+if _log_format() == "json":
+    logger_class = JsonLinesLogger
 
 _per_worker = str(max(1, _cpus // workers))
 os.environ.setdefault("MNIST_SERVE_NUM_THREADS", _per_worker)

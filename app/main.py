@@ -25,6 +25,7 @@ from app.cors import CrossOrigin
 from app.direct_routes import ServingApp
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.logs import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
 from app.predictor import Predictor
 from app.routes import health, metrics, model, oip, page, predict
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, *, model_factory: ModelFactory 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             resolved = settings or load_settings()
-            _configure_logging(resolved.log_level)
+            configure_logging(resolved.log_level, resolved.log_format)
             log.info("settings: %s", json.dumps(resolved.model_dump(mode="json")))
             app.state.settings = resolved
             app.state.service = Service.start(resolved, model_factory, app.state.metrics)
@@ -117,13 +118,6 @@ def _freeze_startup_objects() -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()  # what is garbage now is not frozen for good
         gc.freeze()
-
-
-def _configure_logging(level: str) -> None:
-    """Log to stderr at MNIST_SERVE_LOG_LEVEL; a root logger configured by someone else is left alone."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("app").setLevel(level)
 
 
 app = create_app()

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,11 +125,13 @@ class ServerExited(RuntimeError):
 
 @dataclass(frozen=True)
 class RunningServer:
-    """A server process that answered GET /readyz with 200 (for gunicorn, `process` is the master)."""
+    """A server process that answered GET /readyz with 200 (for gunicorn, `process` is the master); `output()` is
+    what it has printed so far (stdout and stderr)."""
 
     url: str
     port: int
     process: subprocess.Popen[bytes]
+    output: Callable[[], str]
 
 
 Server = Literal["uvicorn", "gunicorn"]
@@ -179,7 +181,7 @@ def running_server(
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{url} was not ready within {ready_timeout_s} s:\n{_read(log)[-3000:]}")
                 time.sleep(0.2)
-            yield RunningServer(url, port, process)
+            yield RunningServer(url, port, process, lambda: _peek(log))
         finally:
             process.terminate()  # gunicorn's master stops its workers gracefully (graceful_timeout)
             try:
@@ -196,6 +198,12 @@ def _is_ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _peek(log: IO[bytes]) -> str:
+    """What a running server has written to `log` so far, without moving the file's offset, which the server's
+    writes share (a seek here could make them land mid-file)."""
+    return os.pread(log.fileno(), os.fstat(log.fileno()).st_size, 0).decode(errors="replace")
 
 
 def _read(log: IO[bytes]) -> str:
