@@ -9,7 +9,7 @@ too (app.gunicorn_conf's logger class); a lone `uvicorn app.main:app` keeps uvic
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 LogFormat = Literal["text", "json"]
 """MNIST_SERVE_LOG_FORMAT's values."""
@@ -20,23 +20,18 @@ JSON_NAMES = {"levelname": "level", "name": "logger"}
 JSON_TIME = "time"
 
 
-def json_formatter_options() -> dict[str, Any]:
-    """python-json-logger's `JsonFormatter` arguments for our JSON lines (shared by `formatter` and gunicorn's)."""
-    return {"fmt": list(JSON_FIELDS), "rename_fields": dict(JSON_NAMES), "timestamp": JSON_TIME}
-
-
 def formatter(log_format: LogFormat) -> logging.Formatter:
-    """The formatter of `log_format`'s lines."""
+    """The formatter of `log_format`'s lines (the app's, and gunicorn's in app.gunicorn_conf)."""
     if log_format == "json":
-        from pythonjsonlogger.json import JsonFormatter
+        from pythonjsonlogger.json import JsonFormatter  # imported only where JSON is asked for
 
-        return JsonFormatter(**json_formatter_options())
+        return JsonFormatter(list(JSON_FIELDS), rename_fields=dict(JSON_NAMES), timestamp=JSON_TIME)
     return logging.Formatter(TEXT_FORMAT)
 
 
 def configure_logging(level: str, log_format: LogFormat) -> None:
-    """The app's logger at `level`; lines to stderr in `log_format`, unless the root logger already has a handler
-    (gunicorn's logging config, pytest's capture: whoever set it up decides)."""
+    """The app's logger at `level`; its lines to stderr in `log_format`, unless the root logger already has a handler
+    (pytest's capture, an application embedding this one: whoever set it up decides)."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
