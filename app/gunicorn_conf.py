@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import gc
 import os
+from typing import TYPE_CHECKING
 
 from gunicorn.glogging import Logger
 
 from app.cpus import available_cpus
 from app.logs import LogFormat, formatter
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 _cpus = available_cpus()
 _host = os.environ.get("HOST") or os.environ.get("UVICORN_HOST") or "0.0.0.0"
@@ -47,15 +51,21 @@ keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat files: memory, not a slow disk
 
 
-def _log_format() -> LogFormat:
-    """MNIST_SERVE_LOG_FORMAT, for gunicorn's own lines and uvicorn's; "text" where the settings are invalid (the
-    workers' start-up reports them, naming the variable)."""
+def _settings() -> Settings | None:
+    """The MNIST_SERVE_* settings the workers will read; None where they are invalid, which the workers' start-up
+    reports, naming the variable."""
     from app.config import SettingsError, load_settings
 
     try:
-        return load_settings().log_format
+        return load_settings()
     except SettingsError:
-        return "text"
+        return None
+
+
+def _log_format() -> LogFormat:
+    """MNIST_SERVE_LOG_FORMAT, for gunicorn's own lines and uvicorn's (text where the settings are invalid)."""
+    settings = _settings()
+    return "text" if settings is None else settings.log_format
 
 
 class JsonLinesLogger(Logger):
@@ -93,11 +103,6 @@ def _import_grpc() -> None:
     Safe before a fork: importing creates no gRPC object and starts no thread; each worker starts its own server
     after the fork (app.main). A bad setting is left for the workers' start-up to report, naming the variable.
     """
-    from app.config import SettingsError, load_settings
-
-    try:
-        serving = load_settings().grpc_port != 0
-    except SettingsError:
-        return
-    if serving:
+    settings = _settings()
+    if settings is not None and settings.grpc_port != 0:
         import app.oip.grpc_server  # noqa: F401 - imported for its side effect: the modules in memory

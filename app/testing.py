@@ -181,7 +181,7 @@ def running_server(
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{url} was not ready within {ready_timeout_s} s:\n{_read(log)[-3000:]}")
                 time.sleep(0.2)
-            yield RunningServer(url, port, process, lambda: _peek(log))
+            yield RunningServer(url, port, process, lambda: _read(log))
         finally:
             process.terminate()  # gunicorn's master stops its workers gracefully (graceful_timeout)
             try:
@@ -200,12 +200,7 @@ def _is_ready(url: str) -> bool:
         return False
 
 
-def _peek(log: IO[bytes]) -> str:
-    """What a running server has written to `log` so far, without moving the file's offset, which the server's
+def _read(log: IO[bytes]) -> str:
+    """What the server has written to `log` so far, without moving the file's offset, which a running server's
     writes share (a seek here could make them land mid-file)."""
     return os.pread(log.fileno(), os.fstat(log.fileno()).st_size, 0).decode(errors="replace")
-
-
-def _read(log: IO[bytes]) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")

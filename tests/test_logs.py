@@ -59,7 +59,7 @@ def test_another_format_stops_start_up_naming_the_variable(monkeypatch):
 
 
 @pytest.mark.slow
-def test_under_gunicorn_every_line_is_json(tmp_path):
+def test_under_gunicorn_every_line_is_json():
     access_log = {"GUNICORN_CMD_ARGS": "--access-logfile -", "WEB_CONCURRENCY": "1"}
     with running_server(server="gunicorn", settings={"log_format": "json"}, env=access_log, cwd=REPO) as server:
         refused = httpx.post(f"{server.url}/predict", content=b"junk", headers={"Content-Type": "image/png"})
