@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,22 @@ def shared_mnist_raw() -> Path | None:
     return None
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as the Linux kernel lists them in /proc/cpuinfo (no torch involved); empty where it
-    lists none. Raises OSError where /proc/cpuinfo cannot be read."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+def native_bf16_cpu() -> bool:
+    """Whether this x86 CPU computes bf16 in hardware, by the flags the Linux kernel lists in /proc/cpuinfo (no
+    torch involved: the tests' own oracle): AVX512-BF16 or AMX-BF16; plain AVX-512 (Skylake, Cascade Lake, Ice Lake)
+    only emulates it. Skips the test where that cannot be read: not x86, no /proc/cpuinfo, no flags listed."""
+    import pytest
+
+    if platform.machine() not in {"x86_64", "AMD64"}:
+        pytest.skip("reads x86 CPU flags")
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        pytest.skip("/proc/cpuinfo is not readable here")
+    flags = next((set(line.partition(":")[2].split()) for line in lines if line.startswith("flags")), set())
+    if not flags:
+        pytest.skip("/proc/cpuinfo lists no CPU flags here")
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def digit_png(size: int = 64) -> bytes:

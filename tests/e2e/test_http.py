@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
-import platform
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import Digit, cpu_flags
+from tests.helpers import Digit, native_bf16_cpu
 
 
 def _assert_all_right(digits: list[Digit], predicted: list[int]) -> None:
@@ -64,16 +63,11 @@ def test_the_image_serves_a_cpu_in_its_fastest_precision(client, server_url: str
         pytest.skip("the server runs on another machine, whose CPU this one cannot read")
     if os.environ.get("MNIST_SERVE_PRECISION", "auto") != "auto":
         pytest.skip("MNIST_SERVE_PRECISION is set here, and compose passes it to the container")
-    if platform.machine() not in {"x86_64", "AMD64"}:
-        pytest.skip("the expectation reads x86 CPU flags")
-    try:
-        flags = cpu_flags()
-    except OSError:
-        pytest.skip("/proc/cpuinfo is not readable here")
+    native = native_bf16_cpu()
     runtime = client.get("/model").json()["runtime"]
     if runtime["device"] != "cpu":
         pytest.skip(f"the container serves on {runtime['device']}")
-    assert runtime["precision"] == ("bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "int8")
+    assert runtime["precision"] == ("bfloat16" if native else "int8")
 
 
 @pytest.mark.parametrize("form", PREDICT_FORMS)
