@@ -161,16 +161,17 @@ class Int8InferenceNet(InferenceNet):
             raise QuantizationError("this torch build has no oneDNN int8 convolution")
         super().__init__(net, extra_rows)
         low, high = input_range
-        self._input_scale = (high - low) / LEVELS
-        exact_zero = -low / self._input_scale  # the gray level of normalised 0 (MNIST: 33.33)
-        self._input_zero_point = min(LEVELS, max(0, round(exact_zero)))
-        offset = (exact_zero - self._input_zero_point) * self._input_scale
-        self._conv1 = Int8Conv.of(net.conv1, self._input_scale, self._input_zero_point, ranges.conv1_max, offset)
+        scale = (high - low) / LEVELS
+        exact_zero = -low / scale  # the gray level of normalised 0 (MNIST: 33.33)
+        zero_point = min(LEVELS, max(0, round(exact_zero)))
+        offset = (exact_zero - zero_point) * scale
+        self._conv1 = Int8Conv.of(net.conv1, scale, zero_point, ranges.conv1_max, offset)
         self._conv2 = Int8Conv.of(net.conv2, self._conv1.output_scale, 0, ranges.conv2_max)
 
     def conv_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised N×1×28×28 float32 images → `Net.conv_maps` (N×64×12×12, float32, channels-last memory)."""
-        levels = torch.round(images / self._input_scale + self._input_zero_point).clamp_(0, LEVELS)
+        conv1 = self._conv1  # its input quantization is the images'
+        levels = torch.round(images / conv1.input_scale + conv1.input_zero_point).clamp_(0, LEVELS)
         pixels = levels.to(torch.uint8).contiguous(memory_format=torch.channels_last)
         pooled = max_pool_uint8(self._conv2(self._conv1(pixels)))
         return pooled.float().mul_(self._conv2.output_scale)
